@@ -1,0 +1,1 @@
+"""The wire: typed messages, their binary encoding, settings, adapters, metrics."""

@@ -1,0 +1,369 @@
+"""Versioned binary encoding of :mod:`stream.schemas` messages.
+
+Layout of every payload (little endian)::
+
+    magic  b"EG"      2 bytes
+    version u8        SCHEMA_VERSION
+    kind    u8        1 chunk, 2 beat, 3 alert, 4 dead letter
+    body              kind-specific, fixed field order, see the _BODY functions
+
+Strings are UTF-8 with a u8 (short) or u16 (long) length prefix; samples are
+int16 interleaved by lead.  Decoding validates every length and value and
+raises :class:`~stream.errors.DecodeError` whose ``reason`` is one of
+:data:`REASONS`, so dead letters can be counted by reason.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+
+from stream.errors import DecodeError
+from stream.schemas import (
+    SCHEMA_VERSION,
+    AlarmPhase,
+    AlarmPriority,
+    Alert,
+    Beat,
+    BeatClass,
+    DeadLetter,
+    Message,
+    SampleChunk,
+)
+
+MAGIC = b"EG"
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+MAX_LEADS = 16
+MAX_FS_HZ = 20_000.0
+
+REASONS = (
+    "truncated",
+    "bad_magic",
+    "unsupported_version",
+    "unknown_kind",
+    "too_large",
+    "trailing_bytes",
+    "invalid_field",
+    "wrong_length",
+    "wrong_kind",
+)
+
+_KIND_CHUNK, _KIND_BEAT, _KIND_ALERT, _KIND_DEAD = 1, 2, 3, 4
+_HEADER = struct.Struct("<2sBB")
+_PRIORITIES = list(AlarmPriority)
+_PHASES = list(AlarmPhase)
+_CLASSES = list(BeatClass)
+
+M = TypeVar("M", SampleChunk, Beat, Alert, DeadLetter)
+
+
+class _Writer:
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def pack(self, fmt: str, *values: object) -> None:
+        self.parts.append(struct.pack("<" + fmt, *values))
+
+    def text(self, value: str, long: bool = False) -> None:
+        self.blob(value.encode("utf-8"), "H" if long else "B")
+
+    def blob(self, value: bytes, size_fmt: str = "I") -> None:
+        limit = (1 << (8 * struct.calcsize(size_fmt))) - 1
+        if len(value) > limit:
+            raise ValueError(f"field of {len(value)} bytes exceeds its {limit}-byte limit")
+        self.parts.append(struct.pack("<" + size_fmt, len(value)))
+        self.parts.append(value)
+
+    def raw(self, value: bytes) -> None:
+        self.parts.append(value)
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes | memoryview, pos: int) -> None:
+        self.buf = memoryview(buf)
+        self.pos = pos
+
+    def unpack(self, fmt: str, what: str) -> tuple[object, ...]:
+        st = struct.Struct("<" + fmt)
+        if self.pos + st.size > len(self.buf):
+            raise DecodeError("truncated", f"payload ends inside {what} at byte {self.pos}")
+        values = st.unpack_from(self.buf, self.pos)
+        self.pos += st.size
+        return values
+
+    def one(self, fmt: str, what: str) -> object:
+        return self.unpack(fmt, what)[0]
+
+    def blob(self, what: str, size_fmt: str = "I") -> bytes:
+        n = int(self.one(size_fmt, f"{what} length"))  # type: ignore[call-overload]
+        return self.take(n, what)
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.buf):
+            raise DecodeError(
+                "truncated", f"{what} needs {n} bytes, {len(self.buf) - self.pos} left"
+            )
+        out = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+    def text(self, what: str, long: bool = False) -> str:
+        raw = self.blob(what, "H" if long else "B")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("invalid_field", f"{what} is not UTF-8: {exc.reason}") from None
+
+    def int_(self, fmt: str, what: str) -> int:
+        return int(self.one(fmt, what))  # type: ignore[call-overload]
+
+    def float_(self, fmt: str, what: str) -> float:
+        return float(self.one(fmt, what))  # type: ignore[arg-type]
+
+    def done(self) -> None:
+        if self.pos != len(self.buf):
+            raise DecodeError("trailing_bytes", f"{len(self.buf) - self.pos} bytes after the body")
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise DecodeError("invalid_field", what)
+
+
+def _nonempty_id(value: str, what: str) -> str:
+    _check(0 < len(value) and value.isprintable(), f"{what} must be non-empty printable text")
+    return value
+
+
+def _finite(value: float, what: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    _check(math.isfinite(value) and lo <= value <= hi, f"{what}={value!r} out of range")
+    return value
+
+
+# --- sample chunk -------------------------------------------------------------------------
+
+
+def _write_chunk(w: _Writer, m: SampleChunk) -> None:
+    samples = np.ascontiguousarray(m.samples, dtype="<i2")
+    n_leads = len(m.lead_names)
+    if samples.ndim != 2 or samples.shape[1] != n_leads:
+        raise ValueError(f"samples shape {samples.shape} does not match {n_leads} leads")
+    if not (len(m.adc_gain) == len(m.adc_baseline) == n_leads):
+        raise ValueError("adc_gain and adc_baseline need one value per lead")
+    w.text(m.patient_id)
+    w.text(m.record)
+    w.pack("B", n_leads)
+    for name in m.lead_names:
+        w.text(name)
+    w.pack("d", m.fs_hz)
+    w.pack(f"{n_leads}d", *m.adc_gain)
+    w.pack(f"{n_leads}i", *m.adc_baseline)
+    w.pack("qqI", m.first_sample_index, m.produced_at_ns, samples.shape[0])
+    w.raw(samples.tobytes())
+
+
+def _read_chunk(r: _Reader) -> SampleChunk:
+    patient_id = _nonempty_id(r.text("patient_id"), "patient_id")
+    record = r.text("record")
+    n_leads = r.int_("B", "lead count")
+    _check(1 <= n_leads <= MAX_LEADS, f"lead count {n_leads} not in 1..{MAX_LEADS}")
+    lead_names = tuple(r.text(f"lead name {i}") for i in range(n_leads))
+    fs_hz = _finite(r.float_("d", "fs_hz"), "fs_hz", 1.0, MAX_FS_HZ)
+    gains = tuple(float(g) for g in r.unpack(f"{n_leads}d", "adc_gain"))  # type: ignore[arg-type]
+    for g in gains:
+        _check(math.isfinite(g) and g > 0, f"adc_gain {g!r} must be finite and > 0")
+    baselines = tuple(int(b) for b in r.unpack(f"{n_leads}i", "adc_baseline"))  # type: ignore[call-overload]
+    first, produced, n = (int(v) for v in r.unpack("qqI", "chunk header"))  # type: ignore[call-overload]
+    _check(first >= 0, f"first_sample_index {first} is negative")
+    expected = n * n_leads * 2
+    left = len(r.buf) - r.pos
+    if left != expected:
+        raise DecodeError(
+            "wrong_length",
+            f"{n} samples x {n_leads} leads need {expected} bytes, payload has {left}",
+        )
+    samples = np.frombuffer(r.take(expected, "samples"), dtype="<i2").reshape(n, n_leads)
+    return SampleChunk(
+        patient_id=patient_id,
+        record=record,
+        lead_names=lead_names,
+        fs_hz=fs_hz,
+        adc_gain=gains,
+        adc_baseline=baselines,
+        first_sample_index=first,
+        samples=samples.astype(np.int16, copy=False),
+        produced_at_ns=produced,
+    )
+
+
+# --- beat -----------------------------------------------------------------------------------
+
+
+def _write_beat(w: _Writer, m: Beat) -> None:
+    w.text(m.patient_id)
+    w.pack(
+        "qdBfdqq",
+        m.sample_index,
+        m.fs_hz,
+        _CLASSES.index(m.beat_class),
+        m.confidence,
+        m.rr_prev_s,
+        m.detected_at_ns,
+        m.chunk_produced_at_ns,
+    )
+
+
+def _read_beat(r: _Reader) -> Beat:
+    patient_id = _nonempty_id(r.text("patient_id"), "patient_id")
+    sample, fs, cls, conf, rr, detected, produced = r.unpack("qdBfdqq", "beat")
+    _check(int(sample) >= 0, f"sample_index {sample} is negative")  # type: ignore[call-overload]
+    _check(int(cls) < len(_CLASSES), f"beat class code {cls} unknown")  # type: ignore[call-overload]
+    return Beat(
+        patient_id=patient_id,
+        sample_index=int(sample),  # type: ignore[call-overload]
+        fs_hz=_finite(float(fs), "fs_hz", 1.0, MAX_FS_HZ),  # type: ignore[arg-type]
+        beat_class=_CLASSES[int(cls)],  # type: ignore[call-overload]
+        confidence=_finite(float(conf), "confidence", 0.0, 1.0),  # type: ignore[arg-type]
+        rr_prev_s=_finite(float(rr), "rr_prev_s", 0.0),  # type: ignore[arg-type]
+        detected_at_ns=int(detected),  # type: ignore[call-overload]
+        chunk_produced_at_ns=int(produced),  # type: ignore[call-overload]
+    )
+
+
+# --- alert ----------------------------------------------------------------------------------
+
+
+def _write_alert(w: _Writer, m: Alert) -> None:
+    w.text(m.patient_id)
+    w.text(m.alarm_type)
+    w.pack("BB", _PRIORITIES.index(m.priority), _PHASES.index(m.phase))
+    w.pack("qqdd", m.onset_sample_index, m.sample_index, m.fs_hz, m.heart_rate_bpm)
+    w.text(m.message, long=True)
+    w.pack("qqBB", m.created_at_ns, m.chunk_produced_at_ns, int(m.technical), len(m.details))
+    for key, value in m.details:
+        w.text(key)
+        w.text(value, long=True)
+
+
+def _read_alert(r: _Reader) -> Alert:
+    patient_id = _nonempty_id(r.text("patient_id"), "patient_id")
+    alarm_type = _nonempty_id(r.text("alarm_type"), "alarm_type")
+    prio, phase = (r.int_("B", what) for what in ("priority", "phase"))
+    _check(prio < len(_PRIORITIES), f"priority code {prio} unknown")
+    _check(phase < len(_PHASES), f"phase code {phase} unknown")
+    onset, sample, fs, hr = r.unpack("qqdd", "alert indices")
+    _check(0 <= int(onset) <= int(sample), "onset_sample_index must be in 0..sample_index")  # type: ignore[call-overload]
+    message = r.text("message", long=True)
+    created, produced, technical, n_details = r.unpack("qqBB", "alert tail")
+    _check(int(technical) in (0, 1), "technical flag must be 0 or 1")  # type: ignore[call-overload]
+    details = tuple(
+        (r.text("detail key"), r.text("detail value", long=True))
+        for _ in range(int(n_details))  # type: ignore[call-overload]
+    )
+    return Alert(
+        patient_id=patient_id,
+        alarm_type=alarm_type,
+        priority=_PRIORITIES[prio],
+        phase=_PHASES[phase],
+        onset_sample_index=int(onset),  # type: ignore[call-overload]
+        sample_index=int(sample),  # type: ignore[call-overload]
+        fs_hz=_finite(float(fs), "fs_hz", 1.0, MAX_FS_HZ),  # type: ignore[arg-type]
+        heart_rate_bpm=_finite(float(hr), "heart_rate_bpm", 0.0, 1000.0),  # type: ignore[arg-type]
+        message=message,
+        created_at_ns=int(created),  # type: ignore[call-overload]
+        chunk_produced_at_ns=int(produced),  # type: ignore[call-overload]
+        technical=bool(technical),
+        details=details,
+    )
+
+
+# --- dead letter ----------------------------------------------------------------------------
+
+
+def _write_dead(w: _Writer, m: DeadLetter) -> None:
+    w.text(m.source_topic)
+    w.pack("iq", m.partition, m.offset)
+    w.blob(m.key, "H")
+    w.text(m.reason)
+    w.text(m.detail, long=True)
+    w.blob(m.payload, "I")
+    w.pack("q", m.created_at_ns)
+
+
+def _read_dead(r: _Reader) -> DeadLetter:
+    topic = r.text("source_topic")
+    partition, offset = (int(v) for v in r.unpack("iq", "position"))  # type: ignore[call-overload]
+    key = r.blob("key", "H")
+    reason = r.text("reason")
+    detail = r.text("detail", long=True)
+    payload = r.blob("payload", "I")
+    created = r.int_("q", "created_at_ns")
+    return DeadLetter(topic, partition, offset, key, reason, detail, payload, created)
+
+
+_KINDS: dict[type, tuple[int, Callable[[_Writer, object], None]]] = {
+    SampleChunk: (_KIND_CHUNK, _write_chunk),  # type: ignore[dict-item]
+    Beat: (_KIND_BEAT, _write_beat),  # type: ignore[dict-item]
+    Alert: (_KIND_ALERT, _write_alert),  # type: ignore[dict-item]
+    DeadLetter: (_KIND_DEAD, _write_dead),  # type: ignore[dict-item]
+}
+_READERS: dict[int, Callable[[_Reader], Message]] = {
+    _KIND_CHUNK: _read_chunk,
+    _KIND_BEAT: _read_beat,
+    _KIND_ALERT: _read_alert,
+    _KIND_DEAD: _read_dead,
+}
+
+
+def encode(message: Message) -> bytes:
+    """Encode a message; raises ValueError if the message itself is inconsistent."""
+    kind, writer = _KINDS[type(message)]
+    w = _Writer()
+    w.raw(_HEADER.pack(MAGIC, SCHEMA_VERSION, kind))
+    writer(w, message)
+    out = b"".join(w.parts)
+    if len(out) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"encoded message is {len(out)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    return out
+
+
+def decode(payload: bytes | bytearray | memoryview | None) -> Message:
+    """Decode and validate any message; raises DecodeError with a precise reason."""
+    if payload is None:
+        raise DecodeError("truncated", "empty (null) payload")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise DecodeError("too_large", f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    if len(payload) < _HEADER.size:
+        raise DecodeError("truncated", f"{len(payload)} bytes, header needs {_HEADER.size}")
+    magic, version, kind = _HEADER.unpack_from(payload, 0)
+    if magic != MAGIC:
+        raise DecodeError("bad_magic", f"starts with {bytes(magic)!r}, expected {MAGIC!r}")
+    if version != SCHEMA_VERSION:
+        raise DecodeError(
+            "unsupported_version", f"schema version {version}, this build reads {SCHEMA_VERSION}"
+        )
+    reader = _READERS.get(kind)
+    if reader is None:
+        raise DecodeError("unknown_kind", f"message kind {kind}")
+    r = _Reader(payload, _HEADER.size)
+    message = reader(r)
+    r.done()
+    return message
+
+
+def decode_as(payload: bytes | bytearray | memoryview | None, cls: type[M]) -> M:
+    """Decode and require a particular message type."""
+    message = decode(payload)
+    if not isinstance(message, cls):
+        raise DecodeError(
+            "wrong_kind", f"expected {cls.__name__}, got {type(message).__name__}"
+        )
+    return message

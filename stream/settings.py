@@ -1,0 +1,193 @@
+"""The one settings object, built once in ``main()`` from flags and ``ECGMON_*`` variables.
+
+Every field declares its environment variable and help text in one place
+(:func:`_f`).  A subcommand exposes the fields it uses as flags with
+:func:`add_flags`; :func:`load` merges flag > environment > default and
+validates.  Nothing here reads ``os.environ`` at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream.errors import ConfigError
+
+ENV_PREFIX = "ECGMON_"
+
+
+def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ecgmon"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of ecgmon.  Flag ``--foo-bar`` <-> env ``ECGMON_FOO_BAR`` <-> field ``foo_bar``."""
+
+    # services
+    kafka_bootstrap: str | None = _f(
+        None, "Kafka bootstrap servers host:port[,host:port]; unset = start a local broker"
+    )
+    redis_url: str | None = _f(None, "Redis URL (redis://host:port/db); unset = start a local one")
+    kafka_idempotence: bool = _f(
+        True, "idempotent Kafka producer (Apache Kafka; off for the bundled memory broker)"
+    )
+    topic_prefix: str = _f("ecgmon", "prefix of every Kafka topic name")
+    partitions: int = _f(12, "partitions per topic when ecgmon creates topics")
+    replication_factor: int = _f(1, "replication factor when ecgmon creates topics")
+    fetch_max_wait_ms: int = _f(10, "consumer fetch wait; aiokafka's 500 ms default adds latency")
+    linger_ms: int = _f(5, "producer batching delay in ms")
+    # data
+    data_dir: Path | None = _f(
+        None, "folder with WFDB records (e.g. ../shared/data/mitdb); unset = PhysioNet cache"
+    )
+    cache_dir: Path = field(
+        default_factory=_default_cache_dir,
+        metadata={"help": "download cache for PhysioNet records", "choices": None},
+    )
+    physionet_db: str = _f("mitdb", "PhysioNet database to download records from")
+    # replay
+    records: str = _f(
+        "100,105,119,203,207,208,210,233", "comma-separated record names to replay"
+    )
+    speed: str = _f("1", "pacing: 1 = real time, N = N times real time, max = as fast as possible")
+    chunk_s: float = _f(0.25, "seconds of signal per message")
+    start_s: float = _f(0.0, "start offset into each record, seconds")
+    loop: bool = _f(False, "start a record again when it ends")
+    patients: int = _f(0, "virtual patients (0 = one per record; more = records reused)")
+    stagger_s: float = _f(137.0, "offset between virtual patients that share a record, seconds")
+    # observability
+    log_level: str = _f(
+        "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    log_format: str = _f("json", "log line format", choices=("json", "text"))
+    metrics_port: int = _f(0, "port of the Prometheus /metrics endpoint (0 = none)")
+    # gateway
+    http_host: str = _f("127.0.0.1", "address the gateway listens on")
+    http_port: int = _f(8080, "port of the gateway (dashboard, REST, WebSocket)")
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("samples") -> "ecgmon.samples"``."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def record_list(self) -> list[str]:
+        return [r.strip() for r in self.records.split(",") if r.strip()]
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _fields() -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _base_type(annotation: Any) -> type:
+    hint = typing.get_type_hints(Settings)[annotation] if isinstance(annotation, str) else annotation
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.cast(type, hint)
+
+
+def _convert(name: str, raw: str, source: str) -> Any:
+    kind = _base_type(name)
+    try:
+        if kind is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        return kind(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: cannot read {raw!r} as {kind.__name__} ({exc})") from None
+
+
+def add_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """Add ``--flag`` options for the named settings; help names the env var and default."""
+    fields = _fields()
+    for name in names:
+        f = fields[name]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        kind = _base_type(name)
+        flag = "--" + name.replace("_", "-")
+        meta = f.metadata
+        shown = "unset" if default is None else default
+        help_text = f"{meta['help']} [env {env_name(name)}; default {shown}]"
+        if kind is bool:
+            parser.add_argument(
+                flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(
+                flag, dest=name, default=None, metavar=name.upper(), choices=meta["choices"],
+                help=help_text,
+            )
+
+
+def load(
+    args: argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings: explicit overrides > flags > ``ECGMON_*`` env > defaults."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, f in _fields().items():
+        raw_env = env.get(env_name(name))
+        if raw_env is not None and raw_env != "":
+            values[name] = _convert(name, raw_env, env_name(name))
+        flag_value = getattr(args, name, None) if args is not None else None
+        if flag_value is not None:
+            if isinstance(flag_value, str):
+                flag_value = _convert(name, flag_value, "--" + name.replace("_", "-"))
+            values[name] = flag_value
+        choices = f.metadata["choices"]
+        if choices and name in values and values[name] not in choices:
+            raise ConfigError(f"{env_name(name)}={values[name]!r}: choose one of {choices}")
+    values.update(overrides)
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    """Reject impossible combinations with a message that says what to change."""
+    if s.partitions < 1:
+        raise ConfigError(f"partitions={s.partitions}: need at least 1 ({env_name('partitions')})")
+    if s.chunk_s <= 0 or s.chunk_s > 60:
+        raise ConfigError(f"chunk_s={s.chunk_s}: choose 0 < chunk_s <= 60 ({env_name('chunk_s')})")
+    if s.start_s < 0:
+        raise ConfigError(f"start_s={s.start_s}: must be >= 0 ({env_name('start_s')})")
+    if s.patients < 0:
+        raise ConfigError(f"patients={s.patients}: must be >= 0 ({env_name('patients')})")
+    if s.speed != "max":
+        try:
+            ok = float(s.speed) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"speed={s.speed!r}: use a positive number (1 = real time) or 'max' "
+                f"({env_name('speed')})"
+            )
+    if s.data_dir is not None and not s.data_dir.is_dir():
+        raise ConfigError(
+            f"data_dir={s.data_dir} is not a folder; point {env_name('data_dir')} or --data-dir "
+            "at a folder of WFDB records, or unset it to download from PhysioNet"
+        )
