@@ -1,0 +1,60 @@
+"""The console script: every subcommand's help names the env var behind each flag."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+from stream import cli
+from stream.settings import Settings, env_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[name] = sub
+                for child, grand in _subparsers(sub).items():
+                    found[f"{name} {child}"] = grand
+    return found
+
+
+def test_foundation_commands_exist() -> None:
+    commands = _subparsers(cli.build_parser())
+    assert {"up", "replay"} <= set(commands)
+
+
+def test_every_settings_flag_names_its_env_var() -> None:
+    setting_flags = {"--" + f.name.replace("_", "-"): f.name for f in dataclasses.fields(Settings)}
+    checked = 0
+    for name, sub in _subparsers(cli.build_parser()).items():
+        for action in sub._actions:
+            for flag in action.option_strings:
+                if flag in setting_flags:
+                    assert env_name(setting_flags[flag]) in (action.help or ""), (name, flag)
+                    checked += 1
+    assert checked >= 10
+
+
+def test_console_script_help_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "replay", "--help"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout
+    assert "ECGMON_SPEED" in out and "--speed" in out
+
+
+def test_bad_env_value_is_a_clear_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "replay"],
+        capture_output=True, text=True, cwd=ROOT,
+        env={"ECGMON_PARTITIONS": "many", "HOME": "/tmp"},
+    )
+    assert proc.returncode == 2
+    assert "ECGMON_PARTITIONS" in proc.stderr and "many" in proc.stderr
