@@ -1,0 +1,315 @@
+"""Alarm engine: every alarm type on synthetic beat streams, lifecycle, suppression, restarts."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.core.rhythm import (
+    AlarmConfig,
+    AlarmEngine,
+    AlarmEvent,
+    AlarmType,
+    ClassifiedBeat,
+    SignalQualityEvent,
+)
+from stream.schemas import AlarmPhase, AlarmPriority, BeatClass
+
+FS = 250.0
+N, V, S = BeatClass.N, BeatClass.V, BeatClass.S
+
+
+def beats_at(start_s: float, rr_s: float, classes: str) -> list[ClassifiedBeat]:
+    """Beats every ``rr_s`` seconds from ``start_s`` with classes from a string like 'NNVN'."""
+    return [ClassifiedBeat(int(round((start_s + i * rr_s) * FS)), BeatClass(c))
+            for i, c in enumerate(classes)]
+
+
+def sinus(start_s: float, seconds: float, bpm: float = 75.0) -> list[ClassifiedBeat]:
+    rr = 60.0 / bpm
+    return beats_at(start_s, rr, "N" * int(seconds / rr))
+
+
+def run(beats: list[ClassifiedBeat], now_s: float | None = None,
+        quality: list[SignalQualityEvent] | None = None,
+        config: AlarmConfig | None = None) -> list[AlarmEvent]:
+    eng = AlarmEngine(FS, config or AlarmConfig(), patient_id="p1")
+    now = None if now_s is None else int(now_s * FS)
+    return eng.update(beats, quality or [], now)
+
+
+def of(events: list[AlarmEvent], alarm: AlarmType, phase: AlarmPhase = AlarmPhase.ONSET
+       ) -> list[AlarmEvent]:
+    return [e for e in events if e.alarm_type is alarm and e.phase is phase]
+
+
+def types(events: list[AlarmEvent]) -> set[AlarmType]:
+    return {e.alarm_type for e in events}
+
+
+def test_regular_sinus_rhythm_raises_nothing() -> None:
+    assert run(sinus(0, 120), now_s=120.5) == []
+
+
+def test_asystole_within_5_s_of_last_beat_and_ends_on_next_beat() -> None:
+    beats = sinus(0, 10)
+    last = beats[-1].sample_index
+    events = run(beats + [ClassifiedBeat(last + int(8 * FS), N)], now_s=last / FS + 11)
+    onset = of(events, AlarmType.ASYSTOLE)
+    assert len(onset) == 1
+    assert 0 < onset[0].sample_index - last <= 5 * FS
+    assert onset[0].priority is AlarmPriority.HIGH
+    end = of(events, AlarmType.ASYSTOLE, AlarmPhase.END)
+    assert end[0].sample_index == last + int(8 * FS)
+    assert end[0].alarm_id == onset[0].alarm_id == f"p1:asystole:{onset[0].onset_sample_index}"
+
+
+def test_asystole_fires_on_time_passing_alone() -> None:
+    eng = AlarmEngine(FS, patient_id="p1")
+    beats = sinus(0, 10)
+    last = beats[-1].sample_index
+    assert eng.update(beats, now_sample=last + 1) == []
+    assert AlarmType.ASYSTOLE not in types(eng.update([], now_sample=last + int(3.9 * FS)))
+    later = eng.update([], now_sample=last + int(4.1 * FS))
+    assert AlarmType.ASYSTOLE in types(later)
+
+
+def test_pause_is_raised_at_2_s_and_latched() -> None:
+    beats = sinus(0, 10) + sinus(12.6, 30)
+    events = run(beats)
+    onset = of(events, AlarmType.PAUSE)
+    assert len(onset) == 1 and onset[0].priority is AlarmPriority.MEDIUM
+    assert AlarmType.ASYSTOLE not in types(events)
+    end = of(events, AlarmType.PAUSE, AlarmPhase.END)
+    assert end[0].sample_index - onset[0].sample_index == int(AlarmConfig().event_hold_s * FS)
+
+
+def test_extreme_bradycardia_after_5_slow_beats_and_end() -> None:
+    events = run(sinus(0, 20, 35) + sinus(20, 30, 70), now_s=50)
+    onset = of(events, AlarmType.EXTREME_BRADY)
+    assert len(onset) == 1
+    first = int(round(0 * FS))
+    assert onset[0].sample_index == first + 5 * int(round(60 / 35 * FS)) or onset[0].sample_index < 10 * FS
+    assert onset[0].heart_rate_bpm < 40
+    assert len(of(events, AlarmType.EXTREME_BRADY, AlarmPhase.END)) == 1
+
+
+def test_extreme_tachycardia_after_17_fast_beats() -> None:
+    events = run(sinus(0, 10, 75) + sinus(10, 30, 150), now_s=40)
+    onset = of(events, AlarmType.EXTREME_TACHY)
+    assert len(onset) == 1
+    assert onset[0].sample_index >= int((10 + 16 * 0.4) * FS)
+    assert onset[0].sample_index <= int((10 + 19 * 0.4) * FS)
+    assert AlarmType.VTACH not in types(events)
+
+
+def test_ventricular_tachycardia_within_2_s_of_fifth_v_and_ends() -> None:
+    beats = sinus(0, 10) + beats_at(10.0, 0.4, "VVVVVVVV") + sinus(13.6, 10)
+    events = run(beats, now_s=25)
+    onset = of(events, AlarmType.VTACH)
+    fifth_v = beats[len(sinus(0, 10)) + 4].sample_index
+    assert len(onset) == 1 and 0 <= onset[0].sample_index - fifth_v <= 2 * FS
+    assert onset[0].priority is AlarmPriority.HIGH and onset[0].heart_rate_bpm > 100
+    assert len(of(events, AlarmType.VTACH, AlarmPhase.END)) == 1
+    assert AlarmType.VRUN not in types(events)
+
+
+def test_slow_ventricular_rhythm_is_a_run_not_vt() -> None:
+    beats = sinus(0, 10) + beats_at(10.0, 0.9, "VVVVVV") + sinus(15.4, 5)
+    events = run(beats, now_s=40)
+    assert AlarmType.VTACH not in types(events)
+    assert len(of(events, AlarmType.VRUN)) == 1
+
+
+def test_ventricular_run_of_three_and_couplet() -> None:
+    run3 = run(sinus(0, 10) + beats_at(10, 0.45, "VVVN"), now_s=12)
+    assert types(run3) == {AlarmType.VRUN}
+    assert run3[0].details == (("beats", "3"),)
+    couplet = run(sinus(0, 10) + beats_at(10, 0.45, "VVN"), now_s=12)
+    assert types(couplet) == {AlarmType.COUPLET}
+    assert couplet[0].priority is AlarmPriority.LOW
+
+
+def test_repeated_couplets_update_one_latched_alarm() -> None:
+    beats = sinus(0, 5) + beats_at(5, 0.8, "VVNNNN" * 3) + sinus(20, 30)
+    events = run(beats, now_s=50)
+    c = [e for e in events if e.alarm_type is AlarmType.COUPLET]
+    assert [e.phase for e in c] == [AlarmPhase.ONSET, AlarmPhase.UPDATE, AlarmPhase.UPDATE,
+                                    AlarmPhase.END]
+    assert len({e.alarm_id for e in c}) == 1
+
+
+def test_bigeminy_and_trigeminy() -> None:
+    big = run(sinus(0, 5) + beats_at(5, 0.8, "NV" * 10) + sinus(21, 10), now_s=31)
+    assert len(of(big, AlarmType.BIGEMINY)) == 1
+    assert len(of(big, AlarmType.BIGEMINY, AlarmPhase.END)) == 1
+    assert AlarmType.TRIGEMINY not in types(big)
+    tri = run(sinus(0, 5) + beats_at(5, 0.8, "NNV" * 8), now_s=25)
+    assert len(of(tri, AlarmType.TRIGEMINY)) == 1
+    assert AlarmType.BIGEMINY not in types(tri)
+
+
+def test_atrial_fibrillation_on_irregular_rr_not_on_regular() -> None:
+    rng = np.random.default_rng(7)
+    t, beats = 0.0, []
+    for _ in range(40):
+        beats.append(ClassifiedBeat(int(t * FS), N))
+        t += 0.8 + rng.normal(0, 0.01)
+    for _ in range(150):
+        beats.append(ClassifiedBeat(int(t * FS), N))
+        t += float(rng.uniform(0.4, 1.1))
+    beats += [ClassifiedBeat(int((t + i * 0.8) * FS), N) for i in range(60)]
+    events = run(beats)
+    onset = of(events, AlarmType.AFIB)
+    assert len(onset) >= 1
+    assert onset[0].sample_index > beats[40].sample_index
+    assert of(events, AlarmType.AFIB, AlarmPhase.END)[-1].sample_index > beats[190].sample_index
+    assert AlarmType.AFIB not in types(run(sinus(0, 200)))
+
+
+def test_technical_alarm_suppresses_arrhythmia_and_asystole() -> None:
+    vt = beats_at(10.0, 0.4, "VVVVVVVV")
+    q_open = SignalQualityEvent(int(12.2 * FS), None, "lead_off")
+    eng = AlarmEngine(FS, patient_id="p1")
+    first = eng.update(sinus(0, 10) + vt[:6], [q_open], int(12.5 * FS))
+    assert [(e.alarm_type, e.phase) for e in first] == [
+        (AlarmType.VTACH, AlarmPhase.ONSET), (AlarmType.VTACH, AlarmPhase.END),
+        (AlarmType.TECHNICAL, AlarmPhase.ONSET)]
+    assert first[1].details == (("reason", "signal unreadable"),)
+    assert first[2].technical and first[2].sample_index == int(12.2 * FS)
+    # beats and silence during the unreadable stretch raise nothing
+    during = eng.update(beats_at(13, 0.4, "VVVVVVVVV"), [], int(40 * FS))
+    assert during == []
+    closed = SignalQualityEvent(int(12.2 * FS), int(40 * FS), "lead_off")
+    after = eng.update(sinus(41, 10), [closed], int(51 * FS))
+    assert [(e.alarm_type, e.phase) for e in after] == [(AlarmType.TECHNICAL, AlarmPhase.END)]
+    # readable again: asystole timing restarts from the end of the stretch
+    assert AlarmType.ASYSTOLE in types(eng.update([], [], int(60 * FS)))
+
+
+def test_one_bad_lead_of_two_does_not_suppress_by_default() -> None:
+    eng = AlarmEngine(FS, n_leads=2)
+    q = SignalQualityEvent(int(5 * FS), None, "noise", lead=1)
+    events = eng.update(sinus(0, 10) + beats_at(10, 0.4, "VVVVVV"), [q], int(13 * FS))
+    assert AlarmType.VTACH in types(events) and AlarmType.TECHNICAL not in types(events)
+
+
+def test_disabled_types_and_priority_overrides() -> None:
+    beats = sinus(0, 10) + beats_at(10.0, 0.4, "VVVVVVVV") + sinus(13.6, 5)
+    cfg = AlarmConfig(disabled=frozenset({AlarmType.VTACH}),
+                      priorities=((AlarmType.EXTREME_TACHY, AlarmPriority.MEDIUM),))
+    assert AlarmType.VTACH not in types(run(beats, config=cfg))
+    tachy = run(sinus(0, 30, 150), config=cfg)
+    assert of(tachy, AlarmType.EXTREME_TACHY)[0].priority is AlarmPriority.MEDIUM
+
+
+def test_long_alarm_gets_periodic_updates_with_same_alarm_id() -> None:
+    events = run(sinus(0, 40, 150))
+    tachy = [e for e in events if e.alarm_type is AlarmType.EXTREME_TACHY]
+    assert [e.phase for e in tachy][:2] == [AlarmPhase.ONSET, AlarmPhase.UPDATE]
+    assert len({e.alarm_id for e in tachy}) == 1
+    assert len({e.to_alert(FS, 1, 1).alert_id for e in tachy}) == len(tachy)
+
+
+def test_ventricular_fibrillation_from_raw_signal() -> None:
+    t = np.arange(int(20 * FS)) / FS
+    ecg = np.zeros_like(t)
+    ecg[(np.arange(t.size) % int(0.8 * FS)) < 8] = 1.5  # narrow QRS-like spikes
+    ecg[int(10 * FS):] = 0.8 * np.sin(2 * np.pi * 4.5 * t[int(10 * FS):])
+    eng = AlarmEngine(FS, patient_id="p1")
+    events: list[AlarmEvent] = []
+    for i in range(0, t.size, int(FS / 2)):
+        eng.update_signal(ecg[i:i + int(FS / 2)], i)
+        beats = [b for b in sinus(0, 10) if i <= b.sample_index < i + int(FS / 2)]
+        events += eng.update(beats, [], i + int(FS / 2))
+    vf = of(events, AlarmType.VFIB)
+    assert len(vf) == 1 and 10 * FS < vf[0].sample_index <= 17 * FS
+    # no QRS in VF: asystole may come first, VF supersedes it (no asystole while VF lasts)
+    asy_end = of(events, AlarmType.ASYSTOLE, AlarmPhase.END)
+    assert len(of(events, AlarmType.ASYSTOLE)) == len(asy_end) <= 1
+    assert all(e.sample_index == vf[0].sample_index for e in asy_end)
+    assert not of(events, AlarmType.VFIB, AlarmPhase.END)
+
+
+def test_snapshot_restore_continues_identically() -> None:
+    beats = (sinus(0, 10) + beats_at(10.0, 0.4, "VVVVVVVV") + sinus(13.6, 10)
+             + beats_at(24, 0.8, "NV" * 6) + sinus(34, 10))
+    q = [SignalQualityEvent(int(50 * FS), int(55 * FS), "noise")]
+    whole = run(beats, now_s=70, quality=q)
+    cut = int(12 * FS)
+    eng = AlarmEngine(FS, patient_id="p1")
+    part = eng.update([b for b in beats if b.sample_index < cut], q, cut)
+    snap = json.loads(json.dumps(eng.snapshot()))
+    again = AlarmEngine.from_snapshot(snap)
+    part += again.update([b for b in beats if b.sample_index >= cut], [], int(70 * FS))
+    assert part == whole
+    assert json.loads(json.dumps(again.snapshot())) == again.snapshot()
+
+
+def test_empty_update_and_bad_fs() -> None:
+    eng = AlarmEngine(FS)
+    assert eng.update([], [], 0) == []
+    try:
+        AlarmEngine(0.0)
+    except ValueError as exc:
+        assert "fs_hz" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("fs_hz=0 accepted")
+
+
+def test_core_imports_no_io_libraries() -> None:
+    for name in ("rhythm.py", "rhythm_measures.py", "vf.py"):
+        path = Path(__file__).resolve().parents[4] / "detector" / "core" / name
+        tree = ast.parse(path.read_text())
+        mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}
+        mods |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom)}
+        assert not mods & {"asyncio", "aiokafka", "redis", "onnxruntime"}, name
+
+
+# ---------------------------------------------------------------- batching independence
+_CLASSES = st.sampled_from([N, N, N, N, V, V, S, BeatClass.Q])
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[list[ClassifiedBeat], list[SignalQualityEvent], int]:
+    n = draw(st.integers(0, 120))
+    rr = draw(st.lists(st.sampled_from([0.3, 0.4, 0.6, 0.8, 1.0, 1.7, 2.5, 5.0]),
+                       min_size=n, max_size=n))
+    cls = draw(st.lists(_CLASSES, min_size=n, max_size=n))
+    t, beats = 0.5, []
+    for r, c in zip(rr, cls, strict=True):
+        t += r
+        beats.append(ClassifiedBeat(int(t * FS), c))
+    end = int((t + 8) * FS)
+    quality = []
+    for _ in range(draw(st.integers(0, 2))):
+        a = draw(st.integers(0, end))
+        quality.append(SignalQualityEvent(a, min(end, a + draw(st.integers(1, int(10 * FS)))),
+                                          draw(st.sampled_from(["noise", "flat"]))))
+    return beats, quality, end
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams(), st.lists(st.floats(0, 1), max_size=8))
+def test_events_do_not_depend_on_batching(
+    stream: tuple[list[ClassifiedBeat], list[SignalQualityEvent], int], cuts_frac: list[float]
+) -> None:
+    beats, quality, end = stream
+    whole = AlarmEngine(FS, patient_id="p").update(beats, quality, end)
+    cuts = sorted({int(f * end) for f in cuts_frac} | {end})
+    eng, got, lo = AlarmEngine(FS, patient_id="p"), [], 0
+    for hi in cuts:
+        b = [x for x in beats if lo <= x.sample_index < hi]
+        q = [x for x in quality if lo <= x.start_sample < hi]
+        got += eng.update(b, q, hi)
+        if hi < end and hi % 3 == 0:  # restart from a snapshot now and then
+            eng = AlarmEngine.from_snapshot(json.loads(json.dumps(eng.snapshot())))
+        lo = hi
+    assert got == whole
