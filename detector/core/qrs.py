@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -158,13 +158,12 @@ class QrsDetector:
         self._quality = QualityMonitor(self.fs_hz, n_leads, self.config.quality)
         self.n_seen = 0  # samples consumed
         self._hist_start = 0
-        self._hist_f = np.zeros(0)  # feature
-        self._hist_g = np.zeros(0)  # fused squared slope
-        self._hist_a = np.zeros((0, n_leads))  # band-passed signal, mV
-        self._hist_w = np.zeros((0, n_leads))  # per-lead normalised slope weight
+        # recent history, rows: feature, fused slope, band-passed leads (mV), lead weights
+        self._hist = np.zeros((2 + 2 * n_leads, 0))
         self._scanned = 0  # next feature index to scan for candidates
         # decision state
         self._learning = True
+        self._learn_end = self.p.learn_n
         self._pending: list[_Candidate] = []  # scanned, not yet decided
         self._noise: list[_Candidate] = []  # below threshold since last beat
         self._spk = 0.0
@@ -175,17 +174,25 @@ class QrsDetector:
         self._deadline: int | None = None
 
     # ------------------------------------------------------------------ signal path
-    def _features(self, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    def _features(self, x: FloatArray) -> FloatArray:
+        """Rows of the history block for ``x`` of shape ``(n_leads, n)``: f, g, bp..., w...."""
+        n = x.shape[1]
         bp = self._bp(x)
         d = self._diff(bp)
-        g = d * d
+        g = np.multiply(d, d, out=d)
         mean = self._ema(g)
-        n0 = self.n_seen
-        idx = np.arange(n0, n0 + x.shape[0], dtype=np.float64)
-        corr = 1.0 - self.p.ema_a ** (idx + 1.0)
-        w = g / (mean / corr[:, None] + self.p.eps)
-        fused = w.sum(axis=1)
-        return self._mwi(fused), fused, bp, w
+        a = self.p.ema_a
+        if a ** (self.n_seen + 1) > 1e-17:  # bias correction of the running mean, first minutes only
+            idx = np.arange(self.n_seen + 1, self.n_seen + n + 1, dtype=np.float64)
+            mean /= 1.0 - a**idx
+        mean += self.p.eps
+        w = np.divide(g, mean, out=mean)
+        block = np.empty((2 + 2 * self.n_leads, n))
+        block[1] = w.sum(axis=0)
+        block[0] = self._mwi(block[1])
+        block[2 : 2 + self.n_leads] = bp
+        block[2 + self.n_leads :] = w
+        return block
 
     def update(self, samples_mv: npt.ArrayLike) -> QrsResult:
         """Consume ``(n, n_leads)`` samples in mV; return beats and quality events found."""
@@ -198,71 +205,58 @@ class QrsDetector:
             return QrsResult([], [])
         quality = self._quality.update(x, self.n_seen)
         x, _ = self._hold(x)
-        f, g, bp, w = self._features(x)
+        block = self._features(np.ascontiguousarray(x.T))
         self.n_seen += x.shape[0]
-        self._append(f, g, bp, w)
+        self._hist = np.concatenate([self._hist, block], axis=1)
         self._scan()
         peaks = self._decide()
         emitted = self.n_seen - 1
-        out = [_with_emitted(pk, emitted) for pk in peaks]
-        return QrsResult(out, quality)
+        return QrsResult([replace(pk, emitted_at_sample=emitted) for pk in peaks], quality)
 
     def flush(self) -> QrsResult:
-        """End of stream: report open quality events (beats still undecided are dropped)."""
+        """End of stream: close open quality events (beats still undecided are dropped)."""
         return QrsResult([], self._quality.flush(self.n_seen))
 
-    def _append(self, f: FloatArray, g: FloatArray, bp: FloatArray, w: FloatArray) -> None:
-        self._hist_f = np.concatenate([self._hist_f, f])
-        self._hist_g = np.concatenate([self._hist_g, g])
-        self._hist_a = np.concatenate([self._hist_a, bp])
-        self._hist_w = np.concatenate([self._hist_w, w])
-
-    def _trim(self) -> None:
-        keep_from = max(self._scanned - self.p.hist_n, self._hist_start)
-        cut = keep_from - self._hist_start
-        if cut > 0:
-            self._hist_f = self._hist_f[cut:]
-            self._hist_g = self._hist_g[cut:]
-            self._hist_a = self._hist_a[cut:]
-            self._hist_w = self._hist_w[cut:]
-            self._hist_start = keep_from
-
     def _scan(self) -> None:
-        """Find feature maxima in [scanned, n_seen - w) with +/- w samples on both sides known."""
+        """Find feature maxima in [scanned, n_seen - w), with w samples known on both sides."""
         w = self.p.w_n
         stop = self.n_seen - w
         if stop <= self._scanned:
             return
-        f = self._hist_f
-        full = ndimage.maximum_filter1d(f, size=2 * w + 1, mode="constant", cval=_NEG)
+        f = self._hist[0]
         lo = self._scanned - self._hist_start
         hi = stop - self._hist_start
+        win = f[max(0, lo - w) : hi + w]
+        full = ndimage.maximum_filter1d(win, size=2 * w + 1, mode="constant", cval=_NEG)
+        off = lo - max(0, lo - w)
         seg = f[lo:hi]
-        cand = np.flatnonzero((seg >= full[lo:hi]) & (seg > self.config.min_feature)) + lo
-        for i in cand:
+        peak = (seg >= full[off : off + hi - lo]) & (seg > self.config.min_feature)
+        for i in (np.flatnonzero(peak) + lo).tolist():
             left = f[max(0, i - w) : i]
             if left.size and left.max() >= f[i]:
                 continue  # plateau: keep its first sample only
-            self._pending.append(self._candidate(int(i)))
+            self._pending.append(self._candidate(i))
         self._scanned = stop
-        self._trim()
+        keep_from = max(stop - self.p.hist_n, self._hist_start)
+        if keep_from > self._hist_start:
+            self._hist = self._hist[:, keep_from - self._hist_start :]
+            self._hist_start = keep_from
 
     def _candidate(self, i: int) -> _Candidate:
         p = self.p
         lo = max(0, i - p.mwi_n - p.delay_n)
-        g = self._hist_g[lo : i + 1]
-        slope = float(g.max())
-        w = self._hist_w[lo : i + 1]
-        lead = int(np.argmax(w.max(axis=0)))
-        a = np.abs(self._hist_a[lo : i + 1, lead])
-        j = int(np.argmax(a))
+        nl = self.n_leads
+        slope = float(self._hist[1, lo : i + 1].max())
+        lead = int(np.argmax(self._hist[2 + nl :, lo : i + 1].max(axis=1)))
+        bp = self._hist[2 + lead, lo : i + 1]
+        j = int(np.argmax(np.abs(bp)))
         loc = self._hist_start + lo + j - p.delay_n
         return _Candidate(
             idx=self._hist_start + i,
-            value=float(self._hist_f[i]),
+            value=float(self._hist[0, i]),
             slope=slope,
             loc=max(loc, 0),
-            amplitude_mv=float(self._hist_a[lo + j, lead]),
+            amplitude_mv=float(bp[j]),
         )
 
     # ------------------------------------------------------------------ decision rules
@@ -272,10 +266,14 @@ class QrsDetector:
 
     def _decide(self) -> list[RPeak]:
         horizon = self._scanned - 1  # every candidate with idx <= horizon is known
-        if self._learning:
-            if self._scanned < self.p.learn_n or not self._pending:
+        while self._learning:  # initial levels from the candidates of the first learning_s
+            if self._scanned < self._learn_end:
                 return []
-            self._spk = max(c.value for c in self._pending)
+            first = [c.value for c in self._pending if c.idx < self._learn_end]
+            if not first:
+                self._learn_end += self.p.learn_n  # nothing yet (flat start): learn over the next period
+                continue
+            self._spk = max(first)
             self._npk = 0.125 * self._spk
             self._learning = False
         out: list[RPeak] = []
@@ -324,7 +322,9 @@ class QrsDetector:
         return self._accept(best, deadline, searchback=True)
 
     def _rr_median(self) -> int:
-        return int(np.median(self._rr)) if self._rr else self.p.default_rr_n
+        if not self._rr:
+            return self.p.default_rr_n
+        return sorted(self._rr)[len(self._rr) // 2]
 
     def _accept(self, c: _Candidate, decided_at: int, *, searchback: bool) -> RPeak:
         rr_prev: float | None = None
@@ -348,24 +348,70 @@ class QrsDetector:
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self) -> bytes:
-        """Serialise the complete state (``np.savez``); see :meth:`from_snapshot`."""
-        raise NotImplementedError
+        """The complete state as ``.npz`` bytes; :meth:`from_snapshot` resumes exactly."""
+        cands = [*self._pending, *self._noise]
+        arrays: dict[str, Any] = {
+            "config": np.frombuffer(json.dumps(_config_to_json(self.config)).encode(), dtype=np.uint8),
+            "shape": np.array([self.fs_hz, self.n_leads], dtype=np.float64),
+            "hold": self._hold.last,
+            "bp_zi": self._bp.zi,
+            "diff": self._diff.last,
+            "ema_zi": self._ema.zi,
+            "mwi": np.array([self._mwi.total, *self._mwi.tail.tolist()], dtype=np.int64),
+            "hist": self._hist,
+            "ints": np.array(
+                [self.n_seen, self._hist_start, self._scanned, self._learn_end, self._last_qrs,
+                 -1 if self._deadline is None else self._deadline, len(self._pending)],
+                dtype=np.int64,
+            ),
+            "levels": np.array([self._spk, self._npk, self._last_slope, self._learning]),
+            "rr": np.array(self._rr, dtype=np.int64),
+            "cand_i": np.array([[c.idx, c.loc] for c in cands], dtype=np.int64).reshape(-1, 2),
+            "cand_f": np.array([[c.value, c.slope, c.amplitude_mv] for c in cands]).reshape(-1, 3),
+        }
+        for key, value in self._quality.state().items():
+            arrays["q_" + key] = value
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
 
     @classmethod
     def from_snapshot(cls, blob: bytes) -> QrsDetector:
-        raise NotImplementedError
+        """Rebuild a detector from :meth:`snapshot` bytes."""
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        cfg = _config_from_json(json.loads(a["config"].tobytes().decode()))
+        det = cls(float(a["shape"][0]), int(a["shape"][1]), cfg)
+        det._hold.last = a["hold"]
+        det._bp.zi = np.ascontiguousarray(a["bp_zi"])
+        det._diff.last = a["diff"]
+        det._ema.zi = np.ascontiguousarray(a["ema_zi"])
+        det._mwi.total, det._mwi.tail = np.int64(a["mwi"][0]), a["mwi"][1:].copy()
+        det._hist = a["hist"]
+        ints = [int(v) for v in a["ints"]]
+        det.n_seen, det._hist_start, det._scanned, det._learn_end, det._last_qrs, dl, n_pending = ints
+        det._learning = bool(a["levels"][3])
+        det._deadline = None if dl < 0 else dl
+        det._spk, det._npk, det._last_slope = (float(v) for v in a["levels"][:3])
+        det._rr = [int(v) for v in a["rr"]]
+        cands = [
+            _Candidate(int(i[0]), float(f[0]), float(f[1]), int(i[1]), float(f[2]))
+            for i, f in zip(a["cand_i"], a["cand_f"], strict=True)
+        ]
+        det._pending, det._noise = cands[:n_pending], cands[n_pending:]
+        det._quality.restore({k[2:]: v for k, v in a.items() if k.startswith("q_")})
+        return det
 
 
-def _with_emitted(pk: RPeak, emitted: int) -> RPeak:
-    return RPeak(
-        sample_index=pk.sample_index,
-        rr_prev_s=pk.rr_prev_s,
-        strength=pk.strength,
-        amplitude_mv=pk.amplitude_mv,
-        searchback=pk.searchback,
-        decided_at_sample=pk.decided_at_sample,
-        emitted_at_sample=emitted,
-    )
+def _config_to_json(cfg: QrsConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def _config_from_json(raw: dict[str, Any]) -> QrsConfig:
+    raw = dict(raw)
+    raw["band_hz"] = tuple(raw["band_hz"])
+    raw["quality"] = QualityConfig(**raw["quality"])
+    return QrsConfig(**raw)
 
 
 def detect_peaks(signal_mv: npt.ArrayLike, fs_hz: float, chunk_s: float = 1.0) -> npt.NDArray[np.int64]:
@@ -395,5 +441,3 @@ def detect_peaks(signal_mv: npt.ArrayLike, fs_hz: float, chunk_s: float = 1.0) -
         out.extend(pk.sample_index for pk in det.update(x[start : start + step]).peaks)
     return np.array(sorted(out), dtype=np.int64)
 
-
-_ = (asdict, io, json, Any)
