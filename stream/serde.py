@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -87,11 +87,11 @@ class _Writer:
 class _Reader:
     __slots__ = ("buf", "pos")
 
-    def __init__(self, buf: bytes | memoryview, pos: int) -> None:
+    def __init__(self, buf: bytes | bytearray | memoryview, pos: int) -> None:
         self.buf = memoryview(buf)
         self.pos = pos
 
-    def unpack(self, fmt: str, what: str) -> tuple[object, ...]:
+    def unpack(self, fmt: str, what: str) -> tuple[Any, ...]:
         st = struct.Struct("<" + fmt)
         if self.pos + st.size > len(self.buf):
             raise DecodeError("truncated", f"payload ends inside {what} at byte {self.pos}")
@@ -99,12 +99,11 @@ class _Reader:
         self.pos += st.size
         return values
 
-    def one(self, fmt: str, what: str) -> object:
-        return self.unpack(fmt, what)[0]
+    def int_(self, fmt: str, what: str) -> int:
+        return int(self.unpack(fmt, what)[0])
 
     def blob(self, what: str, size_fmt: str = "I") -> bytes:
-        n = int(self.one(size_fmt, f"{what} length"))  # type: ignore[call-overload]
-        return self.take(n, what)
+        return self.take(self.int_(size_fmt, f"{what} length"), what)
 
     def take(self, n: int, what: str) -> bytes:
         if self.pos + n > len(self.buf):
@@ -122,15 +121,12 @@ class _Reader:
         except UnicodeDecodeError as exc:
             raise DecodeError("invalid_field", f"{what} is not UTF-8: {exc.reason}") from None
 
-    def int_(self, fmt: str, what: str) -> int:
-        return int(self.one(fmt, what))  # type: ignore[call-overload]
-
-    def float_(self, fmt: str, what: str) -> float:
-        return float(self.one(fmt, what))  # type: ignore[arg-type]
-
     def done(self) -> None:
         if self.pos != len(self.buf):
             raise DecodeError("trailing_bytes", f"{len(self.buf) - self.pos} bytes after the body")
+
+
+# --- validation, shared by encode (ValueError) and decode (DecodeError "invalid_field") ------
 
 
 def _check(ok: bool, what: str) -> None:
@@ -138,26 +134,62 @@ def _check(ok: bool, what: str) -> None:
         raise DecodeError("invalid_field", what)
 
 
-def _nonempty_id(value: str, what: str) -> str:
+def _check_id(value: str, what: str) -> None:
     _check(0 < len(value) and value.isprintable(), f"{what} must be non-empty printable text")
-    return value
 
 
-def _finite(value: float, what: str, lo: float = -math.inf, hi: float = math.inf) -> float:
-    _check(math.isfinite(value) and lo <= value <= hi, f"{what}={value!r} out of range")
-    return value
+def _check_finite(value: float, what: str, lo: float = -math.inf, hi: float = math.inf) -> None:
+    _check(math.isfinite(value) and lo <= value <= hi, f"{what}={value!r} out of range {lo}..{hi}")
+
+
+def _validate_chunk(m: SampleChunk) -> None:
+    _check_id(m.patient_id, "patient_id")
+    n_leads = len(m.lead_names)
+    _check(1 <= n_leads <= MAX_LEADS, f"lead count {n_leads} not in 1..{MAX_LEADS}")
+    _check(
+        len(m.adc_gain) == len(m.adc_baseline) == n_leads,
+        "adc_gain and adc_baseline need one value per lead",
+    )
+    _check_finite(m.fs_hz, "fs_hz", 1.0, MAX_FS_HZ)
+    for g in m.adc_gain:
+        _check(math.isfinite(g) and g > 0, f"adc_gain {g!r} must be finite and > 0")
+    _check(m.first_sample_index >= 0, f"first_sample_index {m.first_sample_index} is negative")
+
+
+def _validate_beat(m: Beat) -> None:
+    _check_id(m.patient_id, "patient_id")
+    _check(m.sample_index >= 0, f"sample_index {m.sample_index} is negative")
+    _check_finite(m.fs_hz, "fs_hz", 1.0, MAX_FS_HZ)
+    _check_finite(m.confidence, "confidence", 0.0, 1.0)
+    _check_finite(m.rr_prev_s, "rr_prev_s", 0.0)
+
+
+def _validate_alert(m: Alert) -> None:
+    _check_id(m.patient_id, "patient_id")
+    _check_id(m.alarm_type, "alarm_type")
+    _check(
+        0 <= m.onset_sample_index <= m.sample_index,
+        "onset_sample_index must be in 0..sample_index",
+    )
+    _check_finite(m.fs_hz, "fs_hz", 1.0, MAX_FS_HZ)
+    _check_finite(m.heart_rate_bpm, "heart_rate_bpm", 0.0, 1000.0)
+    _check(len(m.details) <= 255, f"{len(m.details)} details, at most 255")
+
+
+def _validate_dead(m: DeadLetter) -> None:
+    _check(m.partition >= -1 and m.offset >= -1, "partition and offset must be >= -1")
 
 
 # --- sample chunk -------------------------------------------------------------------------
 
 
 def _write_chunk(w: _Writer, m: SampleChunk) -> None:
-    samples = np.ascontiguousarray(m.samples, dtype="<i2")
     n_leads = len(m.lead_names)
-    if samples.ndim != 2 or samples.shape[1] != n_leads:
-        raise ValueError(f"samples shape {samples.shape} does not match {n_leads} leads")
-    if not (len(m.adc_gain) == len(m.adc_baseline) == n_leads):
-        raise ValueError("adc_gain and adc_baseline need one value per lead")
+    if m.samples.dtype != np.int16 or m.samples.ndim != 2 or m.samples.shape[1] != n_leads:
+        raise ValueError(
+            f"samples must be int16 of shape (n, {n_leads}), got {m.samples.dtype} {m.samples.shape}"
+        )
+    samples = np.ascontiguousarray(m.samples, dtype="<i2")
     w.text(m.patient_id)
     w.text(m.record)
     w.pack("B", n_leads)
@@ -171,18 +203,15 @@ def _write_chunk(w: _Writer, m: SampleChunk) -> None:
 
 
 def _read_chunk(r: _Reader) -> SampleChunk:
-    patient_id = _nonempty_id(r.text("patient_id"), "patient_id")
+    patient_id = r.text("patient_id")
     record = r.text("record")
     n_leads = r.int_("B", "lead count")
     _check(1 <= n_leads <= MAX_LEADS, f"lead count {n_leads} not in 1..{MAX_LEADS}")
     lead_names = tuple(r.text(f"lead name {i}") for i in range(n_leads))
-    fs_hz = _finite(r.float_("d", "fs_hz"), "fs_hz", 1.0, MAX_FS_HZ)
-    gains = tuple(float(g) for g in r.unpack(f"{n_leads}d", "adc_gain"))  # type: ignore[arg-type]
-    for g in gains:
-        _check(math.isfinite(g) and g > 0, f"adc_gain {g!r} must be finite and > 0")
-    baselines = tuple(int(b) for b in r.unpack(f"{n_leads}i", "adc_baseline"))  # type: ignore[call-overload]
-    first, produced, n = (int(v) for v in r.unpack("qqI", "chunk header"))  # type: ignore[call-overload]
-    _check(first >= 0, f"first_sample_index {first} is negative")
+    fs_hz = float(r.unpack("d", "fs_hz")[0])
+    gains = tuple(float(g) for g in r.unpack(f"{n_leads}d", "adc_gain"))
+    baselines = tuple(int(b) for b in r.unpack(f"{n_leads}i", "adc_baseline"))
+    first, produced, n = (int(v) for v in r.unpack("qqI", "chunk header"))
     expected = n * n_leads * 2
     left = len(r.buf) - r.pos
     if left != expected:
@@ -206,11 +235,13 @@ def _read_chunk(r: _Reader) -> SampleChunk:
 
 # --- beat -----------------------------------------------------------------------------------
 
+_BEAT = "qdBddqq"
+
 
 def _write_beat(w: _Writer, m: Beat) -> None:
     w.text(m.patient_id)
     w.pack(
-        "qdBfdqq",
+        _BEAT,
         m.sample_index,
         m.fs_hz,
         _CLASSES.index(m.beat_class),
@@ -222,19 +253,18 @@ def _write_beat(w: _Writer, m: Beat) -> None:
 
 
 def _read_beat(r: _Reader) -> Beat:
-    patient_id = _nonempty_id(r.text("patient_id"), "patient_id")
-    sample, fs, cls, conf, rr, detected, produced = r.unpack("qdBfdqq", "beat")
-    _check(int(sample) >= 0, f"sample_index {sample} is negative")  # type: ignore[call-overload]
-    _check(int(cls) < len(_CLASSES), f"beat class code {cls} unknown")  # type: ignore[call-overload]
+    patient_id = r.text("patient_id")
+    sample, fs, cls, conf, rr, detected, produced = r.unpack(_BEAT, "beat")
+    _check(cls < len(_CLASSES), f"beat class code {cls} unknown")
     return Beat(
         patient_id=patient_id,
-        sample_index=int(sample),  # type: ignore[call-overload]
-        fs_hz=_finite(float(fs), "fs_hz", 1.0, MAX_FS_HZ),  # type: ignore[arg-type]
-        beat_class=_CLASSES[int(cls)],  # type: ignore[call-overload]
-        confidence=_finite(float(conf), "confidence", 0.0, 1.0),  # type: ignore[arg-type]
-        rr_prev_s=_finite(float(rr), "rr_prev_s", 0.0),  # type: ignore[arg-type]
-        detected_at_ns=int(detected),  # type: ignore[call-overload]
-        chunk_produced_at_ns=int(produced),  # type: ignore[call-overload]
+        sample_index=sample,
+        fs_hz=fs,
+        beat_class=_CLASSES[cls],
+        confidence=conf,
+        rr_prev_s=rr,
+        detected_at_ns=detected,
+        chunk_produced_at_ns=produced,
     )
 
 
@@ -254,32 +284,30 @@ def _write_alert(w: _Writer, m: Alert) -> None:
 
 
 def _read_alert(r: _Reader) -> Alert:
-    patient_id = _nonempty_id(r.text("patient_id"), "patient_id")
-    alarm_type = _nonempty_id(r.text("alarm_type"), "alarm_type")
-    prio, phase = (r.int_("B", what) for what in ("priority", "phase"))
+    patient_id = r.text("patient_id")
+    alarm_type = r.text("alarm_type")
+    prio, phase = r.unpack("BB", "priority and phase")
     _check(prio < len(_PRIORITIES), f"priority code {prio} unknown")
     _check(phase < len(_PHASES), f"phase code {phase} unknown")
     onset, sample, fs, hr = r.unpack("qqdd", "alert indices")
-    _check(0 <= int(onset) <= int(sample), "onset_sample_index must be in 0..sample_index")  # type: ignore[call-overload]
     message = r.text("message", long=True)
     created, produced, technical, n_details = r.unpack("qqBB", "alert tail")
-    _check(int(technical) in (0, 1), "technical flag must be 0 or 1")  # type: ignore[call-overload]
+    _check(technical in (0, 1), "technical flag must be 0 or 1")
     details = tuple(
-        (r.text("detail key"), r.text("detail value", long=True))
-        for _ in range(int(n_details))  # type: ignore[call-overload]
+        (r.text("detail key"), r.text("detail value", long=True)) for _ in range(n_details)
     )
     return Alert(
         patient_id=patient_id,
         alarm_type=alarm_type,
         priority=_PRIORITIES[prio],
         phase=_PHASES[phase],
-        onset_sample_index=int(onset),  # type: ignore[call-overload]
-        sample_index=int(sample),  # type: ignore[call-overload]
-        fs_hz=_finite(float(fs), "fs_hz", 1.0, MAX_FS_HZ),  # type: ignore[arg-type]
-        heart_rate_bpm=_finite(float(hr), "heart_rate_bpm", 0.0, 1000.0),  # type: ignore[arg-type]
+        onset_sample_index=onset,
+        sample_index=sample,
+        fs_hz=fs,
+        heart_rate_bpm=hr,
         message=message,
-        created_at_ns=int(created),  # type: ignore[call-overload]
-        chunk_produced_at_ns=int(produced),  # type: ignore[call-overload]
+        created_at_ns=created,
+        chunk_produced_at_ns=produced,
         technical=bool(technical),
         details=details,
     )
@@ -300,7 +328,7 @@ def _write_dead(w: _Writer, m: DeadLetter) -> None:
 
 def _read_dead(r: _Reader) -> DeadLetter:
     topic = r.text("source_topic")
-    partition, offset = (int(v) for v in r.unpack("iq", "position"))  # type: ignore[call-overload]
+    partition, offset = r.unpack("iq", "position")
     key = r.blob("key", "H")
     reason = r.text("reason")
     detail = r.text("detail", long=True)
@@ -309,12 +337,13 @@ def _read_dead(r: _Reader) -> DeadLetter:
     return DeadLetter(topic, partition, offset, key, reason, detail, payload, created)
 
 
-_KINDS: dict[type, tuple[int, Callable[[_Writer, object], None]]] = {
-    SampleChunk: (_KIND_CHUNK, _write_chunk),  # type: ignore[dict-item]
-    Beat: (_KIND_BEAT, _write_beat),  # type: ignore[dict-item]
-    Alert: (_KIND_ALERT, _write_alert),  # type: ignore[dict-item]
-    DeadLetter: (_KIND_DEAD, _write_dead),  # type: ignore[dict-item]
+_KINDS: dict[type, tuple[int, Callable[[_Writer, Any], None], Callable[[Any], None]]] = {
+    SampleChunk: (_KIND_CHUNK, _write_chunk, _validate_chunk),
+    Beat: (_KIND_BEAT, _write_beat, _validate_beat),
+    Alert: (_KIND_ALERT, _write_alert, _validate_alert),
+    DeadLetter: (_KIND_DEAD, _write_dead, _validate_dead),
 }
+_VALIDATORS: dict[type, Callable[[Any], None]] = {cls: v for cls, (_, _, v) in _KINDS.items()}
 _READERS: dict[int, Callable[[_Reader], Message]] = {
     _KIND_CHUNK: _read_chunk,
     _KIND_BEAT: _read_beat,
@@ -324,11 +353,18 @@ _READERS: dict[int, Callable[[_Reader], Message]] = {
 
 
 def encode(message: Message) -> bytes:
-    """Encode a message; raises ValueError if the message itself is inconsistent."""
-    kind, writer = _KINDS[type(message)]
+    """Encode a message; raises ValueError if decode would reject it (fail at the producer)."""
+    kind, writer, validator = _KINDS[type(message)]
+    try:
+        validator(message)
+    except DecodeError as exc:
+        raise ValueError(f"invalid {type(message).__name__}: {exc.detail}") from None
     w = _Writer()
     w.raw(_HEADER.pack(MAGIC, SCHEMA_VERSION, kind))
-    writer(w, message)
+    try:
+        writer(w, message)
+    except struct.error as exc:
+        raise ValueError(f"invalid {type(message).__name__}: a field does not fit ({exc})") from None
     out = b"".join(w.parts)
     if len(out) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"encoded message is {len(out)} bytes, limit {MAX_PAYLOAD_BYTES}")
@@ -356,6 +392,7 @@ def decode(payload: bytes | bytearray | memoryview | None) -> Message:
     r = _Reader(payload, _HEADER.size)
     message = reader(r)
     r.done()
+    _VALIDATORS[type(message)](message)
     return message
 
 
