@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -49,6 +50,11 @@ class Settings:
     replication_factor: int = _f(1, "replication factor when ecgmon creates topics")
     fetch_max_wait_ms: int = _f(10, "consumer fetch wait; aiokafka's 500 ms default adds latency")
     linger_ms: int = _f(5, "producer batching delay in ms")
+    batch_bytes: int = _f(
+        512 * 1024, "producer batch size per partition in bytes (bigger = more throughput)"
+    )
+    connect_attempts: int = _f(5, "attempts to reach Kafka before giving up")
+    connect_backoff_s: float = _f(0.5, "first retry delay when connecting, doubled each attempt")
     # data
     data_dir: Path | None = _f(
         None, "folder with WFDB records (e.g. ../shared/data/mitdb); unset = PhysioNet cache"
@@ -68,6 +74,8 @@ class Settings:
     loop: bool = _f(False, "start a record again when it ends")
     patients: int = _f(0, "virtual patients (0 = one per record; more = records reused)")
     stagger_s: float = _f(137.0, "offset between virtual patients that share a record, seconds")
+    duration_s: float = _f(0.0, "seconds of each record to replay (0 = to its end)")
+    progress_s: float = _f(5.0, "seconds between progress reports (0 = none)")
     # observability
     log_level: str = _f(
         "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")
@@ -81,6 +89,11 @@ class Settings:
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("samples") -> "ecgmon.samples"``."""
         return f"{self.topic_prefix}.{name}"
+
+    @property
+    def speed_factor(self) -> float | None:
+        """Pacing factor (1.0 = real time), or None for as fast as possible."""
+        return None if self.speed == "max" else float(self.speed)
 
     @property
     def record_list(self) -> list[str]:
@@ -122,7 +135,8 @@ def add_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
     fields = _fields()
     for name in names:
         f = fields[name]
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default: Any = factory() if f.default is dataclasses.MISSING else f.default
         kind = _base_type(name)
         flag = "--" + name.replace("_", "-")
         meta = f.metadata
@@ -155,7 +169,8 @@ def load(
         flag_value = getattr(args, name, None) if args is not None else None
         if flag_value is not None:
             if isinstance(flag_value, str):
-                flag_value = _convert(name, flag_value, "--" + name.replace("_", "-"))
+                flag = "--" + name.replace("_", "-")
+                flag_value = _convert(name, flag_value, f"{flag} (env {env_name(name)})")
             values[name] = flag_value
         choices = f.metadata["choices"]
         if choices and name in values and values[name] not in choices:
@@ -166,26 +181,35 @@ def load(
     return settings
 
 
+def _require(ok: bool, name: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r}: {rule} ({env_name(name)} / --{name.replace('_', '-')})")
+
+
 def validate(s: Settings) -> None:
     """Reject impossible combinations with a message that says what to change."""
-    if s.partitions < 1:
-        raise ConfigError(f"partitions={s.partitions}: need at least 1 ({env_name('partitions')})")
-    if s.chunk_s <= 0 or s.chunk_s > 60:
-        raise ConfigError(f"chunk_s={s.chunk_s}: choose 0 < chunk_s <= 60 ({env_name('chunk_s')})")
-    if s.start_s < 0:
-        raise ConfigError(f"start_s={s.start_s}: must be >= 0 ({env_name('start_s')})")
-    if s.patients < 0:
-        raise ConfigError(f"patients={s.patients}: must be >= 0 ({env_name('patients')})")
+    for name in ("partitions", "replication_factor", "connect_attempts", "batch_bytes"):
+        _require(getattr(s, name) >= 1, name, getattr(s, name), "need at least 1")
+    for name in ("fetch_max_wait_ms", "linger_ms", "patients"):
+        _require(getattr(s, name) >= 0, name, getattr(s, name), "must be >= 0")
+    for name in ("start_s", "stagger_s", "duration_s", "progress_s", "connect_backoff_s"):
+        value = getattr(s, name)
+        _require(math.isfinite(value) and value >= 0, name, value, "must be a finite number >= 0")
+    _require(
+        math.isfinite(s.chunk_s) and 0 < s.chunk_s <= 60, "chunk_s", s.chunk_s,
+        "choose 0 < chunk_s <= 60",
+    )
+    for name in ("metrics_port", "http_port"):
+        value = getattr(s, name)
+        _require(0 <= value <= 65535, name, value, "not a TCP port (0..65535)")
     if s.speed != "max":
         try:
-            ok = float(s.speed) > 0
+            ok = math.isfinite(float(s.speed)) and float(s.speed) > 0
         except ValueError:
             ok = False
-        if not ok:
-            raise ConfigError(
-                f"speed={s.speed!r}: use a positive number (1 = real time) or 'max' "
-                f"({env_name('speed')})"
-            )
+        _require(ok, "speed", s.speed, "use a positive number (1 = real time) or 'max'")
+    _require(bool(s.record_list), "records", s.records, "name at least one record, e.g. 100,203")
+    _require(bool(s.topic_prefix.strip()), "topic_prefix", s.topic_prefix, "must not be empty")
     if s.data_dir is not None and not s.data_dir.is_dir():
         raise ConfigError(
             f"data_dir={s.data_dir} is not a folder; point {env_name('data_dir')} or --data-dir "
