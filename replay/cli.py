@@ -1,0 +1,76 @@
+"""``ecgmon replay``: stream WFDB records into Kafka as live monitors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from replay.producer import Progress, log_progress, replay
+from stream import settings as settings_mod
+from stream.errors import ConfigError
+from stream.kafka import Producer, ensure_topics
+from stream.settings import Settings, env_name
+from stream.shutdown import stop_on_signals
+
+logger = logging.getLogger(__name__)
+
+KAFKA_FLAGS = ("kafka_bootstrap", "kafka_idempotence", "topic_prefix", "partitions",
+               "replication_factor", "linger_ms", "batch_bytes", "connect_attempts")
+REPLAY_FLAGS = ("data_dir", "cache_dir", "physionet_db", "records", "speed", "chunk_s", "start_s",
+                "duration_s", "loop", "patients", "stagger_s", "progress_s")
+LOG_FLAGS = ("log_level", "log_format")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "replay", help="stream PhysioNet records into Kafka as live bedside monitors",
+        description="Replay WFDB records (one simulated monitor per patient) into the samples "
+        "topic, in real time, N times faster, or as fast as possible.",
+    )
+    settings_mod.add_flags(parser, KAFKA_FLAGS + REPLAY_FLAGS + LOG_FLAGS)
+    parser.set_defaults(run=run)
+
+
+def progress_printer(stream: TextIO | None = None) -> Callable[[Progress], None]:
+    """A one-line tty progress display, or JSON log lines when stderr is not a terminal."""
+    out = sys.stderr if stream is None else stream
+    if not out.isatty():
+        return log_progress
+
+    def show(progress: Progress) -> None:
+        out.write("\r\x1b[2K" + progress.line())
+        out.flush()
+
+    return show
+
+
+async def run_replay(settings: Settings, stop: asyncio.Event | None = None) -> Progress:
+    """Create the topics, then replay with a producer of our own until done or stopped."""
+    stop = stop or asyncio.Event()
+    await ensure_topics(settings)
+    show = progress_printer()
+    async with Producer(settings) as producer:
+        progress = await replay(settings, producer, stop, on_progress=show)
+    if show is not log_progress:
+        sys.stderr.write("\n")
+    return progress
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.kafka_bootstrap:
+        raise ConfigError(
+            f"replay needs a Kafka broker: set {env_name('kafka_bootstrap')} or --kafka-bootstrap, "
+            "or run `ecgmon up`, which starts a local broker and the replay together"
+        )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        with stop_on_signals(stop):
+            await run_replay(settings, stop)
+
+    asyncio.run(main())
+    return 0
