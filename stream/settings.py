@@ -82,6 +82,11 @@ class Settings:
     )
     log_format: str = _f("json", "log line format", choices=("json", "text"))
     metrics_port: int = _f(0, "port of the Prometheus /metrics endpoint (0 = none)")
+    # classifier
+    model: str = _f(
+        "cnn", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "
+        "or a path to an .onnx file"
+    )
     # gateway
     http_host: str = _f("127.0.0.1", "address the gateway listens on")
     http_port: int = _f(8080, "port of the gateway (dashboard, REST, WebSocket)")
