@@ -15,6 +15,7 @@ from stream.errors import ConfigError
 from stream.kafka import Producer, ensure_topics
 from stream.settings import Settings, env_name
 from stream.shutdown import stop_on_signals
+from stream.up import Part, UpContext
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +49,29 @@ def progress_printer(stream: TextIO | None = None) -> Callable[[Progress], None]
     return show
 
 
-async def run_replay(settings: Settings, stop: asyncio.Event | None = None) -> Progress:
+async def run_replay(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    show: Callable[[Progress], None] | None = None,
+) -> Progress:
     """Create the topics, then replay with a producer of our own until done or stopped."""
     stop = stop or asyncio.Event()
     await ensure_topics(settings)
-    show = progress_printer()
+    show = show or progress_printer()
     async with Producer(settings) as producer:
         progress = await replay(settings, producer, stop, on_progress=show)
     if show is not log_progress:
         sys.stderr.write("\n")
     return progress
+
+
+def up_part(settings: Settings) -> Part:
+    """The replay as a part of `ecgmon up` (progress as log lines: other parts log too)."""
+
+    async def run_part(ctx: UpContext) -> None:
+        await run_replay(ctx.settings, ctx.stop, show=log_progress)
+
+    return Part("replay", run_part)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

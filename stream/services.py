@@ -52,12 +52,13 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout_s: f
 def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent, start_new_session=True)
+                                preexec_fn=die_with_parent, start_new_session=True)
     except OSError as exc:
         raise ServiceUnavailable(f"cannot run {cmd[0]}: {exc}") from exc
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """``preexec_fn`` that asks Linux to SIGTERM the child when its parent (thread) dies."""
     with contextlib.suppress(Exception):
         import ctypes
 

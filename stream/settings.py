@@ -109,6 +109,17 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
+def to_env(s: Settings) -> dict[str, str]:
+    """The settings as ``ECGMON_*`` variables, e.g. for a child process; unset fields are left out."""
+    out: dict[str, str] = {}
+    for name in _fields():
+        value = getattr(s, name)
+        if value is None:
+            continue
+        out[env_name(name)] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out
+
+
 def _fields() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(Settings)}
 
