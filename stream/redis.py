@@ -1,0 +1,302 @@
+"""Redis adapter: the alert store behind the gateway (history, active alarms, acknowledgement).
+
+Layout, with ``P`` the key prefix (default ``ecgmon``)::
+
+    P:alerts                 stream of every alert (bounded, MAXLEN)
+    P:alerts:{patient}       stream of one patient's alerts (bounded, MAXLEN)
+    P:alert:{alert_id}       idempotency marker, expires after ``id_ttl_s``
+    P:alarm:{alarm_id}       hash: latest phase of an alarm, who acknowledged it and when
+    P:active:{patient}       set of the patient's active alarm ids
+    P:patient:{patient}      hash: heart rate, last beat class and sample, last alert id
+    P:patients               set of patient ids seen
+
+``write_alert`` runs as one Lua script, so a retry after a crash or a lost reply never
+adds an alert twice: the id marker and both stream entries are written together or not
+at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from redis import exceptions as redis_errors
+
+from stream import serde
+from stream.errors import ServiceUnavailable
+from stream.metrics import counter, latency_histogram
+from stream.schemas import AlarmPhase, AlarmPriority, Alert, BeatClass
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_WRITE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then return 0 end
+local f = {'alert_id', ARGV[3], 'patient_id', ARGV[4], 'alarm_id', ARGV[5],
+           'alarm_type', ARGV[6], 'priority', ARGV[7], 'phase', ARGV[8], 'alert', ARGV[9]}
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '*', unpack(f))
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], '*', unpack(f))
+redis.call('SADD', KEYS[7], ARGV[4])
+local ended = redis.call('HGET', KEYS[6], 'phase') == 'end'
+if ARGV[8] == 'end' or not ended then
+  redis.call('HSET', KEYS[6], 'alarm_id', ARGV[5], 'patient_id', ARGV[4], 'alarm_type', ARGV[6],
+             'priority', ARGV[7], 'phase', ARGV[8], 'onset_sample_index', ARGV[10],
+             'sample_index', ARGV[11], 'message', ARGV[12], 'technical', ARGV[13])
+end
+if ARGV[8] == 'end' then
+  redis.call('SREM', KEYS[5], ARGV[5])
+  redis.call('EXPIRE', KEYS[6], ARGV[1])
+elseif not ended then
+  redis.call('SADD', KEYS[5], ARGV[5])
+end
+redis.call('HSET', KEYS[4], 'last_alert_id', ARGV[3])
+return 1
+"""
+
+_ACK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], 'acked_by', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'acked_at_ns', ARGV[2])
+return 1
+"""
+
+_RETRIABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, ConnectionError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """An alert as read back from a stream; ``stream_id`` is the cursor for the next page."""
+
+    stream_id: str
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmState:
+    """The latest known state of one alarm."""
+
+    alarm_id: str
+    patient_id: str
+    alarm_type: str
+    priority: AlarmPriority
+    phase: AlarmPhase
+    onset_sample_index: int
+    sample_index: int
+    message: str
+    technical: bool
+    acked_by: str | None
+    acked_at_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientState:
+    patient_id: str
+    heart_rate_bpm: float | None
+    last_beat_class: BeatClass | None
+    last_beat_sample: int | None
+    last_alert_id: str | None
+    active_alarm_ids: tuple[str, ...]
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class AlertStore:
+    """Async alert store; ``start()``/``stop()`` (idempotent) or ``async with``."""
+
+    def __init__(
+        self, url: str, registry: CollectorRegistry, *, prefix: str = "ecgmon",
+        maxlen: int = 100_000, id_ttl_s: int = 7 * 24 * 3600, retries: int = 5,
+        backoff_s: float = 0.05, backoff_max_s: float = 2.0,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if maxlen < 1 or id_ttl_s < 1 or retries < 0:
+            raise ValueError("maxlen and id_ttl_s must be >= 1, retries >= 0")
+        self.url, self.prefix, self.maxlen, self.id_ttl_s = url, prefix, maxlen, id_ttl_s
+        self.retries, self.backoff_s, self.backoff_max_s = retries, backoff_s, backoff_max_s
+        self._clock_ns = clock_ns
+        self._client: aioredis.Redis | None = None
+        self._write_seconds = latency_histogram(
+            "ecgmon_redis_write_seconds", "time to store one alert in Redis, retries included",
+            registry)
+        self._retries_total = counter(
+            "ecgmon_redis_retries_total", "Redis calls retried after a connection error", registry,
+            ("op",))
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        client = aioredis.Redis.from_url(self.url, decode_responses=False)
+        self._client = client
+        self._write_script = client.register_script(_WRITE)
+        self._ack_script = client.register_script(_ACK)
+        try:
+            await self._call("ping", client.ping)
+        except BaseException:
+            await self.stop()
+            raise
+        logger.info("alert store connected", extra={"prefix": self.prefix})
+
+    async def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> AlertStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise ServiceUnavailable("alert store is not started: call start() or use async with")
+        return self._client
+
+    async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` with exponential backoff on connection errors; ServiceUnavailable at last."""
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return await fn()
+            except _RETRIABLE as exc:
+                if attempt == self.retries:
+                    raise ServiceUnavailable(
+                        f"Redis at {self.url} unreachable during {op} after {attempt + 1} tries: "
+                        f"{exc}; check that Redis runs or set ECGMON_REDIS_URL") from exc
+                self._retries_total.labels(op=op).inc()
+                logger.warning("redis call failed, retrying",
+                               extra={"op": op, "attempt": attempt + 1, "error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ keys
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # ------------------------------------------------------------------ writes
+    async def write_alert(self, alert: Alert) -> bool:
+        """Store one alert; False if this ``alert_id`` was stored before (idempotent)."""
+        p = alert.patient_id
+        keys = [self._k("alert", alert.alert_id), self._k("alerts"), self._k("alerts", p),
+                self._k("patient", p), self._k("active", p), self._k("alarm", alert.alarm_id),
+                self._k("patients")]
+        args: list[str | bytes | int] = [
+            self.id_ttl_s, self.maxlen, alert.alert_id, p, alert.alarm_id, alert.alarm_type,
+            alert.priority.value, alert.phase.value, serde.encode(alert),
+            alert.onset_sample_index, alert.sample_index, alert.message, int(alert.technical)]
+        started = time.perf_counter()
+        try:
+            done = await self._call("write_alert",
+                                    lambda: self._write_script(keys=keys, args=args))
+        finally:
+            self._write_seconds.observe(time.perf_counter() - started)
+        return bool(done)
+
+    async def update_patient(self, patient_id: str, *, heart_rate_bpm: float | None = None,
+                             last_beat_class: BeatClass | None = None,
+                             last_beat_sample: int | None = None) -> None:
+        """Record the patient's current heart rate and last beat (fields left None are kept)."""
+        fields: dict[str, str] = {}
+        if heart_rate_bpm is not None:
+            fields["heart_rate_bpm"] = repr(float(heart_rate_bpm))
+        if last_beat_class is not None:
+            fields["last_beat_class"] = last_beat_class.value
+        if last_beat_sample is not None:
+            fields["last_beat_sample"] = str(int(last_beat_sample))
+        client = self.client
+
+        async def write() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.sadd(self._k("patients"), patient_id)
+                if fields:
+                    pipe.hset(self._k("patient", patient_id), mapping=fields)  # type: ignore[arg-type]
+                await pipe.execute()
+
+        await self._call("update_patient", write)
+
+    async def acknowledge(self, alarm_id: str, user: str) -> bool:
+        """Record who acknowledged an alarm and when; False if unknown or already acknowledged."""
+        keys = [self._k("alarm", alarm_id)]
+        args: list[str | int] = [user, self._clock_ns()]
+        return bool(await self._call("acknowledge", lambda: self._ack_script(keys=keys, args=args)))
+
+    # ------------------------------------------------------------------ reads
+    async def history(self, patient: str | None = None, after_id: str | None = None,
+                      count: int = 100) -> list[StoredAlert]:
+        """Alerts oldest first, after the stream id ``after_id`` (exclusive) if given."""
+        key = self._k("alerts") if patient is None else self._k("alerts", patient)
+        start = "-" if after_id is None else f"({after_id}"
+        client = self.client
+        rows: Any = await self._call(
+            "history", lambda: client.xrange(key, start, "+", count=count))
+        return [StoredAlert(_s(sid), serde.decode_as(fields[b"alert"], Alert))
+                for sid, fields in rows]
+
+    async def alarm(self, alarm_id: str) -> AlarmState | None:
+        client = self.client
+        raw = await self._call("alarm", lambda: client.hgetall(self._k("alarm", alarm_id)))
+        return _alarm_state(raw) if raw else None
+
+    async def active_alarms(self, patient: str) -> list[AlarmState]:
+        """The patient's active alarms, oldest onset first."""
+        client = self.client
+        ids = await self._call("active_alarms", lambda: client.smembers(self._k("active", patient)))
+
+        async def fetch() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for alarm_id in ids:
+                    pipe.hgetall(self._k("alarm", _s(alarm_id)))
+                return list(await pipe.execute())
+
+        states = [_alarm_state(raw) for raw in await self._call("active_alarms", fetch) if raw]
+        return sorted(states, key=lambda a: (a.onset_sample_index, a.alarm_id))
+
+    async def patients(self) -> list[str]:
+        client = self.client
+        return sorted(_s(p) for p in await self._call(
+            "patients", lambda: client.smembers(self._k("patients"))))
+
+    async def patient_state(self, patient: str) -> PatientState:
+        client = self.client
+
+        async def fetch() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self._k("patient", patient))
+                pipe.smembers(self._k("active", patient))
+                return list(await pipe.execute())
+
+        raw, active = await self._call("patient_state", fetch)
+        h = {_s(k): _s(v) for k, v in raw.items()}
+        return PatientState(
+            patient_id=patient,
+            heart_rate_bpm=float(h["heart_rate_bpm"]) if "heart_rate_bpm" in h else None,
+            last_beat_class=BeatClass(h["last_beat_class"]) if "last_beat_class" in h else None,
+            last_beat_sample=int(h["last_beat_sample"]) if "last_beat_sample" in h else None,
+            last_alert_id=h.get("last_alert_id"),
+            active_alarm_ids=tuple(sorted(_s(a) for a in active)),
+        )
+
+
+def _alarm_state(raw: dict[Any, Any]) -> AlarmState:
+    h = {_s(k): _s(v) for k, v in raw.items()}
+    return AlarmState(
+        alarm_id=h["alarm_id"], patient_id=h["patient_id"], alarm_type=h["alarm_type"],
+        priority=AlarmPriority(h["priority"]), phase=AlarmPhase(h["phase"]),
+        onset_sample_index=int(h["onset_sample_index"]), sample_index=int(h["sample_index"]),
+        message=h["message"], technical=h["technical"] == "1", acked_by=h.get("acked_by"),
+        acked_at_ns=int(h["acked_at_ns"]) if "acked_at_ns" in h else None,
+    )
