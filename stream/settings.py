@@ -22,6 +22,7 @@ from typing import Any
 from stream.errors import ConfigError
 
 ENV_PREFIX = "ECGMON_"
+_REPO_DIR = Path(__file__).resolve().parents[1]
 
 
 def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
@@ -90,6 +91,15 @@ class Settings:
     # gateway
     http_host: str = _f("127.0.0.1", "address the gateway listens on")
     http_port: int = _f(8080, "port of the gateway (dashboard, REST, WebSocket)")
+    auth_token: str | None = _f(
+        None, "bearer token clients of the gateway must send (REST header, WebSocket ?token=)"
+    )
+    dev_no_auth: bool = _f(False, "development only: run the gateway without a token")
+    web_dir: Path = _f(_REPO_DIR / "dashboards" / "web", "folder of the web dashboard's files")
+    upload_max_bytes: int = _f(50 * 1024 * 1024, "largest /api/analyze upload in bytes")
+    analyze_timeout_s: float = _f(60.0, "time limit of one /api/analyze run, seconds")
+    ws_queue_size: int = _f(256, "frames queued per WebSocket client before waveform is dropped")
+    cors_origins: str = _f("", "comma-separated origins allowed by CORS (empty = same origin)")
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("samples") -> "ecgmon.samples"``."""
@@ -215,6 +225,10 @@ def validate(s: Settings) -> None:
         math.isfinite(s.chunk_s) and 0 < s.chunk_s <= 60, "chunk_s", s.chunk_s,
         "choose 0 < chunk_s <= 60",
     )
+    for name in ("upload_max_bytes", "ws_queue_size"):
+        _require(getattr(s, name) >= 1, name, getattr(s, name), "need at least 1")
+    _require(math.isfinite(s.analyze_timeout_s) and s.analyze_timeout_s > 0, "analyze_timeout_s",
+             s.analyze_timeout_s, "must be a finite number > 0")
     for name in ("metrics_port", "http_port"):
         value = getattr(s, name)
         _require(0 <= value <= 65535, name, value, "not a TCP port (0..65535)")
