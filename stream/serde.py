@@ -15,6 +15,7 @@ raises :class:`~stream.errors.DecodeError` whose ``reason`` is one of
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Callable
@@ -84,6 +85,11 @@ class _Writer:
         self.parts.append(value)
 
 
+@functools.lru_cache(maxsize=256)
+def _struct(fmt: str) -> struct.Struct:
+    return struct.Struct("<" + fmt)
+
+
 class _Reader:
     __slots__ = ("buf", "pos")
 
@@ -92,7 +98,7 @@ class _Reader:
         self.pos = pos
 
     def unpack(self, fmt: str, what: str) -> tuple[Any, ...]:
-        st = struct.Struct("<" + fmt)
+        st = _struct(fmt)
         if self.pos + st.size > len(self.buf):
             raise DecodeError("truncated", f"payload ends inside {what} at byte {self.pos}")
         values = st.unpack_from(self.buf, self.pos)
@@ -129,36 +135,37 @@ class _Reader:
 # --- validation, shared by encode (ValueError) and decode (DecodeError "invalid_field") ------
 
 
-def _check(ok: bool, what: str) -> None:
+def _check(ok: bool, what: str, *args: object) -> None:
+    """Raise invalid_field unless ``ok``; ``what % args`` is only formatted on failure (hot path)."""
     if not ok:
-        raise DecodeError("invalid_field", what)
+        raise DecodeError("invalid_field", what % args if args else what)
 
 
 def _check_id(value: str, what: str) -> None:
-    _check(0 < len(value) and value.isprintable(), f"{what} must be non-empty printable text")
+    _check(0 < len(value) and value.isprintable(), "%s must be non-empty printable text", what)
 
 
 def _check_finite(value: float, what: str, lo: float = -math.inf, hi: float = math.inf) -> None:
-    _check(math.isfinite(value) and lo <= value <= hi, f"{what}={value!r} out of range {lo}..{hi}")
+    _check(math.isfinite(value) and lo <= value <= hi, "%s=%r out of range %s..%s", what, value, lo, hi)
 
 
 def _validate_chunk(m: SampleChunk) -> None:
     _check_id(m.patient_id, "patient_id")
     n_leads = len(m.lead_names)
-    _check(1 <= n_leads <= MAX_LEADS, f"lead count {n_leads} not in 1..{MAX_LEADS}")
+    _check(1 <= n_leads <= MAX_LEADS, "lead count %d not in 1..%d", n_leads, MAX_LEADS)
     _check(
         len(m.adc_gain) == len(m.adc_baseline) == n_leads,
         "adc_gain and adc_baseline need one value per lead",
     )
     _check_finite(m.fs_hz, "fs_hz", 1.0, MAX_FS_HZ)
     for g in m.adc_gain:
-        _check(math.isfinite(g) and g > 0, f"adc_gain {g!r} must be finite and > 0")
-    _check(m.first_sample_index >= 0, f"first_sample_index {m.first_sample_index} is negative")
+        _check(math.isfinite(g) and g > 0, "adc_gain %r must be finite and > 0", g)
+    _check(m.first_sample_index >= 0, "first_sample_index %d is negative", m.first_sample_index)
 
 
 def _validate_beat(m: Beat) -> None:
     _check_id(m.patient_id, "patient_id")
-    _check(m.sample_index >= 0, f"sample_index {m.sample_index} is negative")
+    _check(m.sample_index >= 0, "sample_index %d is negative", m.sample_index)
     _check_finite(m.fs_hz, "fs_hz", 1.0, MAX_FS_HZ)
     _check_finite(m.confidence, "confidence", 0.0, 1.0)
     _check_finite(m.rr_prev_s, "rr_prev_s", 0.0)
@@ -173,7 +180,7 @@ def _validate_alert(m: Alert) -> None:
     )
     _check_finite(m.fs_hz, "fs_hz", 1.0, MAX_FS_HZ)
     _check_finite(m.heart_rate_bpm, "heart_rate_bpm", 0.0, 1000.0)
-    _check(len(m.details) <= 255, f"{len(m.details)} details, at most 255")
+    _check(len(m.details) <= 255, "%d details, at most 255", len(m.details))
 
 
 def _validate_dead(m: DeadLetter) -> None:
@@ -206,7 +213,7 @@ def _read_chunk(r: _Reader) -> SampleChunk:
     patient_id = r.text("patient_id")
     record = r.text("record")
     n_leads = r.int_("B", "lead count")
-    _check(1 <= n_leads <= MAX_LEADS, f"lead count {n_leads} not in 1..{MAX_LEADS}")
+    _check(1 <= n_leads <= MAX_LEADS, "lead count %d not in 1..%d", n_leads, MAX_LEADS)
     lead_names = tuple(r.text(f"lead name {i}") for i in range(n_leads))
     fs_hz = float(r.unpack("d", "fs_hz")[0])
     gains = tuple(float(g) for g in r.unpack(f"{n_leads}d", "adc_gain"))
@@ -255,7 +262,7 @@ def _write_beat(w: _Writer, m: Beat) -> None:
 def _read_beat(r: _Reader) -> Beat:
     patient_id = r.text("patient_id")
     sample, fs, cls, conf, rr, detected, produced = r.unpack(_BEAT, "beat")
-    _check(cls < len(_CLASSES), f"beat class code {cls} unknown")
+    _check(cls < len(_CLASSES), "beat class code %d unknown", cls)
     return Beat(
         patient_id=patient_id,
         sample_index=sample,
@@ -287,8 +294,8 @@ def _read_alert(r: _Reader) -> Alert:
     patient_id = r.text("patient_id")
     alarm_type = r.text("alarm_type")
     prio, phase = r.unpack("BB", "priority and phase")
-    _check(prio < len(_PRIORITIES), f"priority code {prio} unknown")
-    _check(phase < len(_PHASES), f"phase code {phase} unknown")
+    _check(prio < len(_PRIORITIES), "priority code %d unknown", prio)
+    _check(phase < len(_PHASES), "phase code %d unknown", phase)
     onset, sample, fs, hr = r.unpack("qqdd", "alert indices")
     message = r.text("message", long=True)
     created, produced, technical, n_details = r.unpack("qqBB", "alert tail")
