@@ -123,11 +123,15 @@ class AlarmConfig:
     bigeminy_cycles: int = 4
     trigeminy_cycles: int = 3
     afib_window_beats: int = 32
-    afib_nrmssd: float = 0.1
-    afib_entropy: float = 0.6
-    afib_tpr: tuple[float, float] = (0.5, 0.85)
+    # AF thresholds: Dash et al. 2009 (TPR 0.54-0.77), nRMSSD/entropy chosen on MIT-BIH DS1 only
+    afib_nrmssd: float = 0.12
+    afib_entropy: float = 0.7
+    afib_tpr: tuple[float, float] = (0.54, 0.77)
     technical_all_leads: bool = True  # False: one unreadable lead already suppresses
-    vf_windows: int = 3
+    afib_end_beats: int = 16  # AF ends after this many beats in a row without irregularity
+    pattern_end_beats: int = 3  # bigeminy/trigeminy end after this many beats off pattern
+    vf_windows: int = 3  # consecutive VF windows (one per vf.step_s) to raise, and to end
+    vf_max_normal_beats: int = 2  # more N/S beats than this in the last vf.window_s: not VF
     event_hold_s: float = 10.0
     update_interval_s: float = 10.0
     disabled: frozenset[AlarmType] = frozenset()
@@ -248,6 +252,7 @@ class AlarmEngine:
         self._v_run = 0
         self._vt_in_run = False
         self._vf_streak = 0
+        self._off_streak: dict[AlarmType, int] = {}  # beats in a row a condition was false
         self._open_quality: dict[tuple[str, int, int], int | None] = {}
         self._active: dict[AlarmType, _Active] = {}
         self._pending_vf: list[VfDecision] = []
@@ -336,14 +341,24 @@ class AlarmEngine:
     def _vf(self, sample: int, v: VfDecision) -> None:
         if self._unreadable:
             return
-        self._vf_streak = self._vf_streak + 1 if v.is_vf else 0
-        if self._vf_streak >= self.config.vf_windows and AlarmType.VFIB not in self._active:
+        c = self.config
+        window = int(round(c.vf.window_s * self.fs_hz))
+        organised = sum(1 for b, k in self._beats if b > sample - window
+                        and k in (BeatClass.N, BeatClass.S)) > c.vf_max_normal_beats
+        is_vf = v.is_vf and not organised
+        if AlarmType.VFIB in self._active:
+            self._vf_streak = 0 if is_vf else self._vf_streak + 1  # counts non-VF windows
+            if self._vf_streak >= c.vf_windows:
+                self._vf_streak = 0
+                self._end(AlarmType.VFIB, sample)
+                self._anchor = sample
+            return
+        self._vf_streak = self._vf_streak + 1 if is_vf else 0
+        if self._vf_streak >= c.vf_windows:
+            self._vf_streak = 0
             self._end(AlarmType.ASYSTOLE, sample, reason="ventricular fibrillation")
             self._onset(AlarmType.VFIB, sample, "ventricular fibrillation/flutter",
                         (("leakage", f"{v.leakage:.3f}"),))
-        elif self._vf_streak == 0 and AlarmType.VFIB in self._active:
-            self._end(AlarmType.VFIB, sample)
-            self._anchor = sample
 
     # ------------------------------------------------------------------ timers
     def _next_timer(self) -> tuple[int, AlarmType | tuple[str, int, int]] | None:
@@ -390,9 +405,12 @@ class AlarmEngine:
                                                                      self.config.brady_bpm))
         self._condition(AlarmType.EXTREME_TACHY, s, self._rate_above(self.config.tachy_beats,
                                                                      self.config.tachy_bpm))
-        self._condition(AlarmType.BIGEMINY, s, self._every_nth_v(2, self.config.bigeminy_cycles))
-        self._condition(AlarmType.TRIGEMINY, s, self._every_nth_v(3, self.config.trigeminy_cycles))
-        self._condition(AlarmType.AFIB, s, self._irregular())
+        c = self.config
+        self._condition(AlarmType.BIGEMINY, s, self._every_nth_v(2, c.bigeminy_cycles),
+                        c.pattern_end_beats)
+        self._condition(AlarmType.TRIGEMINY, s, self._every_nth_v(3, c.trigeminy_cycles),
+                        c.pattern_end_beats)
+        self._condition(AlarmType.AFIB, s, self._irregular(), c.afib_end_beats)
         self._periodic_updates(s)
 
     def _ventricular(self, s: int, cls: BeatClass) -> None:
@@ -463,16 +481,22 @@ class AlarmEngine:
         self._emit(alarm, AlarmPhase.ONSET, s, s, msg, details)
 
     def _end(self, alarm: AlarmType, s: int, reason: str = "") -> None:
+        self._off_streak.pop(alarm, None)
         active = self._active.pop(alarm, None)
         if active is not None:
             details = (("reason", reason),) if reason else ()
             self._emit(alarm, AlarmPhase.END, active.onset, s, f"{alarm.value} ended", details)
 
-    def _condition(self, alarm: AlarmType, s: int, true: bool) -> None:
+    def _condition(self, alarm: AlarmType, s: int, true: bool, end_after: int = 1) -> None:
+        """Raise when ``true``; end after ``end_after`` beats in a row with it false."""
         if true:
+            self._off_streak.pop(alarm, None)
             self._onset(alarm, s, alarm.value.replace("_", " "))
-        else:
-            self._end(alarm, s)
+        elif alarm in self._active:
+            off = self._off_streak.get(alarm, 0) + 1
+            self._off_streak[alarm] = off
+            if off >= end_after:
+                self._end(alarm, s)
 
     def _event(self, alarm: AlarmType, s: int, msg: str,
                details: tuple[tuple[str, str], ...] = ()) -> None:
@@ -499,6 +523,7 @@ class AlarmEngine:
             "beats": [[s, c.value] for s, c in self._beats], "nn": list(self._nn),
             "anchor": self._anchor, "pause_armed": self._pause_armed, "v_run": self._v_run,
             "vt_in_run": self._vt_in_run, "vf_streak": self._vf_streak,
+            "off_streak": [[t.value, n] for t, n in self._off_streak.items()],
             "n_leads": self.n_leads,
             "open_quality": [[k, ld, s, e] for (k, ld, s), e in self._open_quality.items()],
             "active": [[t.value, a.onset, a.last_update, a.until] for t, a in self._active.items()],
@@ -524,6 +549,7 @@ class AlarmEngine:
         eng._pause_armed = bool(snap["pause_armed"])
         eng._v_run, eng._vt_in_run = int(snap["v_run"]), bool(snap["vt_in_run"])
         eng._vf_streak = int(snap["vf_streak"])
+        eng._off_streak = {AlarmType(t): int(n) for t, n in snap["off_streak"]}
         eng._open_quality = {(str(k), int(ld), int(s)): (None if e is None else int(e))
                              for k, ld, s, e in snap["open_quality"]}
         eng._active = {AlarmType(t): _Active(int(o), int(u), None if h is None else int(h))

@@ -43,18 +43,17 @@ class VfDecision:
     leakage: float
 
 
-def vf_leakage(window_mv: npt.NDArray[np.float64], fs_hz: float, cfg: VfConfig = VfConfig()) -> float:
+def vf_leakage(window_mv: npt.NDArray[np.float64], cfg: VfConfig = VfConfig()) -> float:
     """Leakage of a notch filter tuned to the window's mean frequency (Kuo and Dillman 1978).
 
-    A sinusoid-like rhythm (VF, flutter) passes the notch with little leakage; QRS
-    complexes leak a lot.  Returns ``nan`` for a window too flat or too short to judge.
+    ``window_mv`` is band-passed ECG (see :class:`VfDetector`).  A sinusoid-like rhythm (VF,
+    flutter) passes the notch with little leakage; QRS complexes leak a lot.  Returns
+    ``nan`` for a window too flat, too short or not finite.
     """
     x = np.asarray(window_mv, dtype=np.float64)
-    if x.size < int(fs_hz) or not np.all(np.isfinite(x)):
+    if x.size < 4 or not np.all(np.isfinite(x)):
         return math.nan
     x = x - float(np.mean(x))
-    sos = sps.butter(2, cfg.band_hz, btype="bandpass", fs=fs_hz, output="sos")
-    x = sps.sosfiltfilt(sos, x)
     if float(np.ptp(x)) < cfg.min_amplitude_mv:
         return math.nan
     diff_sum = float(np.sum(np.abs(np.diff(x))))
@@ -72,9 +71,10 @@ def vf_leakage(window_mv: npt.NDArray[np.float64], fs_hz: float, cfg: VfConfig =
 class VfDetector:
     """Streaming VF detector: one :class:`VfDecision` per ``step_s`` over the last ``window_s``.
 
-    Windows end at multiples of the step in absolute sample indices.  Feed contiguous
-    chunks with :meth:`update`; a gap (first index beyond the buffered end) restarts the
-    buffer, and a NaN inside a window yields no VF verdict for it.
+    The signal is band-passed causally (``band_hz``, filter state carried between chunks)
+    and windows end at multiples of the step in absolute sample indices, so the verdicts do
+    not depend on chunking.  A gap (first index beyond the buffered end) restarts the
+    buffer and the filter; a non-finite sample yields no VF verdict for windows holding it.
     """
 
     def __init__(self, fs_hz: float, config: VfConfig = VfConfig()) -> None:
@@ -84,8 +84,11 @@ class VfDetector:
         self.config = config
         self._win = max(int(round(config.window_s * fs_hz)), 2)
         self._step = max(int(round(config.step_s * fs_hz)), 1)
-        self._buf: npt.NDArray[np.float64] = np.zeros(0)
+        self._sos = sps.butter(2, config.band_hz, btype="bandpass", fs=fs_hz, output="sos")
+        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._buf: npt.NDArray[np.float64] = np.zeros(0)  # filtered samples
         self._buf_end: int | None = None  # absolute index one past the buffer's last sample
+        self._ok: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)  # input finite, per sample
 
     def update(self, samples_mv: npt.ArrayLike, first_sample_index: int) -> list[VfDecision]:
         x = np.asarray(samples_mv, dtype=np.float64).reshape(-1)
@@ -93,22 +96,30 @@ class VfDetector:
             skip = self._buf_end - first_sample_index  # overlap: drop what we already have
             x, first_sample_index = x[skip:], first_sample_index + skip
         if self._buf_end is None or first_sample_index != self._buf_end:
-            self._buf = np.zeros(0)
+            self._buf, self._zi = np.zeros(0), np.zeros_like(self._zi)
+            self._ok = np.zeros(0, dtype=bool)
+        finite = np.isfinite(x)
+        # non-finite samples enter the filter as 0 (its state stays finite); windows that
+        # hold one are refused below
+        filtered, self._zi = sps.sosfilt(self._sos, np.where(finite, x, 0.0), zi=self._zi)
         start = first_sample_index - self._buf.size
-        buf = np.concatenate([self._buf, x])
+        buf = np.concatenate([self._buf, filtered])
+        ok = np.concatenate([self._ok, finite])
         end = start + buf.size
         out: list[VfDecision] = []
         first_end = ((start + self._win + self._step - 1) // self._step) * self._step
         for win_end in range(first_end, end + 1, self._step):
-            seg = buf[win_end - self._win - start : win_end - start]
-            leak = vf_leakage(seg, self.fs_hz, self.config)
+            lo, hi = win_end - self._win - start, win_end - start
+            leak = vf_leakage(buf[lo:hi], self.config) if ok[lo:hi].all() else math.nan
             out.append(VfDecision(win_end, bool(leak < self.config.leakage_threshold), leak))
         self._buf = buf[-(self._win - 1) :] if self._win > 1 else np.zeros(0)
+        self._ok = ok[-(self._win - 1) :] if self._win > 1 else np.zeros(0, dtype=bool)
         self._buf_end = end
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        return {"buf": [float(v) for v in self._buf], "buf_end": self._buf_end}
+        return {"buf": [float(v) for v in self._buf], "buf_end": self._buf_end,
+                "zi": self._zi.tolist(), "ok": [bool(v) for v in self._ok]}
 
     @classmethod
     def from_snapshot(
@@ -117,4 +128,6 @@ class VfDetector:
         det = cls(fs_hz, config)
         det._buf = np.asarray(snap["buf"], dtype=np.float64)
         det._buf_end = None if snap["buf_end"] is None else int(snap["buf_end"])
+        det._zi = np.asarray(snap["zi"], dtype=np.float64).reshape(det._zi.shape)
+        det._ok = np.asarray(snap["ok"], dtype=bool)
         return det

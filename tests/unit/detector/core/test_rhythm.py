@@ -313,3 +313,28 @@ def test_events_do_not_depend_on_batching(
             eng = AlarmEngine.from_snapshot(json.loads(json.dumps(eng.snapshot())))
         lo = hi
     assert got == whole
+
+
+def test_vf_detector_verdicts_do_not_depend_on_chunking_and_refuse_nan_and_flat() -> None:
+    from detector.core.vf import VfDetector
+
+    rng = np.random.default_rng(3)
+    t = np.arange(int(30 * FS)) / FS
+    x = 0.6 * np.sin(2 * np.pi * 5 * t) + 0.05 * rng.normal(size=t.size)
+    x[int(20 * FS):int(21 * FS)] = np.nan
+    x[int(24 * FS):] = 0.0
+    whole = VfDetector(FS).update(x, 0)
+    det, parts, i = VfDetector(FS), [], 0
+    for size in [1, 37, 250, 999, 3] * 200:
+        if i >= x.size:
+            break
+        parts += det.update(x[i:i + size], i)
+        i += size
+        if size == 999:
+            det = VfDetector.from_snapshot(json.loads(json.dumps(det.snapshot())), FS)
+    assert [(d.sample_index, d.is_vf) for d in parts] == [(d.sample_index, d.is_vf) for d in whole]
+    assert np.allclose([d.leakage for d in parts], [d.leakage for d in whole], equal_nan=True)
+    by_end = {d.sample_index: d for d in whole}
+    assert by_end[int(10 * FS)].is_vf
+    assert not by_end[int(22 * FS)].is_vf and np.isnan(by_end[int(22 * FS)].leakage)  # NaN inside
+    assert not by_end[int(30 * FS)].is_vf  # flat line is not VF
