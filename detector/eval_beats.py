@@ -1,0 +1,196 @@
+"""``ecgmon eval beats``: our QRS detector + beat classifier end to end, scored the EC57 (bxb) way.
+
+Detected beats are matched to reference beats within 150 ms.  The confusion
+matrix has a sixth label, ``none``: row ``none`` counts extra detections (no
+reference beat), column ``none`` counts missed reference beats.  Se and +P of a
+class count those too (a missed V beat lowers V Se, an extra beat called V
+lowers V +P); gross statistics sum over records before dividing (``sumstats``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.core.beats import BeatFeatures, extract_beats
+from detector.core.classifier import AAMI_CLASSES, Classifier, select_leads
+from detector.core.qrs import detect_peaks
+from detector.training.data import DS2, MATCH_WINDOW_S, PACED, load_record, match_nearest
+from stream.errors import ConfigError
+from stream.settings import Settings, add_flags
+
+logger = logging.getLogger(__name__)
+
+LABELS = [c.value for c in AAMI_CLASSES] + ["none"]
+_NONE = len(AAMI_CLASSES)
+
+
+@dataclass
+class BeatEvaluation:
+    """Confusion (reference rows x test columns, LABELS order) and per-beat detail for plots."""
+
+    confusion: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((6, 6), np.int64))
+    per_record: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    true: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    probabilities: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    examples: dict[str, list[npt.NDArray[np.float32]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def class_metrics(self) -> dict[str, dict[str, float]]:
+        cm = self.confusion
+        out: dict[str, dict[str, float]] = {}
+        for c, name in enumerate(LABELS[:_NONE]):
+            tp = float(cm[c, c])
+            se = tp / max(float(cm[c, :].sum()), 1.0)
+            ppv = tp / max(float(cm[:, c].sum()), 1.0)
+            out[name] = {"se": se, "ppv": ppv, "f1": 2 * se * ppv / (se + ppv) if se + ppv else 0.0}
+        return out
+
+    def accuracy(self) -> float:
+        """Fraction of matched beats whose class is right (missed and extra beats excluded)."""
+        matched = self.confusion[:_NONE, :_NONE]
+        return float(np.trace(matched) / max(int(matched.sum()), 1))
+
+    def as_json(self) -> dict[str, Any]:
+        cm = self.confusion
+        return {
+            "classes": self.class_metrics(),
+            "confusion": cm.tolist(),
+            "labels": LABELS,
+            "accuracy": self.accuracy(),
+            "missed_beats": int(cm[:_NONE, _NONE].sum()),
+            "extra_beats": int(cm[_NONE, :_NONE].sum()),
+            "records": {k: v.tolist() for k, v in self.per_record.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRecord:
+    """A record's detected beats, their features and their bxb match to the reference."""
+
+    name: str
+    features: BeatFeatures
+    ref_labels: npt.NDArray[np.int64]
+    ref_of_test: npt.NDArray[np.int64]
+
+
+def prepare_record(data_dir: Path, name: str, n_leads: int) -> PreparedRecord:
+    """Run our QRS detector and the feature extractor over one record and match to the reference."""
+    rec = load_record(data_dir, name)
+    peaks = detect_peaks(rec.signal_mv, rec.fs_hz)
+    feats = extract_beats(select_leads(rec.signal_mv, n_leads), rec.fs_hz, peaks)
+    ref_of_test = match_nearest(rec.ref_samples, feats.sample_index, round(MATCH_WINDOW_S * rec.fs_hz))
+    return PreparedRecord(name, feats, rec.ref_labels, ref_of_test)
+
+
+def score_record(prep: PreparedRecord, classifier: Classifier, ev: BeatEvaluation) -> None:
+    """Classify a prepared record's beats and add its confusion counts to ``ev``."""
+    result = classifier.classify(prep.features)
+    pred = result.class_index
+    matched = prep.ref_of_test >= 0
+    cm = np.zeros((6, 6), np.int64)
+    true = prep.ref_labels[prep.ref_of_test[matched]]
+    np.add.at(cm, (true, pred[matched]), 1)
+    np.add.at(cm, (np.full(int((~matched).sum()), _NONE), pred[~matched]), 1)
+    missed = np.ones(len(prep.ref_labels), bool)
+    missed[prep.ref_of_test[matched]] = False
+    np.add.at(cm, (prep.ref_labels[missed], np.full(int(missed.sum()), _NONE)), 1)
+    ev.confusion += cm
+    ev.per_record[prep.name] = cm
+    ev.true.append(true)
+    ev.probabilities.append(result.probabilities[matched])
+    beats = prep.features.beats[matched]
+    for c in np.unique(true):
+        shown = ev.examples.setdefault(LABELS[int(c)], [])
+        for i in np.flatnonzero(true == c)[: max(0, 4 - len(shown))]:
+            shown.append(beats[i, 0])
+
+
+def evaluate(
+    data_dir: Path, records: list[str], classifier: Classifier, progress: bool = False,
+    prepared: dict[str, PreparedRecord] | None = None,
+) -> BeatEvaluation:
+    """Score ``classifier`` on ``records`` end to end (our detector's beats).
+
+    ``prepared`` caches detection and features between models (training compares many).
+    """
+    ev = BeatEvaluation()
+    start = time.perf_counter()
+    for i, name in enumerate(records):
+        prep = prepared.get(name) if prepared is not None else None
+        if prep is None:
+            prep = prepare_record(data_dir, name, classifier.n_leads)
+            if prepared is not None:
+                prepared[name] = prep
+        score_record(prep, classifier, ev)
+        if progress:
+            m = ev.class_metrics()
+            logger.info(
+                "record %s (%d/%d) done; running S Se %.3f +P %.3f, V Se %.3f +P %.3f",
+                name, i + 1, len(records), m["S"]["se"], m["S"]["ppv"], m["V"]["se"], m["V"]["ppv"],
+            )
+    ev.seconds = time.perf_counter() - start
+    return ev
+
+
+def parse_records(raw: str) -> list[str]:
+    """``ds2`` (the de Chazal test set) or a comma-separated list; paced records are refused."""
+    names = list(DS2) if raw.strip().lower() == "ds2" else [r.strip() for r in raw.split(",") if r.strip()]
+    paced = sorted(set(names) & set(PACED))
+    if paced:
+        raise ConfigError(f"records {paced} contain paced beats and are excluded from classification (EC57)")
+    if not names:
+        raise ConfigError("--records: give ds2 or a comma-separated list of record names")
+    return names
+
+
+def format_table(ev: BeatEvaluation) -> str:
+    m = ev.class_metrics()
+    lines = ["class     Se     +P     F1"]
+    lines += [f"{c:5s} {m[c]['se']:6.3f} {m[c]['ppv']:6.3f} {m[c]['f1']:6.3f}" for c in LABELS[:_NONE]]
+    lines.append(f"accuracy (matched beats) {ev.accuracy():.4f}")
+    lines.append("confusion (rows reference, columns ecgmon): " + " ".join(LABELS))
+    lines += [f"{LABELS[i]:5s} " + " ".join(f"{v:6d}" for v in row) for i, row in enumerate(ev.confusion)]
+    return "\n".join(lines)
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from detector.onnx_classifier import OnnxClassifier
+
+    if settings.data_dir is None:
+        raise ConfigError("--data-dir (ECGMON_DATA_DIR): point it at a folder of MIT-BIH records")
+    records = parse_records(args.eval_records)
+    classifier = OnnxClassifier.load(settings.model)
+    logger.info("evaluating model %s on %d records", classifier.name, len(records))
+    ev = evaluate(settings.data_dir, records, classifier, progress=True)
+    print(format_table(ev))  # noqa: T201 - the command's output
+    if args.json:
+        Path(args.json).write_text(json.dumps(ev.as_json(), indent=2) + "\n")
+    if args.plots:
+        from detector.training.plots import save_plots
+
+        save_plots(ev, Path(args.plots), classifier.name)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "beats", help="beat classification (N S V F Q) end to end on MIT-BIH records",
+        description="Detect beats with our QRS detector, classify them with an ONNX model and score "
+        "against the reference labels (150 ms matching, missed and extra beats counted as in bxb).",
+    )
+    add_flags(parser, ["data_dir", "model"])
+    parser.add_argument("--records", dest="eval_records", default="ds2",
+                        help="ds2 (de Chazal test set, default) or a comma-separated list")
+    parser.add_argument("--json", default=None, help="write the metrics as JSON to this file")
+    parser.add_argument("--plots", default=None,
+                        help="write PNG plots to this folder (needs the train extra: matplotlib)")
+    parser.set_defaults(run=_run)

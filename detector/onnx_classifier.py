@@ -1,0 +1,104 @@
+"""The ONNX Runtime implementation of :class:`detector.core.classifier.Classifier`.
+
+Models are ``detector/models/<name>.onnx`` with inputs ``beat`` (batch, 2 * leads,
+WINDOW_LEN) and ``rr`` (batch, N_RR), output ``probabilities`` (batch, classes);
+their metadata records the labels and the feature layout they were trained on,
+checked here against :mod:`detector.core.beats` so a model never silently gets
+features it was not trained for.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from detector.core import beats as feat
+from detector.core.beats import BeatFeatures
+from detector.core.classifier import Classification
+from stream.errors import ConfigError
+from stream.schemas import BeatClass
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = "cnn"
+
+
+def model_path(name: str, models_dir: Path = MODELS_DIR) -> Path:
+    """Path of model ``name`` (a bare name in ``models_dir`` or a path to an .onnx file)."""
+    path = Path(name)
+    if path.suffix != ".onnx":
+        path = models_dir / f"{name}.onnx"
+    if not path.is_file():
+        have = sorted(p.stem for p in models_dir.glob("*.onnx")) if models_dir.is_dir() else []
+        raise ConfigError(
+            f"beat model {name!r} not found at {path}; choose one of {have} (ECGMON_MODEL / --model)"
+        )
+    return path
+
+
+class OnnxClassifier:
+    """Batched beat classification with one ONNX Runtime session (1 intra-op thread by default)."""
+
+    def __init__(self, path: Path, intra_op_threads: int = 1) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self._name = path.stem
+        self._labels = tuple(BeatClass(x) for x in meta.get("labels", "N,S,V,F,Q").split(","))
+        self._n_leads = int(meta.get("n_leads", "1"))
+        self._check_layout(meta, path)
+
+    @classmethod
+    def load(cls, name: str, intra_op_threads: int = 1, models_dir: Path = MODELS_DIR) -> OnnxClassifier:
+        return cls(model_path(name, models_dir), intra_op_threads)
+
+    @staticmethod
+    def _check_layout(meta: dict[str, str], path: Path) -> None:
+        expected = {
+            "model_fs_hz": str(feat.MODEL_FS_HZ),
+            "window_pre": str(feat.WINDOW_PRE),
+            "window_post": str(feat.WINDOW_POST),
+            "rr_features": ",".join(feat.RR_FEATURES),
+        }
+        for key, value in expected.items():
+            if key in meta and meta[key] != value:
+                raise ConfigError(
+                    f"{path}: trained with {key}={meta[key]!r} but the feature code has {value!r}; "
+                    "retrain it with `ecgmon train`"
+                )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def labels(self) -> tuple[BeatClass, ...]:
+        return self._labels
+
+    @property
+    def n_leads(self) -> int:
+        return self._n_leads
+
+    def classify(self, batch: BeatFeatures) -> Classification:
+        if len(batch) == 0:
+            return Classification(
+                self._labels, np.zeros(0, np.int64), np.zeros((0, len(self._labels)), np.float32)
+            )
+        outputs = self._session.run(
+            ["probabilities"],
+            {
+                "beat": np.ascontiguousarray(batch.beats, np.float32),
+                "rr": np.ascontiguousarray(batch.rr, np.float32),
+            },
+        )
+        probs = np.asarray(outputs[0], dtype=np.float32)
+        return Classification(self._labels, probs.argmax(axis=1).astype(np.int64), probs)

@@ -1,0 +1,97 @@
+"""``ecgmon train``: train the beat classifiers on MIT-BIH DS1, score them on DS2, export ONNX + cards.
+
+Needs the ``train`` extra (PyTorch CPU, matplotlib); imported lazily so the
+rest of the CLI works without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from stream.errors import ConfigError
+from stream.settings import Settings, add_flags
+
+logger = logging.getLogger(__name__)
+
+ALL_FAMILIES = "cnn,resnet,inception,lstm,mlp,autoencoder"
+
+
+def _progress(msg: str) -> None:
+    logger.info(msg)
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError:
+        raise ConfigError("ecgmon train needs PyTorch: pip install -e '.[train]'") from None
+    if args.ucr:
+        from detector.training.ucr import cross_validate
+
+        result: dict[str, Any] = cross_validate(
+            Path(args.ucr), folds=args.folds, epochs=args.ucr_epochs, seed=args.seed,
+            threads=args.threads, progress=_progress,
+        )
+        print(  # noqa: T201 - the command's output
+            f"{result['dataset']}: {result['folds']}-fold CV accuracy on the shared training split "
+            f"{100 * float(result['mean_accuracy']):.2f} % (+- {100 * float(result['std_accuracy']):.2f}); "
+            f"InceptionTime reports {100 * float(result['reference_test_accuracy_inceptiontime']):.2f} % "
+            "on the (unavailable here) test split"
+        )
+        if args.out_json:
+            Path(args.out_json).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+    if settings.data_dir is None:
+        raise ConfigError(
+            "--data-dir (ECGMON_DATA_DIR): point it at the MIT-BIH folder (../shared/data/mitdb)"
+        )
+    from detector.training.pipeline import TrainOptions, run_training
+
+    opts = TrainOptions(
+        data_dir=settings.data_dir, out_dir=Path(args.out), families=args.families.split(","),
+        epochs=args.epochs, peaks=args.peaks, seed=args.seed, threads=args.threads,
+        train_records=_split(args.train_records), val_records=_split(args.val_records),
+        evaluate_ds2=not args.no_ds2, cache_dir=settings.cache_dir / "beats",
+        max_train_beats=args.max_train_beats,
+    )
+    rows = run_training(opts, _progress)
+    print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
+    return 0
+
+
+def _split(raw: str | None) -> list[str] | None:
+    return [r.strip() for r in raw.split(",") if r.strip()] if raw else None
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "train", help="train the beat classifiers (MIT-BIH DS1) and export ONNX models with cards",
+        description="Train beat classifiers on MIT-BIH DS1 (validation patients carved from DS1), "
+        "score them end to end on DS2, export detector/models/<name>.onnx with model cards.  "
+        "With --ucr, cross-validate on a UCR data set instead.",
+    )
+    add_flags(parser, ["data_dir", "cache_dir"])
+    parser.add_argument("--families", default=ALL_FAMILIES, help=f"comma-separated (default {ALL_FAMILIES})")
+    parser.add_argument("--epochs", type=int, default=10,
+                        help="maximum epochs (early stopping on the validation patients)")
+    parser.add_argument("--peaks", default="auto", choices=("auto", "detected", "reference"),
+                        help="R-peaks: our detector (auto when present) or reference positions +-20 ms")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (runs are reproducible)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "models"),
+                        help="folder for <name>.onnx, .json and .md")
+    parser.add_argument("--train-records", default=None, help="override the DS1 training records (tests)")
+    parser.add_argument("--val-records", default=None, help="override the DS1 validation records (tests)")
+    parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
+    parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
+    parser.add_argument("--ucr", default=None, help="UCR file (e.g. ECG5000_TRAIN.txt): k-fold CV instead")
+    parser.add_argument("--folds", type=int, default=5, help="folds for --ucr")
+    parser.add_argument("--ucr-epochs", type=int, default=40, help="epochs per fold for --ucr")
+    parser.add_argument("--out-json", default=None, help="with --ucr: write the result as JSON here")
+    parser.set_defaults(run=_run)
+
+

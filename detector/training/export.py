@@ -1,0 +1,136 @@
+"""ONNX export, inference benchmark and model cards (.json + .md) for trained models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from detector.core import beats as feat
+
+OPSET = 17
+
+
+class _WithSoftmax(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, beat: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(beat, rr), dim=1)
+
+
+def export_onnx(model: nn.Module, path: Path, n_leads: int, family: str, *, scores: bool = False) -> str:
+    """Write ``model`` as ONNX (inputs ``beat``, ``rr``; output ``probabilities`` or ``score``).
+
+    Returns the file's sha256.  Metadata records labels and feature layout.
+    """
+    import onnx
+
+    model.eval()
+    wrapped = model if scores else _WithSoftmax(model)
+    beat = torch.zeros(2, 2 * n_leads, feat.WINDOW_LEN)
+    rr = torch.ones(2, feat.N_RR)
+    out_name = "score" if scores else "probabilities"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped, (beat, rr), str(path), input_names=["beat", "rr"], output_names=[out_name],
+            dynamic_axes={"beat": {0: "batch"}, "rr": {0: "batch"}, out_name: {0: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )
+    proto = onnx.load(str(path))
+    meta = {
+        "family": family,
+        "labels": "N,S,V,F,Q",
+        "n_leads": str(n_leads),
+        "model_fs_hz": str(feat.MODEL_FS_HZ),
+        "window_pre": str(feat.WINDOW_PRE),
+        "window_post": str(feat.WINDOW_POST),
+        "rr_features": ",".join(feat.RR_FEATURES),
+        "output": out_name,
+    }
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    proto.producer_name = "ecgmon train"
+    proto.doc_string = f"ecgmon beat model ({family})"
+    onnx.save(proto, str(path))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def bench_onnx(path: Path, n_channels: int, batch: int = 64, repeats: int = 200) -> float:
+    """Median microseconds per beat at ``batch`` on one onnxruntime thread."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {
+        "beat": rng.standard_normal((batch, n_channels, feat.WINDOW_LEN)).astype(np.float32),
+        "rr": np.ones((batch, feat.N_RR), np.float32),
+    }
+    for _ in range(10):
+        sess.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) / batch * 1e6)
+
+
+def write_card(path_json: Path, card: dict[str, Any]) -> None:
+    """Write the model card as JSON and as Markdown beside it."""
+    path_json.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    path_json.with_suffix(".md").write_text(card_markdown(card))
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    lines = [f"# Beat model `{card['name']}` ({card['family']})", "", card.get("summary", ""), ""]
+    data = card["data"]
+    lines += [
+        "## Data", "",
+        f"- Database: {data['database']}; R-peaks: {data['peak_source']}; lead(s): {data['leads']}",
+        f"- Training patients (DS1 minus validation): {', '.join(data['train_records'])}",
+        f"- Validation patients (from DS1, model selection and early stopping): "
+        f"{', '.join(data['validation_records'])}",
+        f"- Test patients (DS2, never used for training or selection): {', '.join(data['test_records'])}",
+        f"- Paced records excluded: {', '.join(data['excluded_records'])}",
+        f"- Training beats per class: {data['train_beats_per_class']}",
+        "",
+        "## Model", "",
+        f"- Parameters: {card['n_params']}; ONNX: {card['onnx_bytes']} bytes, sha256 `{card['onnx_sha256']}`",
+        f"- Inference: {card['us_per_beat_batch64_1thread']:.1f} us/beat (batch 64, 1 onnxruntime thread)",
+        f"- Training: {card['training_seconds']:.0f} s on CPU, best epoch {card['best_epoch']}",
+        f"- Hyper-parameters: `{json.dumps(card['hyperparameters'])}`",
+        "",
+    ]
+    if "ds2" in card and "classes" in card["ds2"]:
+        ds2 = card["ds2"]
+        lines += ["## DS2 (inter-patient test, our detector, 150 ms matching, bxb counting)", "",
+                  "| class | Se | +P | F1 |", "|---|---|---|---|"]
+        for c, m in ds2["classes"].items():
+            lines.append(f"| {c} | {100 * m['se']:.1f} | {100 * m['ppv']:.1f} | {100 * m['f1']:.1f} |")
+        lines += ["", f"Accuracy on matched beats: {100 * ds2['accuracy']:.2f} %; missed beats "
+                  f"{ds2['missed_beats']}, extra beats {ds2['extra_beats']}.", ""]
+        lines += ["Confusion (rows reference, columns ecgmon): " + ", ".join(ds2["labels"]), "", "```"]
+        lines += [" ".join(f"{v:6d}" for v in row) for row in ds2["confusion"]]
+        lines += ["```", ""]
+    if "ds2_auroc" in card:
+        auc = card["ds2_auroc"]
+        lines += ["## DS2 anomaly score", "", f"AUROC abnormal (S, V, F, Q) vs N: {auc:.4f}", ""]
+    lines += ["## Reproduce", "", f"`{card['reproduce']['train']}`", "",
+              f"`{card['reproduce']['eval']}`", "",
+              "Record file sha256 (mitdb 1.0.0) are in the JSON card.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.core import beats as b
+from detector.core.beats import BeatFeatureExtractor, extract_beats, resample_window
+from detector.core.classifier import AAMI_SYMBOLS, Classification, lead_order, select_leads
+from stream.schemas import BeatClass
+
+
+def _synthetic(fs: float, rr_s: list[float], n_leads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian 'QRS' spikes at the given intervals, plus a slow baseline."""
+    peaks_s = np.cumsum([0.5, *rr_s])
+    n = int((peaks_s[-1] + 1.0) * fs)
+    t = np.arange(n) / fs
+    x = 0.2 * np.sin(2 * np.pi * 0.3 * t)
+    for p in peaks_s:
+        x += np.exp(-0.5 * ((t - p) / 0.012) ** 2)
+    sig = np.tile(x[:, None], (1, n_leads))
+    return sig, np.round(peaks_s * fs).astype(np.int64)
+
+
+def test_regular_rhythm_rr_ratios_are_one() -> None:
+    sig, peaks = _synthetic(360.0, [0.8] * 30)
+    f = extract_beats(sig, 360.0, peaks)
+    assert len(f) == len(peaks)
+    assert f.beats.shape == (len(peaks), 2, b.WINDOW_LEN) and f.rr.shape == (len(peaks), b.N_RR)
+    np.testing.assert_allclose(f.rr[:, :5], 1.0, atol=0.01)
+    np.testing.assert_allclose(f.rr[:, 5], 0.8, atol=0.01)
+
+
+def test_premature_beat_is_short_relative_to_the_patient() -> None:
+    rr = [1.0] * 20 + [0.6, 1.4] + [1.0] * 10
+    sig, peaks = _synthetic(360.0, rr)
+    f = extract_beats(sig, 360.0, peaks)
+    i = 21  # the premature beat
+    prev_over_long, next_over_long = f.rr[i, 0], f.rr[i, 1]
+    assert prev_over_long < 0.65 and next_over_long > 1.3
+    assert f.rr[20, 0] == pytest.approx(1.0, abs=0.01)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0.05, 3.0), min_size=1, max_size=12))
+def test_chunking_does_not_change_features(chunks_s: list[float]) -> None:
+    sig, peaks = _synthetic(250.0, [0.7, 0.9, 0.5, 1.2, 0.8, 0.8, 0.6, 1.0, 0.9, 0.75])
+    whole = extract_beats(sig, 250.0, peaks)
+    ext = BeatFeatureExtractor(250.0, 1)
+    parts, start = [], 0
+    for i in range(10_000):
+        if start >= len(sig):
+            break
+        end = min(len(sig), start + max(1, int(chunks_s[i % len(chunks_s)] * 250)))
+        parts.append(ext.update(sig[start:end], peaks[(peaks >= start) & (peaks < end)]))
+        start = end
+    parts.append(ext.flush())
+    got = b.BeatFeatures.concat(parts, 1)
+    np.testing.assert_array_equal(got.sample_index, whole.sample_index)
+    np.testing.assert_array_equal(got.beats, whole.beats)
+    np.testing.assert_array_equal(got.rr, whole.rr)
+
+
+def test_peaks_lagging_the_samples_give_the_same_features() -> None:
+    sig, peaks = _synthetic(360.0, [0.8, 0.7, 0.9, 0.8, 0.8])
+    whole = extract_beats(sig, 360.0, peaks)
+    ext = BeatFeatureExtractor(360.0, 1)
+    parts = []
+    step = 90
+    for start in range(0, len(sig), step):  # peaks reported one second late
+        late = peaks[(peaks >= start - 360) & (peaks < start + step - 360)]
+        parts.append(ext.update(sig[start : start + step], late))
+    parts.append(ext.update(sig[:0], peaks[peaks >= len(sig) - 360 - (len(sig) % step or step) + step]))
+    parts.append(ext.flush())
+    got = b.BeatFeatures.concat(parts, 1)
+    np.testing.assert_array_equal(got.sample_index, whole.sample_index)
+    np.testing.assert_allclose(got.beats, whole.beats)
+
+
+@pytest.mark.parametrize("fs", [125.0, 250.0, 360.0, 500.0, 1000.0])
+def test_any_input_rate_gives_the_same_window(fs: float) -> None:
+    sig, peaks = _synthetic(fs, [0.8] * 5)
+    ref_sig, ref_peaks = _synthetic(1000.0, [0.8] * 5)
+    w = resample_window(sig, 0, int(peaks[2]), fs)
+    ref = resample_window(ref_sig, 0, int(ref_peaks[2]), 1000.0)
+    assert w.shape == (1, b.WINDOW_LEN)
+    assert np.corrcoef(w[0], ref[0])[0, 1] > 0.97
+
+
+def test_window_is_amplitude_normalised() -> None:
+    sig, peaks = _synthetic(360.0, [0.8] * 5)
+    a = resample_window(sig, 0, int(peaks[2]), 360.0)
+    c = resample_window(5.0 * sig + 3.0, 0, int(peaks[2]), 360.0)
+    np.testing.assert_allclose(a, c, atol=0.03)  # up to the 1 uV guard against flat lines
+
+
+def test_empty_flat_nan_and_clipped_inputs() -> None:
+    assert len(extract_beats(np.zeros((0, 1)), 360.0, [])) == 0
+    flat = extract_beats(np.zeros((3600, 1)), 360.0, [400, 700, 1000])
+    assert np.isfinite(flat.beats).all() and np.isfinite(flat.rr).all() and len(flat) == 3
+    nan = np.full((3600, 1), np.nan)
+    assert np.isfinite(extract_beats(nan, 360.0, [400, 700]).beats).all()
+    sig, peaks = _synthetic(360.0, [0.8] * 5)
+    clipped = np.clip(sig * 10, -1.0, 1.0)
+    assert np.isfinite(extract_beats(clipped, 360.0, peaks).beats).all()
+    edge = extract_beats(sig, 360.0, [0, len(sig) - 1])  # windows past both ends
+    assert len(edge) == 2 and np.isfinite(edge.beats).all()
+    with pytest.raises(ValueError, match="fs_hz"):
+        BeatFeatureExtractor(10.0, 1)
+
+
+def test_single_peak_and_duplicate_peaks() -> None:
+    sig, peaks = _synthetic(360.0, [0.8] * 3)
+    one = extract_beats(sig, 360.0, peaks[:1])
+    assert len(one) == 1 and np.isfinite(one.rr).all()
+    ext = BeatFeatureExtractor(360.0, 1)
+    ext.update(sig[:1000], [peaks[0], peaks[0], peaks[1]])
+    assert len(b.BeatFeatures.concat([ext.update(sig[1000:], peaks[1:]), ext.flush()], 1)) == 3
+
+
+def test_classifier_helpers() -> None:
+    assert AAMI_SYMBOLS["A"] is BeatClass.S and AAMI_SYMBOLS["/"] is BeatClass.Q
+    assert "+" not in AAMI_SYMBOLS
+    assert lead_order(["V5", "MLII"]) == [1, 0] and lead_order(["MLII", "V1"]) == [0, 1]
+    assert select_leads(np.zeros(10), 2).shape == (10, 2)
+    probs = np.array([[0.2, 0.8], [0.9, 0.1]], np.float32)
+    res = Classification((BeatClass.N, BeatClass.V), np.array([1, 0]), probs)
+    assert res.classes == [BeatClass.V, BeatClass.N]
+    np.testing.assert_allclose(res.confidence, [0.8, 0.9])
+
+
+def test_core_beat_modules_import_no_io_or_ml_runtime() -> None:
+    for name in ("beats.py", "classifier.py"):
+        path = Path(__file__).resolve().parents[4] / "detector" / "core" / name
+        tree = ast.parse(path.read_text())
+        mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        mods |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not mods & {"asyncio", "aiokafka", "redis", "onnxruntime", "torch"}, name
