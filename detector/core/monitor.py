@@ -1,0 +1,236 @@
+"""One patient's live pipeline: chunks in, classified beats and alarm events out.
+
+The monitor is pure and two-phase so that classification can be batched
+across patients by the caller::
+
+    pending = monitor.ingest(first_sample_index, samples_mv)   # detect + cut beats
+    result = classifier.classify(pending.features)             # batched elsewhere
+    out = monitor.complete(pending, result)                    # beats + alarms
+
+Chunk order problems are handled here, explicitly (:mod:`detector.core.sequencer`):
+duplicates are ignored, overlaps trimmed, a short gap is filled with NaN (the
+quality monitor reports it, which raises the technical alarm and suppresses
+arrhythmia alarms), a long gap restarts detection at the new index.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.core.beats import BeatFeatureExtractor, BeatFeatures
+from detector.core.classifier import Classification, lead_order, select_leads
+from detector.core.qrs import QrsConfig, QrsDetector
+from detector.core.quality import QualityEvent
+from detector.core.rhythm import AlarmConfig, AlarmEngine, AlarmEvent, ClassifiedBeat
+from detector.core.sequencer import ChunkFate, ChunkSequencer
+from stream.schemas import BeatClass
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Per-patient pipeline parameters, physical units."""
+
+    qrs: QrsConfig = field(default_factory=QrsConfig)
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+    max_fill_gap_s: float = 10.0  # gaps up to this are NaN-filled; longer ones restart detection
+    decision_lag_s: float = 0.5  # alarm time trails the stream end by this (QRS decision delay)
+    max_hold_s: float = 3.0  # a beat with no next R-peak this long is emitted without it
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedBeat:
+    """A classified beat, absolute sample index."""
+
+    sample_index: int
+    beat_class: BeatClass
+    confidence: float
+    rr_prev_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Output of :meth:`PatientMonitor.ingest`, waiting for classification."""
+
+    features: BeatFeatures
+    quality: list[QualityEvent]
+    fate: ChunkFate
+    stream_end: int  # absolute index one past the last sample seen
+    gap_samples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorOutput:
+    beats: list[DetectedBeat]
+    alarms: list[AlarmEvent]
+    quality: list[QualityEvent]
+    fate: ChunkFate
+    gap_samples: int = 0
+
+
+class PatientMonitor:
+    """Detector, beat extractor and alarm engine of one patient, in absolute sample indices.
+
+    Parameters
+    ----------
+    patient_id : str
+    fs_hz : float
+        Sampling rate of the stream (125-1000 Hz).
+    lead_names : tuple of str
+        Leads of the incoming samples; the classifier gets MLII first.
+    classifier_leads : int
+        Number of leads the classifier's windows need.
+    config : MonitorConfig
+    """
+
+    def __init__(
+        self, patient_id: str, fs_hz: float, lead_names: tuple[str, ...], classifier_leads: int,
+        config: MonitorConfig | None = None,
+    ) -> None:
+        self.patient_id = patient_id
+        self.fs_hz = float(fs_hz)
+        self.lead_names = tuple(lead_names)
+        self.classifier_leads = classifier_leads
+        self.config = config or MonitorConfig()
+        self._order = lead_order(self.lead_names)
+        self._max_fill = int(round(self.config.max_fill_gap_s * self.fs_hz))
+        self._lag = int(round(self.config.decision_lag_s * self.fs_hz))
+        self._max_hold = int(round(self.config.max_hold_s * self.fs_hz))
+        self._hold_deadline = self._max_hold + self._lag
+        self.sequencer = ChunkSequencer()
+        self.engine = AlarmEngine(
+            self.fs_hz, self.config.alarms, patient_id=patient_id, n_leads=len(self.lead_names)
+        )
+        self._restart(0)
+        self._last_beat: int | None = None
+
+    def _restart(self, base: int) -> None:
+        """(Re)start detection at absolute index ``base`` (stream start or after a long gap)."""
+        self.base = base
+        self.qrs = QrsDetector(self.fs_hz, len(self.lead_names), self.config.qrs)
+        self.extractor = BeatFeatureExtractor(self.fs_hz, self.classifier_leads)
+        self._waiting: deque[int] = deque()  # peaks given to the extractor, not yet emitted
+        self._last_beat = None
+
+    @property
+    def next_sample_index(self) -> int | None:
+        return self.sequencer.next_sample_index
+
+    def ingest(self, first_sample_index: int, samples_mv: npt.NDArray[np.floating]) -> Pending:
+        """Sequence a chunk, detect R-peaks and cut the beats that became complete."""
+        x = np.asarray(samples_mv, dtype=np.float64).reshape(-1, len(self.lead_names))
+        seq = self.sequencer.push(first_sample_index, x)  # type: ignore[arg-type]
+        if seq.fate is ChunkFate.DUPLICATE:
+            return Pending(BeatFeatures.empty(self.classifier_leads), [], seq.fate,
+                           self.sequencer.next_sample_index or 0)
+        x = np.asarray(seq.samples, dtype=np.float64)
+        start = seq.first_sample_index
+        if seq.fate is ChunkFate.FIRST:
+            self._restart(start)
+            self.engine = AlarmEngine(self.fs_hz, self.config.alarms, patient_id=self.patient_id,
+                                      start_sample=start, n_leads=len(self.lead_names))
+        elif seq.fate is ChunkFate.GAP:
+            if seq.gap_samples <= self._max_fill:
+                fill = np.full((seq.gap_samples, x.shape[1]), np.nan)
+                x = np.concatenate([fill, x])
+                start -= seq.gap_samples
+            else:
+                self._restart(start)
+        result = self.qrs.update(x)
+        quality = [self._shift(q) for q in result.quality]
+        peaks = np.array([p.sample_index for p in result.peaks], dtype=np.int64)
+        self.engine.update_signal(x[:, self._order[0]], start)
+        stream_end = start + x.shape[0]
+        parts = [self.extractor.update(self._classifier_view(x))]
+        abs_peaks = [int(p) + self.base for p in peaks]
+        if self._waiting and abs_peaks and abs_peaks[0] > self._waiting[-1] + self._max_hold:
+            parts.append(self._release_waiting())  # the next beat came after the hold: no RR link
+        parts.append(self.extractor.update(np.zeros((0, self.classifier_leads)), peaks))
+        self._waiting.extend(abs_peaks)
+        if self._waiting and stream_end - self._waiting[-1] >= self._hold_deadline:
+            parts.append(self._release_waiting())
+        feats = BeatFeatures.concat(parts, self.classifier_leads)
+        feats = BeatFeatures(feats.sample_index + self.base, feats.beats, feats.rr)
+        return Pending(feats, quality, seq.fate, stream_end, seq.gap_samples)
+
+    def _release_waiting(self) -> BeatFeatures:
+        """Emit the beat that waited too long for its next R-peak (next RR = previous RR)."""
+        return self.extractor.flush()
+
+    def complete(self, pending: Pending, result: Classification | None) -> MonitorOutput:
+        """Attach classes to the pending beats and advance the alarm engine."""
+        beats: list[DetectedBeat] = []
+        n = len(pending.features)
+        if n:
+            if result is None or len(result.class_index) != n:
+                raise ValueError(f"classification for {n} beats expected")
+            conf = result.confidence
+            for i, (sample, cls) in enumerate(
+                zip(pending.features.sample_index.tolist(), result.classes, strict=True)
+            ):
+                rr = 0.0 if self._last_beat is None else (sample - self._last_beat) / self.fs_hz
+                beats.append(DetectedBeat(sample, cls, float(conf[i]), rr))
+                self._last_beat = sample
+                while self._waiting and self._waiting[0] <= sample:
+                    self._waiting.popleft()
+        # Alarm time advances to what is decided; a beat still waiting for its next R-peak
+        # (its RR features need it) holds it back until the beat is released (max_hold_s).
+        watermark = pending.stream_end - self._lag
+        if self._waiting:
+            watermark = min(watermark, self._waiting[0])
+        watermark = max(watermark, self.engine.watermark)
+        alarms = self.engine.update(
+            [ClassifiedBeat(b.sample_index, b.beat_class, b.confidence) for b in beats],
+            pending.quality,
+            now_sample=watermark,
+        )
+        return MonitorOutput(beats, alarms, pending.quality, pending.fate, pending.gap_samples)
+
+    def _classifier_view(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return select_leads(x[:, self._order], self.classifier_leads)
+
+    def _shift(self, q: QualityEvent) -> QualityEvent:
+        end = None if q.end_sample is None else q.end_sample + self.base
+        return QualityEvent(q.lead, q.kind, q.start_sample + self.base, end)
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self) -> bytes:
+        """Complete state as ``.npz`` bytes (no pickle); :meth:`from_snapshot` resumes exactly."""
+        meta = {
+            "version": 1, "patient_id": self.patient_id, "fs_hz": self.fs_hz,
+            "lead_names": list(self.lead_names), "classifier_leads": self.classifier_leads,
+            "base": self.base, "next": self.sequencer.next_sample_index,
+            "waiting": list(self._waiting), "last_beat": self._last_beat,
+            "engine": self.engine.snapshot(),
+        }
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            qrs=np.frombuffer(self.qrs.snapshot(), dtype=np.uint8),
+            extractor=np.frombuffer(self.extractor.snapshot(), dtype=np.uint8),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_snapshot(cls, blob: bytes, config: MonitorConfig | None = None) -> PatientMonitor:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            qrs_blob, ext_blob = z["qrs"].tobytes(), z["extractor"].tobytes()
+        if meta.get("version") != 1:
+            raise ValueError(f"unsupported monitor snapshot version {meta.get('version')!r}")
+        mon = cls(meta["patient_id"], float(meta["fs_hz"]), tuple(meta["lead_names"]),
+                  int(meta["classifier_leads"]), config)
+        mon.base = int(meta["base"])
+        mon.sequencer = ChunkSequencer(meta["next"])
+        mon._waiting = deque(int(v) for v in meta["waiting"])
+        mon._last_beat = meta["last_beat"]
+        mon.engine = AlarmEngine.from_snapshot(meta["engine"])
+        mon.qrs = QrsDetector.from_snapshot(qrs_blob)
+        mon.extractor = BeatFeatureExtractor.from_snapshot(ext_blob)
+        return mon

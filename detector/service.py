@@ -1,0 +1,334 @@
+"""``ecgmon detect``: the Kafka consumer-group member around the pure per-patient core.
+
+Per batch of records: decode (bad ones dead-lettered), ingest into each
+patient's :class:`~detector.core.monitor.PatientMonitor`, classify every
+complete beat of every patient in one ONNX call, advance the alarm engines,
+then publish beats and alerts and write alerts (and beats) to Redis.  Every
+``checkpoint_s`` seconds, once all of that is durable, per-partition
+checkpoints go to Redis and offsets are committed (see
+:mod:`detector.checkpoint` for why this loses and duplicates nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from detector.checkpoint import Checkpoint, CheckpointStore
+from detector.core.beats import BeatFeatures
+from detector.core.classifier import Classifier
+from detector.core.monitor import MonitorConfig, MonitorOutput, PatientMonitor, Pending
+from detector.core.rhythm import events_to_alerts
+from detector.core.sequencer import ChunkFate
+from stream import metrics
+from stream.errors import ConfigError, DecodeError
+from stream.kafka import DeadLetterPublisher, Producer
+from stream.redis import AlertStore
+from stream.schemas import Alert, Beat, SampleChunk
+from stream.serde import decode_as
+from stream.settings import Settings, env_name
+
+logger = logging.getLogger(__name__)
+
+GROUP_ID = "ecgmon-detect"
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        h = metrics.latency_histogram
+        self.consumed = h("ecgmon_chunk_to_consumed_seconds",
+                          "chunk produced -> consumed by the detector", registry)
+        self.beat = h("ecgmon_chunk_to_beat_seconds",
+                      "chunk that completed a beat produced -> beat classified", registry)
+        self.alert = h("ecgmon_chunk_to_alert_redis_seconds",
+                       "chunk that raised an alert produced -> alert written to Redis", registry)
+        self.batch = h("ecgmon_detect_batch_seconds", "processing time of one consumed batch",
+                       registry)
+        self.chunks = metrics.counter("ecgmon_chunks_consumed_total", "sample chunks consumed",
+                                      registry)
+        self.beats = metrics.counter("ecgmon_beats_total", "beats classified", registry, ("class",))
+        self.alarms = metrics.counter("ecgmon_alarms_total", "alarm events by type and phase",
+                                      registry, ("type", "phase"))
+        self.fates = metrics.counter("ecgmon_chunk_sequence_total",
+                                     "chunks by sequencing fate (duplicate, gap, trimmed ...)",
+                                     registry, ("fate",))
+        self.lag = metrics.gauge("ecgmon_consumer_lag_messages",
+                                 "messages behind the end of each samples partition", registry,
+                                 ("partition",))
+        self.patients = metrics.gauge("ecgmon_patients", "patients with live detector state",
+                                      registry)
+
+
+@dataclass(slots=True)
+class _PatientSlot:
+    monitor: PatientMonitor
+    tp: TopicPartition
+    hr_bpm: float | None = None
+
+
+@dataclass(slots=True)
+class _Work:
+    chunk: SampleChunk
+    slot: _PatientSlot
+    pending: Pending
+    offset: int
+
+
+@dataclass(slots=True)
+class _Outputs:
+    beats: list[Beat] = field(default_factory=list)
+    alerts: list[tuple[Alert, int]] = field(default_factory=list)  # alert, chunk produced_at
+
+
+class DetectorService:
+    """Consume samples, detect, classify, alarm, publish; checkpoint and commit."""
+
+    def __init__(
+        self, settings: Settings, classifier: Classifier, registry: CollectorRegistry,
+        producer: Producer, store: AlertStore, *, monitor_config: MonitorConfig | None = None,
+        checkpoint_s: float = 5.0, max_records: int = 2000,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.settings = settings
+        self.classifier = classifier
+        self.producer = producer
+        self.store = store
+        self.monitor_config = monitor_config or MonitorConfig()
+        self.checkpoint_s = checkpoint_s
+        self.max_records = max_records
+        self.clock_ns = clock_ns
+        self.m = _Metrics(registry)
+        self.dead = DeadLetterPublisher(producer, settings, registry)
+        self.topic = settings.topic("samples")
+        self.checkpoints = CheckpointStore(store.client, settings.topic_prefix, GROUP_ID)
+        self.slots: dict[str, _PatientSlot] = {}
+        self.next_offsets: dict[TopicPartition, int] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self._last_checkpoint = time.monotonic()
+
+    # ------------------------------------------------------------------ main loop
+    async def run(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set; checkpoint and commit on the way out."""
+        self.consumer = consumer
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
+                if batch:
+                    await self.process(batch)
+                if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
+                    await self.checkpoint()
+                    self._update_lag(consumer)
+        finally:
+            await self.checkpoint()
+
+    async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        work: list[_Work] = []
+        for tp, records in batch.items():
+            for record in records:
+                item = await self._ingest(tp, record)
+                if item is not None:
+                    work.append(item)
+                self.next_offsets[tp] = record.offset + 1
+        outputs = self._classify_and_alarm(work)
+        await self._deliver(outputs)
+        self.m.batch.observe(time.perf_counter() - started)
+
+    async def _ingest(self, tp: TopicPartition, record: Any) -> _Work | None:
+        now = self.clock_ns()
+        try:
+            chunk = decode_as(record.value, SampleChunk)
+        except DecodeError as exc:
+            await self.dead.publish(record, exc)
+            return None
+        self.m.chunks.inc()
+        self.m.consumed.observe(max(0.0, (now - chunk.produced_at_ns) / 1e9))
+        slot = self._slot(chunk, tp)
+        pending = slot.monitor.ingest(chunk.first_sample_index, chunk.millivolts())
+        self.m.fates.labels(fate=pending.fate.value).inc()
+        if pending.fate is ChunkFate.GAP:
+            logger.warning("sample gap", extra={"patient": chunk.patient_id,
+                                                "gap_samples": pending.gap_samples})
+        return _Work(chunk, slot, pending, record.offset)
+
+    def _slot(self, chunk: SampleChunk, tp: TopicPartition) -> _PatientSlot:
+        slot = self.slots.get(chunk.patient_id)
+        if slot is not None and (
+            slot.monitor.fs_hz != chunk.fs_hz or slot.monitor.lead_names != chunk.lead_names
+        ):
+            logger.warning("sampling rate or leads changed: detection restarts",
+                           extra={"patient": chunk.patient_id, "fs_hz": chunk.fs_hz})
+            slot = None
+        if slot is None:
+            monitor = PatientMonitor(chunk.patient_id, chunk.fs_hz, chunk.lead_names,
+                                     self.classifier.n_leads, self.monitor_config)
+            slot = self.slots[chunk.patient_id] = _PatientSlot(monitor, tp)
+            self.m.patients.set(len(self.slots))
+        slot.tp = tp
+        return slot
+
+    def _classify_and_alarm(self, work: list[_Work]) -> _Outputs:
+        feats = [w.pending.features for w in work]
+        total = sum(len(f) for f in feats)
+        result = None
+        if total:
+            result = self.classifier.classify(BeatFeatures.concat(feats, self.classifier.n_leads))
+        out = _Outputs()
+        start = 0
+        now = self.clock_ns()
+        for w, f in zip(work, feats, strict=True):
+            part = None
+            if len(f) and result is not None:
+                sl = slice(start, start + len(f))
+                part = type(result)(result.labels, result.class_index[sl], result.probabilities[sl])
+                start += len(f)
+            mo = w.slot.monitor.complete(w.pending, part)
+            self._collect(w, mo, now, out)
+        return out
+
+    def _collect(self, w: _Work, mo: MonitorOutput, now: int, out: _Outputs) -> None:
+        c = w.chunk
+        for b in mo.beats:
+            out.beats.append(Beat(c.patient_id, b.sample_index, c.fs_hz, b.beat_class,
+                                  b.confidence, b.rr_prev_s, now, c.produced_at_ns))
+            self.m.beats.labels(**{"class": b.beat_class.value}).inc()
+            self.m.beat.observe(max(0.0, (now - c.produced_at_ns) / 1e9))
+            if b.rr_prev_s > 0:
+                w.slot.hr_bpm = 60.0 / b.rr_prev_s
+        for alert in events_to_alerts(mo.alarms, c.fs_hz, now, c.produced_at_ns):
+            out.alerts.append((alert, c.produced_at_ns))
+            self.m.alarms.labels(type=alert.alarm_type, phase=alert.phase.value).inc()
+
+    async def _deliver(self, out: _Outputs) -> None:
+        beats_topic, alerts_topic = self.settings.topic("beats"), self.settings.topic("alerts")
+        for beat in out.beats:
+            await self.producer.send(beats_topic, beat, beat.patient_id)
+        for alert, _ in out.alerts:
+            await self.producer.send(alerts_topic, alert, alert.patient_id)
+        await self._write_beats(out.beats)
+        for alert, produced in out.alerts:
+            await self.store.write_alert(alert)
+            self.m.alert.observe(max(0.0, (self.clock_ns() - produced) / 1e9))
+
+    async def _write_beats(self, beats: list[Beat]) -> None:
+        """Recent beats per patient in a bounded Redis stream whose ids are the sample indices
+        (so a re-emitted beat is rejected by Redis itself), and the patient's current state."""
+        if not beats:
+            return
+        client = self.store.client
+        prefix = self.settings.topic_prefix
+        last: dict[str, Beat] = {}
+        async with client.pipeline(transaction=False) as pipe:
+            for b in beats:
+                pipe.xadd(f"{prefix}:beats:{b.patient_id}",
+                          {"class": b.beat_class.value, "conf": f"{b.confidence:.3f}",
+                           "rr_s": f"{b.rr_prev_s:.4f}", "fs_hz": repr(b.fs_hz)},
+                          id=f"{b.sample_index}-1", maxlen=2000, approximate=True)
+                last[b.patient_id] = b
+            await pipe.execute(raise_on_error=False)
+        for pid, b in last.items():
+            slot = self.slots.get(pid)
+            await self.store.update_patient(
+                pid, heart_rate_bpm=slot.hr_bpm if slot else None,
+                last_beat_class=b.beat_class, last_beat_sample=b.sample_index)
+
+    # ------------------------------------------------------------------ checkpoints
+    async def checkpoint(self) -> None:
+        """Flush outputs, save snapshots + next offsets per partition, then commit."""
+        self._last_checkpoint = time.monotonic()
+        if not self.next_offsets or self.consumer is None:
+            return
+        await self.producer.flush()
+        offsets: dict[TopicPartition, int] = {}
+        for tp, offset in self.next_offsets.items():
+            patients = {pid: s.monitor.snapshot() for pid, s in self.slots.items() if s.tp == tp}
+            await self.checkpoints.save(tp.topic, tp.partition, Checkpoint(offset, patients))
+            offsets[tp] = offset
+        if offsets:
+            await self.consumer.commit(offsets)
+
+    async def restore(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            cp = await self.checkpoints.load(tp.topic, tp.partition)
+            if cp is None:
+                continue
+            for pid, blob in cp.patients.items():
+                self.slots[pid] = _PatientSlot(PatientMonitor.from_snapshot(blob), tp)
+            consumer.seek(tp, cp.offset)
+            self.next_offsets[tp] = cp.offset
+            logger.info("partition restored from checkpoint",
+                        extra={"partition": tp.partition, "offset": cp.offset,
+                               "patients": len(cp.patients)})
+        self.m.patients.set(len(self.slots))
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        for pid in [p for p, s in self.slots.items() if s.tp in revoked]:
+            del self.slots[pid]
+        for tp in revoked:
+            self.next_offsets.pop(tp, None)
+        self.m.patients.set(len(self.slots))
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            pos = self.next_offsets.get(tp)
+            if end is not None and pos is not None:
+                self.m.lag.labels(partition=str(tp.partition)).set(max(0, end - pos))
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Checkpoint what we give away; restore what we get."""
+
+    def __init__(self, service: DetectorService, consumer_ref: list[AIOKafkaConsumer]) -> None:
+        self.service = service
+        self.consumer_ref = consumer_ref
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            await self.service.checkpoint()
+            self.service.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.service.restore(self.consumer_ref[0], set(assigned))
+
+
+
+async def serve(settings: Settings, stop: asyncio.Event, registry: CollectorRegistry) -> None:
+    """Run the detector service until ``stop``: the body of ``ecgmon detect``."""
+    from detector.onnx_classifier import OnnxClassifier
+    from stream.kafka import ensure_topics, start_consumer
+
+    if not settings.redis_url:
+        raise ConfigError(f"no Redis: set {env_name('redis_url')} or --redis-url "
+                          "(or use `ecgmon up`, which starts one)")
+    classifier = OnnxClassifier.load(settings.model)
+    await ensure_topics(settings)
+    async with Producer(settings) as producer, AlertStore(
+        settings.redis_url, registry, prefix=settings.topic_prefix
+    ) as store:
+        service = DetectorService(settings, classifier, registry, producer, store)
+        consumer = await start_consumer(settings, group_id=GROUP_ID,
+                                        max_partition_fetch_bytes=4 * 1024 * 1024)
+        ref = [consumer]
+        consumer.subscribe([service.topic], listener=Rebalance(service, ref))
+        logger.info("detector consuming", extra={"topic": service.topic, "model": classifier.name})
+        try:
+            await service.run(consumer, stop)
+        finally:
+            await consumer.stop()
+
+
+def up_part(settings: Settings) -> Any:
+    """``ecgmon up`` runs the detector as a child process (its own core, its own crash domain)."""
+    import sys
+
+    from stream.up import child_process_part
+
+    return child_process_part("detector", [sys.executable, "-m", "stream.cli", "detect"])
