@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from prometheus_client import CollectorRegistry
 
 from stream import metrics, serde
@@ -49,8 +49,13 @@ async def connect(
     close: Callable[[C], Awaitable[None]],
     settings: Settings,
     what: str,
+    hint: str = "",
 ) -> C:
-    """Build and start a client, retrying with doubling backoff; ServiceUnavailable at the end."""
+    """Build and start a client, retrying with doubling backoff; ServiceUnavailable at the end.
+
+    Only connection-type (retriable) errors are retried; a broker that answers
+    with an error fails at once, with ``hint`` appended.
+    """
     if not settings.kafka_bootstrap:
         raise ServiceUnavailable(
             f"no Kafka for the {what}: set {env_name('kafka_bootstrap')} or --kafka-bootstrap"
@@ -63,6 +68,13 @@ async def connect(
             return client
         except (KafkaError, OSError) as exc:
             await close(client)
+            retriable = isinstance(exc, OSError | KafkaConnectionError) or bool(
+                getattr(exc, "retriable", False)
+            )
+            if not retriable:
+                raise ServiceUnavailable(
+                    f"Kafka at {settings.kafka_bootstrap} refused the {what}: {exc!r}. {hint}".strip()
+                ) from exc
             if attempt == settings.connect_attempts:
                 raise _unreachable(settings, what, exc) from exc
             logger.warning(
@@ -149,9 +161,15 @@ class Producer:
 
         producer: AIOKafkaProducer = await connect(
             lambda: AIOKafkaProducer(**self._options), lambda p: p.start(), close,
-            self.settings, "producer",
+            self.settings, "producer", hint=self._hint(),
         )
         self._producer = producer
+
+    def _hint(self) -> str:
+        if not self._options["enable_idempotence"]:
+            return ""
+        return (f"Brokers without idempotent producers (such as the bundled Tansu) need "
+                f"{env_name('kafka_idempotence')}=false or --no-kafka-idempotence")
 
     async def stop(self) -> None:
         """Flush what was sent, then close (idempotent)."""

@@ -103,3 +103,9 @@ async def test_unreachable_broker_names_the_env_var() -> None:
                     connect_backoff_s=0.01)
     with pytest.raises(ServiceUnavailable, match="ECGMON_KAFKA_BOOTSTRAP"):
         await Producer(settings).start()
+
+
+async def test_idempotent_producer_against_tansu_says_how_to_fix(kafka_bootstrap: str) -> None:
+    settings = load(environ={}, kafka_bootstrap=kafka_bootstrap, kafka_idempotence=True)
+    with pytest.raises(ServiceUnavailable, match="ECGMON_KAFKA_IDEMPOTENCE=false"):
+        await Producer(settings).start()
