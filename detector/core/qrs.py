@@ -11,7 +11,7 @@ and Tompkins [2]_, adapted to stream over several leads:
 4. candidates are local maxima of the feature within +/- the refractory period;
 5. adaptive signal/noise peak levels set two thresholds; T waves are rejected
    by slope [1]_; a search-back with the lower threshold runs when no beat was
-   found for 1.66 median RR intervals [1]_, [2]_.
+   found for 1.66 times the mean of the last 8 RR intervals [1]_, [2]_.
 
 Every stage is causal and carries its state between calls, so the output does
 not depend on how the stream is cut into chunks, and ``snapshot`` /
@@ -66,6 +66,7 @@ class QrsConfig:
     learning_s: float = 2.0
     norm_tau_s: float = 3.0
     min_slope_mv_s: float = 1.0
+    power: float = 1.5
     min_feature: float = 0.05
     signal_weight: float = 0.125
     threshold_fraction: float = 0.25
@@ -122,7 +123,7 @@ class _Params:
         self.learn_n = int(round(cfg.learning_s * fs_hz))
         self.default_rr_n = int(round(cfg.default_rr_s * fs_hz))
         self.ema_a = float(np.exp(-1.0 / (cfg.norm_tau_s * fs_hz)))
-        self.eps = cfg.min_slope_mv_s**2
+        self.eps = cfg.min_slope_mv_s**cfg.power
         # history kept: candidate window both sides + integrator + locating slack
         self.hist_n = 2 * self.w_n + self.mwi_n + self.delay_n + 2
 
@@ -150,6 +151,8 @@ class QrsDetector:
         self.config = config or QrsConfig()
         p = self.p = _Params(self.config, self.fs_hz)
         self._hold = HoldNan(n_leads)
+        self._valid = np.zeros(n_leads, dtype=bool)  # band-pass seeded from a finite sample
+        self._zi_ss = signal.sosfilt_zi(p.bp_sos)  # steady state per unit DC input
         self._bp = SosFilter(p.bp_sos, n_leads)
         self._diff = Difference(n_leads, self.fs_hz)
         ema_sos = signal.tf2sos([1.0 - p.ema_a, 0.0], [1.0, -p.ema_a])
@@ -174,16 +177,42 @@ class QrsDetector:
         self._deadline: int | None = None
 
     # ------------------------------------------------------------------ signal path
-    def _features(self, x: FloatArray) -> FloatArray:
+    def _seeded_features(self, x: FloatArray, bad: npt.NDArray[np.bool_]) -> FloatArray:
+        """Features of ``x`` (``(n_leads, n)``), restarting a lead's band-pass at steady state
+        where it starts or resumes after non-finite samples, so a gap leaves no step transient."""
+        if self._valid.all() and not bad.any():
+            return self._features(x, self.n_seen)
+        prev_bad = np.concatenate([~self._valid[None, :], bad[:-1]], axis=0)
+        starts = ~bad & prev_bad
+        self._valid = ~bad[-1]
+        rows = np.unique(np.nonzero(starts)[0]).tolist()
+        cuts = [0, *[r for r in rows if r > 0], x.shape[1]]
+        blocks = []
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            if lo in rows:
+                leads = np.flatnonzero(starts[lo])
+                self._bp.zi[leads] = self._zi_ss[None, :, :] * x[leads, lo][:, None, None]
+                self._diff.last[leads] = 0.0
+            blocks.append(self._features(x[:, lo:hi], self.n_seen + lo))
+        return np.concatenate(blocks, axis=1)
+
+    def _features(self, x: FloatArray, first: int) -> FloatArray:
         """Rows of the history block for ``x`` of shape ``(n_leads, n)``: f, g, bp..., w...."""
         n = x.shape[1]
         bp = self._bp(x)
         d = self._diff(bp)
-        g = np.multiply(d, d, out=d)
+        pw = self.config.power
+        if pw == 2:
+            g = np.multiply(d, d, out=d)
+        elif pw == 1.5:
+            ad = np.abs(d, out=d)
+            g = np.multiply(ad, np.sqrt(ad), out=ad)
+        else:
+            g = np.power(np.abs(d, out=d), pw, out=d)
         mean = self._ema(g)
         a = self.p.ema_a
-        if a ** (self.n_seen + 1) > 1e-17:  # bias correction of the running mean, first minutes only
-            idx = np.arange(self.n_seen + 1, self.n_seen + n + 1, dtype=np.float64)
+        if a ** (first + 1) > 1e-17:  # bias correction of the running mean, first minutes only
+            idx = np.arange(first + 1, first + n + 1, dtype=np.float64)
             mean /= 1.0 - a**idx
         mean += self.p.eps
         w = np.divide(g, mean, out=mean)
@@ -204,8 +233,8 @@ class QrsDetector:
         if x.shape[0] == 0:
             return QrsResult([], [])
         quality = self._quality.update(x, self.n_seen)
-        x, _ = self._hold(x)
-        block = self._features(np.ascontiguousarray(x.T))
+        x, bad = self._hold(x)
+        block = self._seeded_features(np.ascontiguousarray(x.T), bad)
         self.n_seen += x.shape[0]
         self._hist = np.concatenate([self._hist, block], axis=1)
         self._scan()
@@ -315,16 +344,16 @@ class QrsDetector:
         if not pool:
             self._spk *= 0.7
             self._npk *= 0.7
-            self._deadline = deadline + self._rr_median()
+            self._deadline = deadline + self._rr_mean()
             return None
         best = max(pool, key=lambda c: c.value)
         self._spk = 0.25 * best.value + 0.75 * self._spk
         return self._accept(best, deadline, searchback=True)
 
-    def _rr_median(self) -> int:
+    def _rr_mean(self) -> int:
         if not self._rr:
             return self.p.default_rr_n
-        return sorted(self._rr)[len(self._rr) // 2]
+        return sum(self._rr) // len(self._rr)
 
     def _accept(self, c: _Candidate, decided_at: int, *, searchback: bool) -> RPeak:
         rr_prev: float | None = None
@@ -335,7 +364,7 @@ class QrsDetector:
         self._last_qrs = c.idx
         self._last_slope = c.slope
         self._noise = [n for n in self._noise if n.idx > c.idx]
-        self._deadline = c.idx + int(self.config.searchback_rr * self._rr_median())
+        self._deadline = c.idx + int(self.config.searchback_rr * self._rr_mean())
         return RPeak(
             sample_index=c.loc,
             rr_prev_s=rr_prev,
@@ -354,6 +383,7 @@ class QrsDetector:
             "config": np.frombuffer(json.dumps(_config_to_json(self.config)).encode(), dtype=np.uint8),
             "shape": np.array([self.fs_hz, self.n_leads], dtype=np.float64),
             "hold": self._hold.last,
+            "valid": self._valid,
             "bp_zi": self._bp.zi,
             "diff": self._diff.last,
             "ema_zi": self._ema.zi,
@@ -383,6 +413,7 @@ class QrsDetector:
         cfg = _config_from_json(json.loads(a["config"].tobytes().decode()))
         det = cls(float(a["shape"][0]), int(a["shape"][1]), cfg)
         det._hold.last = a["hold"]
+        det._valid = a["valid"].astype(bool)
         det._bp.zi = np.ascontiguousarray(a["bp_zi"])
         det._diff.last = a["diff"]
         det._ema.zi = np.ascontiguousarray(a["ema_zi"])
