@@ -1,0 +1,363 @@
+"""Live data for the gateway: Kafka beats and samples, Redis alerts and per-patient state.
+
+* :class:`LiveFeed` reads the beats and samples topics from their latest offsets
+  (its own group-less consumer, every partition), decimates the waveform to
+  ~120 Hz and offers waveform and beat frames to the :class:`ClientHub`.
+* :class:`AlertTail` reads the global alert stream of :class:`stream.redis.AlertStore`
+  with ``XREAD BLOCK`` from a stream id, so every client resumes exactly where it was.
+* :class:`StatePoller` sends each patient's state (heart rate, last class, active
+  alarms with who acknowledged them) about once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import statistics
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+from redis import exceptions as redis_errors
+
+from detector.gateway.clients import Client, ClientHub, dumps
+from stream import metrics, serde
+from stream.errors import DecodeError, ServiceUnavailable
+from stream.kafka import connect, make_consumer
+from stream.redis import AlarmState, AlertStore
+from stream.schemas import Alert, Beat, SampleChunk
+from stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WAVEFORM_FS_HZ = 120.0
+RECENT_BEATS = 50
+HR_BEATS = 8
+STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+REDIS_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+def is_stream_id(value: str) -> bool:
+    return bool(STREAM_ID.match(value))
+
+
+# --- frames ---------------------------------------------------------------------------------
+
+
+def alert_frame(stream_id: str, a: Alert) -> dict[str, Any]:
+    return {
+        "type": "alert", "id": stream_id, "alert_id": a.alert_id, "alarm_id": a.alarm_id,
+        "patient_id": a.patient_id, "alarm_type": a.alarm_type, "priority": a.priority.value,
+        "phase": a.phase.value, "technical": a.technical,
+        "onset_t_s": round(a.onset_sample_index / a.fs_hz, 3),
+        "t_s": round(a.sample_index / a.fs_hz, 3), "heart_rate_bpm": round(a.heart_rate_bpm, 1),
+        "message": a.message,
+    }
+
+
+def alarm_summary(a: AlarmState) -> dict[str, Any]:
+    return {"alarm_id": a.alarm_id, "alarm_type": a.alarm_type, "priority": a.priority.value,
+            "acknowledged_by": a.acked_by}
+
+
+# --- waveform decimation (pure) ---------------------------------------------------------------
+
+
+class Decimator:
+    """Block-mean decimation by an integer factor, aligned to absolute sample indices.
+
+    Output sample ``k`` is the mean of input samples ``k*f .. k*f+f-1`` however the
+    stream was cut into chunks; a gap or overlap restarts at the next block boundary.
+    """
+
+    def __init__(self, factor: int) -> None:
+        self.factor = max(1, factor)
+        self._next: int | None = None  # input index expected next
+        self._buf = np.zeros(0)
+        self._buf_start = 0
+
+    def update(self, first_index: int, x: npt.NDArray[np.float64]) -> tuple[int, npt.NDArray[np.float64]]:
+        """Feed samples starting at ``first_index``; returns (first output index, outputs)."""
+        f = self.factor
+        end = first_index + len(x)
+        if self._next != first_index:
+            skip = min(len(x), (-first_index) % f)
+            x = x[skip:]
+            self._buf, self._buf_start = np.zeros(0), first_index + skip
+        self._next = end
+        data = np.concatenate([self._buf, x]) if len(self._buf) else x
+        n = len(data) // f
+        out = data[: n * f].reshape(n, f).mean(axis=1)
+        self._buf = data[n * f:]
+        start = self._buf_start // f
+        self._buf_start += n * f
+        return start, out
+
+
+# --- per-patient live state -------------------------------------------------------------------
+
+
+@dataclass
+class PatientLive:
+    rr_s: deque[float] = field(default_factory=lambda: deque(maxlen=HR_BEATS))
+    heart_rate_bpm: float | None = None
+    last_class: str | None = None
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
+    decimators: dict[tuple[str, float], Decimator] = field(default_factory=dict)
+
+    def add_beat(self, b: Beat) -> dict[str, Any]:
+        if 0.2 <= b.rr_prev_s <= 3.0:
+            self.rr_s.append(b.rr_prev_s)
+            self.heart_rate_bpm = 60.0 / statistics.median(self.rr_s)
+        self.last_class = b.beat_class.value
+        frame = {"type": "beat", "patient_id": b.patient_id, "sample_index": b.sample_index,
+                 "t_s": round(b.sample_index / b.fs_hz, 4), "class": b.beat_class.value,
+                 "confidence": round(b.confidence, 4),
+                 "hr_bpm": round(self.heart_rate_bpm or 0.0, 1)}
+        self.recent.append(frame)
+        return frame
+
+    def waveform(self, c: SampleChunk) -> dict[str, Any] | None:
+        lead = c.lead_names.index("MLII") if "MLII" in c.lead_names else 0
+        dec = self.decimators.get((c.lead_names[lead], c.fs_hz))
+        if dec is None:
+            dec = Decimator(int(round(c.fs_hz / WAVEFORM_FS_HZ)))
+            self.decimators = {(c.lead_names[lead], c.fs_hz): dec}
+        mv = (c.samples[:, lead].astype(np.float64) - c.adc_baseline[lead]) / c.adc_gain[lead]
+        start, out = dec.update(c.first_sample_index, mv)
+        if not len(out):
+            return None
+        out = np.where(np.isfinite(out), out, 0.0)
+        return {"type": "waveform", "patient_id": c.patient_id, "lead": c.lead_names[lead],
+                "fs_hz": c.fs_hz / dec.factor, "first_sample_index": start,
+                "t_s": round(start * dec.factor / c.fs_hz, 4), "mv": out.round(4).tolist()}
+
+
+# --- Kafka ----------------------------------------------------------------------------------
+
+
+class LiveFeed:
+    """Beats and samples from Kafka (latest offsets, no group) to the hub; reconnects forever."""
+
+    def __init__(self, settings: Settings, hub: ClientHub, registry: CollectorRegistry) -> None:
+        self.settings, self.hub = settings, hub
+        self.topics = (settings.topic("samples"), settings.topic("beats"))
+        self.patients: dict[str, PatientLive] = {}
+        self.ready = asyncio.Event()
+        self.running = False
+        self._task: asyncio.Task[None] | None = None
+        self._bad = metrics.counter("ecgmon_gateway_bad_messages_total",
+                                    "Kafka messages the gateway could not decode", registry, ("topic",))
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gateway-kafka")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.running = False
+
+    async def _run(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                consumer = await self._connect()
+            except ServiceUnavailable as exc:
+                logger.warning("gateway kafka feed not connected, retrying",
+                               extra={"error": str(exc), "retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            try:
+                self.running = True
+                await self._consume(consumer)
+            finally:
+                self.running = False
+                await consumer.stop()
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        async def close(c: AIOKafkaConsumer) -> None:
+            await c.stop()
+
+        consumer: AIOKafkaConsumer = await connect(
+            lambda: make_consumer(self.settings, *self.topics, group_id=None,
+                                  auto_offset_reset="latest", metadata_max_age_ms=5000),
+            lambda c: c.start(), close, self.settings, "gateway feed")
+        return consumer
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            if not self.ready.is_set() and consumer.assignment():
+                for tp in consumer.assignment():
+                    await consumer.position(tp)
+                self.ready.set()
+            for records in batches.values():
+                for record in records:
+                    self.handle(record.topic, record.value, record.partition, record.offset)
+
+    def handle(self, topic: str, value: bytes | None, partition: int = -1, offset: int = -1) -> None:
+        """Decode one record and offer its frames; bad records are counted and skipped."""
+        try:
+            if topic == self.topics[0]:
+                chunk = serde.decode_as(value, SampleChunk)
+                frame = self._patient(chunk.patient_id).waveform(chunk)
+                if frame is not None:
+                    self.hub.publish(chunk.patient_id, "waveform", frame)
+            else:
+                beat = serde.decode_as(value, Beat)
+                self.hub.publish(beat.patient_id, "beat", self._patient(beat.patient_id).add_beat(beat))
+        except DecodeError as exc:
+            self._bad.labels(topic=topic).inc()
+            logger.warning("gateway skipped an undecodable message",
+                           extra={"topic": topic, "partition": partition, "offset": offset,
+                                  "reason": exc.reason})
+
+    def _patient(self, patient_id: str) -> PatientLive:
+        live = self.patients.get(patient_id)
+        if live is None:
+            live = self.patients[patient_id] = PatientLive()
+            logger.debug("gateway sees a new patient", extra={"patient_id": patient_id})
+        return live
+
+
+# --- Redis alerts -----------------------------------------------------------------------------
+
+
+class AlertTail:
+    """Blocking reads of the global alert stream from a cursor (``XREAD BLOCK``)."""
+
+    def __init__(self, store: AlertStore, block_ms: int = 1000, count: int = 100) -> None:
+        self.store, self.block_ms, self.count = store, block_ms, count
+        self.key = f"{store.prefix}:alerts"
+
+    async def latest_id(self) -> str:
+        """Id of the newest alert, or ``0-0``: the start for a client that wants only new ones."""
+        rows: Any = await self.store.client.xrevrange(self.key, "+", "-", count=1)
+        return _s(rows[0][0]) if rows else "0-0"
+
+    async def read(self, cursor: str) -> list[tuple[str, Alert | None]]:
+        """Alerts after ``cursor`` (waits up to ``block_ms``); None for an undecodable entry."""
+        rows: Any = await self.store.client.xread({self.key: cursor}, count=self.count,
+                                                  block=self.block_ms)
+        out: list[tuple[str, Alert | None]] = []
+        for _key, entries in rows or []:
+            for sid, fields in entries:
+                try:
+                    out.append((_s(sid), serde.decode_as(fields.get(b"alert"), Alert)))
+                except DecodeError:
+                    out.append((_s(sid), None))
+        return out
+
+    async def follow(self, client: Client, cursor: str, stall_s: float = 30.0) -> None:
+        """Push every alert after ``cursor`` that the client subscribes to, until it closes."""
+        while not client.closed.is_set():
+            try:
+                rows = await self.read(cursor)
+            except REDIS_ERRORS as exc:
+                logger.warning("alert stream read failed, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+                continue
+            for sid, alert in rows:
+                cursor = sid
+                if alert is None:
+                    logger.warning("undecodable alert in the stream", extra={"stream_id": sid})
+                    continue
+                if client.wants(alert.patient_id, "alert"):
+                    text = dumps(alert_frame(sid, alert))
+                    if not await client.push_alert(text, alert.created_at_ns, stall_s):
+                        return
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+class StatePoller:
+    """Per-patient state frames from Redis and the live feed, offered to clients every interval."""
+
+    def __init__(self, store: AlertStore, live: LiveFeed, hub: ClientHub, interval_s: float = 1.0) -> None:
+        self.store, self.live, self.hub, self.interval_s = store, live, hub, interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def patient_ids(self) -> list[str]:
+        return sorted(set(await self.store.patients()) | set(self.live.patients))
+
+    async def state(self, patient_id: str) -> dict[str, Any]:
+        st = await self.store.patient_state(patient_id)
+        alarms = await self.store.active_alarms(patient_id)
+        live = self.live.patients.get(patient_id)
+        hr = live.heart_rate_bpm if live and live.heart_rate_bpm is not None else st.heart_rate_bpm
+        last = live.last_class if live and live.last_class else (
+            st.last_beat_class.value if st.last_beat_class else None)
+        return {"type": "state", "patient_id": patient_id, "heart_rate_bpm": round(hr or 0.0, 1),
+                "last_class": last or "U", "active_alarms": [alarm_summary(a) for a in alarms]}
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gateway-state")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if not self.hub.clients:
+                continue
+            try:
+                for pid in await self.patient_ids():
+                    if any(c.wants(pid, "state") for c in self.hub.clients):
+                        self.hub.publish(pid, "state", await self.state(pid))
+            except (ServiceUnavailable, *REDIS_ERRORS) as exc:
+                logger.warning("state poll failed", extra={"error": str(exc)})
+
+
+class Feeds:
+    """Everything the gateway reads, started and stopped together."""
+
+    def __init__(self, settings: Settings, store: AlertStore, hub: ClientHub,
+                 registry: CollectorRegistry, *, state_interval_s: float = 1.0) -> None:
+        self.settings, self.store, self.hub = settings, store, hub
+        self.live = LiveFeed(settings, hub, registry)
+        self.alerts = AlertTail(store)
+        self.state = StatePoller(store, self.live, hub, state_interval_s)
+
+    async def start(self) -> None:
+        await self.live.start()
+        await self.state.start()
+
+    async def stop(self) -> None:
+        self.hub.close_all()
+        await self.state.stop()
+        await self.live.stop()
+
+    async def problems(self, timeout_s: float = 2.0) -> list[str]:
+        """Why the gateway is unhealthy (empty = healthy): Redis ping, Kafka consumer running."""
+        out: list[str] = []
+        ping: Callable[[], Awaitable[Any]] = self.store.client.ping
+        try:
+            await asyncio.wait_for(ping(), timeout_s)
+        except (TimeoutError, ServiceUnavailable, *REDIS_ERRORS) as exc:
+            out.append(f"redis: {type(exc).__name__}")
+        if not self.live.running:
+            out.append("kafka: consumer not running")
+        return out

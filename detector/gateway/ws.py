@@ -1,0 +1,160 @@
+"""The ``/ws`` endpoint: one session per client (hello, subscribe, ack; frames out via its outbox).
+
+Protocol (JSON text frames) -- client to server::
+
+    {"type": "subscribe", "patients": ["*"] | [ids], "waveform": bool, "last_alert_id": id | null}
+    {"type": "ack", "alarm_id": str, "user": str}
+
+server to client: ``hello``, ``waveform``, ``beat``, ``alert``, ``state``, ``acked``, ``error``
+(see the README).  A client that falls behind on alerts is closed with code 4000 and
+resumes without loss by reconnecting with the ``id`` of the last alert it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from detector.gateway.clients import Client, Subscription, dumps
+from detector.gateway.context import ApiError, Gateway
+from detector.gateway.feeds import REDIS_ERRORS, is_stream_id
+from stream.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+MAX_PATIENTS = 1000
+CLOSE_TIMEOUT_S = 2.0
+
+
+async def websocket_endpoint(ws: WebSocket, gw: Gateway) -> None:
+    ok, subprotocol = gw.auth.websocket_ok(ws)
+    if not ok:
+        await _deny(ws)
+        return
+    await ws.accept(subprotocol=subprotocol)
+    client = gw.hub.add()
+    try:
+        await Session(ws, client, gw).run()
+    finally:
+        gw.hub.remove(client)
+
+
+async def _deny(ws: WebSocket) -> None:
+    body = {"error": "unauthorized",
+            "detail": "send ?token=<token> or the subprotocol bearer.<token>"}
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse(body, status_code=401))
+    else:  # pragma: no cover - uvicorn and the test client both support denial responses
+        await ws.close(code=1008, reason="unauthorized")
+
+
+class Session:
+    def __init__(self, ws: WebSocket, client: Client, gw: Gateway) -> None:
+        self.ws, self.client, self.gw = ws, client, gw
+        self.follower: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            patients = await self.gw.feeds.state.patient_ids()
+        except (ServiceUnavailable, *REDIS_ERRORS):
+            patients = sorted(self.gw.feeds.live.patients)
+        self.client.push_urgent(dumps({"type": "hello", "server_time_ms": time.time_ns() // 1_000_000,
+                                       "patients": patients}))
+        tasks = [asyncio.create_task(self.client.run_sender(self.ws.send_text)),
+                 asyncio.create_task(self._receive()),
+                 asyncio.create_task(self.client.closed.wait())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in [*tasks, *([self.follower] if self.follower else [])]:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await _quietly(t)
+            if self.follower is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await _quietly(self.follower)
+        if self.client.closed.is_set():
+            with contextlib.suppress(TimeoutError, RuntimeError, OSError, WebSocketDisconnect):
+                await asyncio.wait_for(
+                    self.ws.close(self.client.close_code, self.client.close_reason), CLOSE_TIMEOUT_S)
+
+    async def _receive(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            try:
+                if text is None:
+                    raise ApiError(400, "send JSON text frames")
+                await self._handle(_parse(text))
+            except ApiError as exc:
+                self.client.push_urgent(dumps({"type": "error", "error": exc.message, **exc.extra}))
+            except (ServiceUnavailable, *REDIS_ERRORS) as exc:
+                logger.warning("websocket request failed", extra={"error": str(exc)})
+                self.client.push_urgent(dumps({"type": "error", "error": "store unavailable"}))
+
+    async def _handle(self, m: dict[str, Any]) -> None:
+        kind = m.get("type")
+        if kind == "subscribe":
+            await self._subscribe(m)
+        elif kind == "ack":
+            alarm_id, user = m.get("alarm_id"), m.get("user")
+            if not isinstance(alarm_id, str) or not isinstance(user, str):
+                raise ApiError(400, "ack needs alarm_id and user strings")
+            frame = await self.gw.acknowledge(alarm_id, user)
+            # the broadcast reaches subscribers of the patient; the acking client always learns
+            if not self.client.wants(alarm_id.rsplit(":", 2)[0], "alert"):
+                self.client.push_urgent(dumps(frame))
+        else:
+            raise ApiError(400, f"unknown message type {str(kind)[:40]!r}")
+
+    async def _subscribe(self, m: dict[str, Any]) -> None:
+        patients, waveform, last = m.get("patients", ["*"]), m.get("waveform", False), m.get("last_alert_id")
+        if (not isinstance(patients, list) or not all(isinstance(p, str) for p in patients)
+                or len(patients) > MAX_PATIENTS):
+            raise ApiError(400, f"patients must be a list of at most {MAX_PATIENTS} ids, or [\"*\"]")
+        if not isinstance(waveform, bool):
+            raise ApiError(400, "waveform must be true or false")
+        if last is not None and (not isinstance(last, str) or not is_stream_id(last)):
+            raise ApiError(400, "last_alert_id must be a Redis stream id like 1700000000000-0, or null")
+        self.client.subscription = Subscription(
+            None if "*" in patients else frozenset(patients), waveform)
+        if last is not None or self.follower is None:
+            cursor = last if last is not None else await self.gw.feeds.alerts.latest_id()
+            if self.follower is not None:
+                self.follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await _quietly(self.follower)
+            self.follower = asyncio.create_task(self.gw.feeds.alerts.follow(self.client, cursor))
+        for pid in await self.gw.feeds.state.patient_ids():
+            if self.client.wants(pid, "state"):
+                self.client.offer("state", dumps(await self.gw.feeds.state.state(pid)))
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        m = json.loads(text)
+    except ValueError:
+        raise ApiError(400, "not JSON") from None
+    if not isinstance(m, dict):
+        raise ApiError(400, "send a JSON object with a type")
+    return m
+
+
+async def _quietly(task: asyncio.Task[Any]) -> None:
+    """Await a finished or cancelled task; a disconnect or send error just ends the session."""
+    try:
+        await task
+    except (WebSocketDisconnect, OSError, RuntimeError) as exc:
+        logger.debug("websocket task ended", extra={"error": repr(exc)})
+    except (ServiceUnavailable, *REDIS_ERRORS) as exc:
+        logger.warning("websocket alert reader stopped", extra={"error": str(exc)})
