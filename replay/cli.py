@@ -86,5 +86,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         with stop_on_signals(stop):
             await run_replay(settings, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:  # a second Ctrl-C: forced stop
+        return 130
     return 0

@@ -215,6 +215,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 await run_parts(settings, parts, stop)
 
         asyncio.run(main())
+    except asyncio.CancelledError:  # a second Ctrl-C: forced stop
+        return 130
     finally:
         for service in reversed(started):
             with contextlib.suppress(OSError):
