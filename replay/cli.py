@@ -20,7 +20,7 @@ from stream.up import Part, UpContext
 logger = logging.getLogger(__name__)
 
 KAFKA_FLAGS = ("kafka_bootstrap", "kafka_idempotence", "topic_prefix", "partitions",
-               "replication_factor", "linger_ms", "batch_bytes", "connect_attempts")
+               "replication_factor", "retention_s", "linger_ms", "batch_bytes", "connect_attempts")
 REPLAY_FLAGS = ("data_dir", "cache_dir", "physionet_db", "records", "speed", "chunk_s", "start_s",
                 "duration_s", "loop", "patients", "stagger_s", "progress_s")
 LOG_FLAGS = ("log_level", "log_format")

@@ -105,7 +105,9 @@ async def ensure_topics(settings: Settings, kinds: Iterable[str] = TOPICS) -> li
         lambda a: a.start(), close, settings, "admin client",
     )
     try:
-        new = [NewTopic(n, settings.partitions, settings.replication_factor) for n in names]
+        configs = {"retention.ms": str(round(settings.retention_s * 1000))}
+        new = [NewTopic(n, settings.partitions, settings.replication_factor, topic_configs=configs)
+               for n in names]
         try:
             response = await admin.create_topics(new)
         except TopicAlreadyExistsError:

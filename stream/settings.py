@@ -49,6 +49,9 @@ class Settings:
     topic_prefix: str = _f("ecgmon", "prefix of every Kafka topic name")
     partitions: int = _f(12, "partitions per topic when ecgmon creates topics")
     replication_factor: int = _f(1, "replication factor when ecgmon creates topics")
+    retention_s: float = _f(
+        6 * 3600.0, "retention of topics ecgmon creates, seconds (a looping demo never ends)"
+    )
     fetch_max_wait_ms: int = _f(10, "consumer fetch wait; aiokafka's 500 ms default adds latency")
     linger_ms: int = _f(5, "producer batching delay in ms")
     batch_bytes: int = _f(
@@ -214,7 +217,7 @@ def _require(ok: bool, name: str, value: Any, rule: str) -> None:
 
 def validate(s: Settings) -> None:
     """Reject impossible combinations with a message that says what to change."""
-    for name in ("partitions", "replication_factor", "connect_attempts", "batch_bytes"):
+    for name in ("partitions", "replication_factor", "connect_attempts", "batch_bytes", "retention_s"):
         _require(getattr(s, name) >= 1, name, getattr(s, name), "need at least 1")
     for name in ("fetch_max_wait_ms", "linger_ms", "patients"):
         _require(getattr(s, name) >= 0, name, getattr(s, name), "must be >= 0")
