@@ -195,3 +195,20 @@ def test_progress_line() -> None:
     p = rp.Progress(patients=4, active=3, messages=100, payload_bytes=2_000_000, signal_s=50.0,
                     started=0.0)
     assert p.line(now=2.0) == "3/4 patients, 50 s of signal sent, 50 msg/s, 1.0 MB/s"
+
+
+def test_progress_printer_uses_one_tty_line_or_log_lines() -> None:
+    import io
+
+    from replay.cli import progress_printer
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    show = progress_printer(tty)
+    show(rp.Progress(patients=2, active=2, messages=1, payload_bytes=1, signal_s=1.0))
+    show(rp.Progress(patients=2, active=1, messages=2, payload_bytes=2, signal_s=2.0))
+    assert tty.getvalue().count("\r") == 2 and "\n" not in tty.getvalue()
+    assert progress_printer(io.StringIO()) is rp.log_progress

@@ -1,0 +1,74 @@
+"""Kafka adapter logic that needs no broker: bounded connect retries and their errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, UnknownError
+
+from stream import kafka
+from stream.errors import ServiceUnavailable
+from stream.settings import load
+
+
+class FakeClient:
+    def __init__(self, failures: list[BaseException]) -> None:
+        self.failures = failures
+        self.closed = False
+
+    async def start(self) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _settings(**kw: Any) -> Any:
+    return load(environ={}, kafka_bootstrap="127.0.0.1:1", connect_backoff_s=0.001, **kw)
+
+
+async def _connect(failures: list[BaseException], made: list[FakeClient], **kw: Any) -> FakeClient:
+    def make() -> FakeClient:
+        made.append(FakeClient(failures))
+        return made[-1]
+
+    async def start(c: FakeClient) -> None:
+        await c.start()
+
+    async def close(c: FakeClient) -> None:
+        await c.close()
+
+    return await kafka.connect(make, start, close, _settings(**kw), "producer", hint="try X")
+
+
+async def test_retries_connection_errors_then_succeeds() -> None:
+    made: list[FakeClient] = []
+    client = await _connect([KafkaConnectionError(), OSError("refused")], made, connect_attempts=3)
+    assert len(made) == 3 and client is made[-1]
+    assert made[0].closed and made[1].closed and not client.closed
+
+
+async def test_gives_up_after_the_attempts_naming_the_env_var() -> None:
+    made: list[FakeClient] = []
+    with pytest.raises(ServiceUnavailable, match="after 2 attempts.*ECGMON_KAFKA_BOOTSTRAP"):
+        await _connect([KafkaConnectionError()] * 5, made, connect_attempts=2)
+    assert len(made) == 2 and all(c.closed for c in made)
+
+
+async def test_a_refusal_is_not_retried_and_carries_the_hint() -> None:
+    made: list[FakeClient] = []
+    with pytest.raises(ServiceUnavailable, match="refused the producer.*try X"):
+        await _connect([UnknownError()], made, connect_attempts=5)
+    assert len(made) == 1
+
+
+async def test_no_bootstrap_is_a_clear_error() -> None:
+    with pytest.raises(ServiceUnavailable, match="ECGMON_KAFKA_BOOTSTRAP"):
+        await kafka.Producer(load(environ={})).start()
+
+
+def test_topic_names() -> None:
+    assert kafka.topic_names(load(environ={}, topic_prefix="t1")) == [
+        "t1.samples", "t1.beats", "t1.alerts", "t1.deadletter"]
