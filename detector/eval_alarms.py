@@ -1,9 +1,12 @@
 """``ecgmon eval alarms``: rhythm alarm episodes against the MIT-BIH rhythm annotations.
 
-For now the alarm engine is driven by the REFERENCE beat annotations (labels mapped to the
-AAMI classes), not by our detector and classifier: this scores the alarm rules alone.
-Reference noise annotations (``~`` with both leads noisy or unreadable) become signal
-quality events, and lead 0 of the raw signal feeds the VF detector.
+``--beats reference`` (default) drives the alarm engine with the REFERENCE beat annotations
+(labels mapped to the AAMI classes), not with our detector and classifier: this scores the
+alarm rules alone.  Reference noise annotations (``~`` with both leads noisy or unreadable)
+become signal quality events, and lead 0 of the raw signal feeds the VF detector.
+``--beats detected`` runs the whole per-patient pipeline instead
+(:class:`detector.core.monitor.PatientMonitor`: QRS detection, signal quality, the ONNX
+classifier chosen with ``--model``, the same alarm engine) on both leads.
 
 Episode matching: an annotated episode of rhythm R (e.g. ``(VT``) runs from its rhythm
 annotation to the next rhythm annotation (or the end of the record).  An alarm of the
@@ -23,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import wfdb
@@ -40,6 +43,9 @@ from stream import settings as settings_mod
 from stream.errors import ConfigError, DataUnavailable
 from stream.schemas import AlarmPhase, BeatClass
 from stream.settings import Settings
+
+if TYPE_CHECKING:
+    from detector.core.classifier import Classifier
 
 AAMI = {**dict.fromkeys("NLRej", BeatClass.N), **dict.fromkeys("aAJS", BeatClass.S),
         **dict.fromkeys("VE", BeatClass.V), "F": BeatClass.F, **dict.fromkeys("/fQ", BeatClass.Q)}
@@ -141,19 +147,16 @@ def reference_noise(ann: wfdb.Annotation, record_end: int) -> list[SignalQuality
     return out
 
 
-BeatSource = Callable[[wfdb.Annotation, np.ndarray[Any, Any], float], list[ClassifiedBeat]]
-BEAT_SOURCES: dict[str, BeatSource] = {"reference": lambda ann, sig, fs: reference_beats(ann)}
+BEAT_MODES = ("reference", "detected")
 
 
-def run_record(path: Path, beats_mode: str, config: AlarmConfig) -> tuple[list[AlarmEvent], float,
-                                                                         list[Episode], int]:
-    """Stream one record through a fresh engine in CHUNK_S chunks; return its alarm events."""
+def _reference_events(path: Path, ann: wfdb.Annotation, config: AlarmConfig
+                      ) -> tuple[list[AlarmEvent], float, int]:
     rec = wfdb.rdrecord(str(path), channels=[0])
-    ann = wfdb.rdann(str(path), "atr")
     fs = float(rec.fs)
     sig = np.asarray(rec.p_signal[:, 0], dtype=np.float64)
     n = sig.size
-    beats = BEAT_SOURCES[beats_mode](ann, sig, fs)
+    beats = reference_beats(ann)
     quality = reference_noise(ann, n)
     engine = AlarmEngine(fs, config, patient_id=path.name)
     events: list[AlarmEvent] = []
@@ -163,20 +166,53 @@ def run_record(path: Path, beats_mode: str, config: AlarmConfig) -> tuple[list[A
         engine.update_signal(sig[lo:hi], lo)
         events += engine.update([b for b in beats if lo <= b.sample_index < hi],
                                 [q for q in quality if lo <= q.start_sample < hi], hi)
+    return events, fs, n
+
+
+def _detected_events(path: Path, config: AlarmConfig, classifier: Classifier
+                     ) -> tuple[list[AlarmEvent], float, int]:
+    from detector.core.monitor import MonitorConfig, PatientMonitor
+
+    rec = wfdb.rdrecord(str(path))
+    fs = float(rec.fs)
+    x = np.asarray(rec.p_signal, dtype=np.float64)
+    monitor = PatientMonitor(path.name, fs, tuple(rec.sig_name), classifier.n_leads,
+                             MonitorConfig(alarms=config))
+    events: list[AlarmEvent] = []
+    step = int(round(fs))
+    for lo in range(0, x.shape[0], step):
+        pending = monitor.ingest(lo, x[lo:lo + step])
+        result = classifier.classify(pending.features) if len(pending.features) else None
+        events += monitor.complete(pending, result).alarms
+    return events, fs, int(x.shape[0])
+
+
+def run_record(path: Path, beats_mode: str, config: AlarmConfig,
+               classifier: Classifier | None = None) -> tuple[list[AlarmEvent], float,
+                                                              list[Episode], int]:
+    """Stream one record through a fresh engine in chunks; return its alarm events."""
+    ann = wfdb.rdann(str(path), "atr")
+    if beats_mode == "reference":
+        events, fs, n = _reference_events(path, ann, config)
+    elif beats_mode == "detected" and classifier is not None:
+        events, fs, n = _detected_events(path, config, classifier)
+    else:
+        raise ConfigError(f"beats mode {beats_mode!r} needs one of {BEAT_MODES} (and a model)")
     episodes = rhythm_episodes(ann.sample, ann.symbol, ann.aux_note, n)
     return events, fs, episodes, n
 
 
 def evaluate(records: Iterable[Path], beats_mode: str = "reference", tolerance_s: float = 5.0,
              config: AlarmConfig | None = None,
-             progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+             progress: Callable[[str], None] = lambda _: None,
+             classifier: Classifier | None = None) -> dict[str, Any]:
     totals = {t: TypeScore() for t in AlarmType}
     per_record: dict[str, Any] = {}
     hours = 0.0
     paths = list(records)
     for i, path in enumerate(paths, 1):
         progress(f"[{i}/{len(paths)}] record {path.name}")
-        events, fs, episodes, n = run_record(path, beats_mode, config or AlarmConfig())
+        events, fs, episodes, n = run_record(path, beats_mode, config or AlarmConfig(), classifier)
         hours += n / fs / 3600
         tol = int(tolerance_s * fs)
         rec_scores: dict[str, Any] = {}
@@ -190,7 +226,9 @@ def evaluate(records: Iterable[Path], beats_mode: str = "reference", tolerance_s
                 rec_scores[alarm.value] = score.summary()
         per_record[path.name] = rec_scores
     return {
-        "beats": beats_mode, "tolerance_s": tolerance_s, "records": len(paths),
+        "beats": beats_mode,
+        "classifier": None if classifier is None else classifier.name,
+        "tolerance_s": tolerance_s, "records": len(paths),
         "hours": round(hours, 3),
         "reference_rhythms": {t.value: list(r) for t, r in REFERENCE_RHYTHMS.items()},
         "totals": {t.value: s.summary() for t, s in totals.items()},
@@ -241,11 +279,19 @@ def run(cfg: Settings, args: argparse.Namespace) -> int:
     if not data_dir.is_dir():
         raise ConfigError(f"no records at {data_dir}: pass --data-dir (e.g. ../shared/data/mitdb)")
     paths = _record_paths(data_dir, args.only)
-    result = evaluate(paths, args.beats, args.tolerance_s,
+    classifier: Classifier | None = None
+    if args.beats == "detected":
+        from detector.onnx_classifier import OnnxClassifier
+
+        classifier = OnnxClassifier.load(cfg.model)
+    result = evaluate(paths, args.beats, args.tolerance_s, classifier=classifier,
                       progress=lambda m: print(m, file=sys.stderr, flush=True))  # noqa: T201
     print(format_table(result))  # noqa: T201
-    print(f"\nbeats: {args.beats} -- the engine is fed the cardiologists' beat annotations, "  # noqa: T201
-          "not ecgmon's detector/classifier" if args.beats == "reference" else "")
+    if args.beats == "reference":
+        print("\nbeats: reference -- the engine is fed the cardiologists' beat annotations, "  # noqa: T201
+              "not ecgmon's QRS detector and classifier")
+    else:
+        print(f"\nbeats: detected -- QRS detector + classifier {result['classifier']}")  # noqa: T201
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
@@ -255,10 +301,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "alarms", help="rhythm alarm episodes vs MIT-BIH rhythm annotations (Se, +P, delay)",
         description=__doc__.split("\n\n")[1] if __doc__ else None)
-    settings_mod.add_flags(parser, ["data_dir"])
+    settings_mod.add_flags(parser, ["data_dir", "model"])
     parser.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
-    parser.add_argument("--beats", choices=sorted(BEAT_SOURCES), default="reference",
-                        help="where the engine's beats come from [default reference]")
+    parser.add_argument("--beats", choices=BEAT_MODES, default="reference",
+                        help="reference = annotated beats and labels (scores the alarm rules "
+                        "alone); detected = QRS detector + --model classifier [default reference]")
     parser.add_argument("--only", metavar="RECORDS", help="comma-separated records (default all)")
     parser.add_argument("--tolerance-s", type=float, default=5.0,
                         help="episode matching tolerance, seconds [default 5]")

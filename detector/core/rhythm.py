@@ -131,7 +131,7 @@ class AlarmConfig:
     afib_end_beats: int = 16  # AF ends after this many beats in a row without irregularity
     pattern_end_beats: int = 3  # bigeminy/trigeminy end after this many beats off pattern
     vf_windows: int = 3  # consecutive VF windows (one per vf.step_s) to raise, and to end
-    vf_max_normal_beats: int = 2  # more N/S beats than this in the last vf.window_s: not VF
+    vf_max_normal_beats: int = 1  # more non-V beats than this in the last vf.window_s: not VF
     event_hold_s: float = 10.0
     update_interval_s: float = 10.0
     disabled: frozenset[AlarmType] = frozenset()
@@ -344,7 +344,7 @@ class AlarmEngine:
         c = self.config
         window = int(round(c.vf.window_s * self.fs_hz))
         organised = sum(1 for b, k in self._beats if b > sample - window
-                        and k in (BeatClass.N, BeatClass.S)) > c.vf_max_normal_beats
+                        and k not in (BeatClass.V, BeatClass.U)) > c.vf_max_normal_beats
         is_vf = v.is_vf and not organised
         if AlarmType.VFIB in self._active:
             self._vf_streak = 0 if is_vf else self._vf_streak + 1  # counts non-VF windows

@@ -47,4 +47,5 @@ def test_register_exposes_alarms_with_data_dir_flag() -> None:
     parser = argparse.ArgumentParser()
     eval_alarms.register(parser.add_subparsers())
     args = parser.parse_args(["alarms", "--data-dir", "/x", "--only", "100"])
+    assert parser.parse_args(["alarms", "--beats", "detected", "--model", "cnn"]).model == "cnn"
     assert args.data_dir == "/x" and args.run is eval_alarms.run and args.beats == "reference"
