@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 import shutil
@@ -84,13 +86,21 @@ def download(name: str, settings: Settings) -> Path:
     logger.info("downloading record from PhysioNet", extra={"db": db, "record": name,
                                                             "into": str(folder)})
     partial = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=folder))
+    chatter = io.StringIO()  # wfdb prints its progress; keep stdout for our own output
     try:
-        wfdb.dl_database(db, str(partial), records=[name], annotators="all", keep_subdirs=False)
+        with contextlib.redirect_stdout(chatter):
+            wfdb.dl_database(db, str(partial), records=[name], annotators="all",
+                             keep_subdirs=False)
         files = sorted(partial.iterdir(), key=lambda p: p.suffix == ".hea")  # header last
         if not any(p.name == f"{name}.hea" for p in files):
             raise DataUnavailable(f"PhysioNet database {db!r} has no record {name!r}")
         for path in files:
             path.replace(folder / path.name)
+    except FileNotFoundError as exc:  # wfdb's NetFileNotFoundError: online, but no such file
+        raise DataUnavailable(
+            f"PhysioNet database {db!r} has no record {name!r} ({exc}); check the record name "
+            f"and {env_name('physionet_db')}"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise DataUnavailable(
             f"cannot download record {name!r} of PhysioNet database {db!r} ({type(exc).__name__}: "
@@ -99,6 +109,8 @@ def download(name: str, settings: Settings) -> Path:
         ) from exc
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        if chatter.getvalue():
+            logger.debug("wfdb download output", extra={"output": chatter.getvalue()[-2000:]})
     return folder
 
 

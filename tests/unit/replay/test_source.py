@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,14 @@ def test_download_of_a_record_physionet_lacks(tmp_path: Path, monkeypatch: Any) 
     monkeypatch.setattr(source.wfdb, "dl_database", lambda *a, **k: None)
     with pytest.raises(DataUnavailable, match="has no record '777'"):
         source.load_record("777", load(environ={}, cache_dir=tmp_path))
+
+
+def test_unknown_record_on_physionet(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    def not_found(*args: Any, **kwargs: Any) -> None:
+        sys.stdout.write("Generating record list for: 999\n")  # wfdb prints like this
+        raise FileNotFoundError("https://physionet.org/files/mitdb/1.0.0/999.hea not found")
+
+    monkeypatch.setattr(source.wfdb, "dl_database", not_found)
+    with pytest.raises(DataUnavailable, match="has no record '999'.*ECGMON_PHYSIONET_DB"):
+        source.load_record("999", load(environ={}, cache_dir=tmp_path))
+    assert capsys.readouterr().out == ""
