@@ -80,22 +80,29 @@ class QualityMonitor:
         self.kind = [None] * self.n_leads
         return out
 
-    def _classify(self, col: FloatArray) -> str | None:
-        if not np.isfinite(col).all():
-            return "nan"
-        hi, lo = float(col.max()), float(col.min())
-        if hi - lo < self.config.flat_mv:
-            return "flat"
-        if int((col == hi).sum()) >= self.clip_n or int((col == lo).sum()) >= self.clip_n:
-            return "clipped"
-        if hi - lo > self.config.artefact_mv:
-            return "artefact"
-        return None
+    def _classify(self, block: FloatArray) -> list[str | None]:
+        """Kind of trouble of each lead (column) in one block, or None."""
+        finite = np.asarray(np.isfinite(block).all(axis=0))
+        hi, lo = block.max(axis=0), block.min(axis=0)
+        ptp = hi - lo
+        at_rail = ((block == hi).sum(axis=0) >= self.clip_n) | ((block == lo).sum(axis=0) >= self.clip_n)
+        kinds: list[str | None] = []
+        for lead in range(self.n_leads):
+            if not finite[lead]:
+                kinds.append("nan")
+            elif ptp[lead] < self.config.flat_mv:
+                kinds.append("flat")
+            elif at_rail[lead]:
+                kinds.append("clipped")
+            elif ptp[lead] > self.config.artefact_mv:
+                kinds.append("artefact")
+            else:
+                kinds.append(None)
+        return kinds
 
     def _judge(self, block: FloatArray, start: int) -> list[QualityEvent]:
         events: list[QualityEvent] = []
-        for lead in range(self.n_leads):
-            kind = self._classify(block[:, lead])
+        for lead, kind in enumerate(self._classify(block)):
             cur = self.kind[lead]
             if kind == cur:
                 continue

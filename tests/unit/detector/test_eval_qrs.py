@@ -29,6 +29,7 @@ def test_json_shape_and_annotations(mitdb_dir: Path, tmp_path: Path, capsys: obj
     assert set(doc["gross"]) == keys and set(doc["records"]) == {"100"}
     assert set(doc["records"]["100"]) == keys
     assert set(doc["delay_s"]) == {"p50", "p99", "max"} and doc["samples_per_s"] > 0
+    assert doc["delay_s"]["p99"] < 0.5 <= doc["delay_with_chunking_s"]["max"]
     assert doc["gross"]["se"] > 0.999 and doc["gross"]["ppv"] > 0.999
     assert doc["gross"]["tp"] + doc["gross"]["fn"] == 2273
     assert doc["reference"]["gross"]["se"] > 0.99
