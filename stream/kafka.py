@@ -8,6 +8,7 @@ about signals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -67,7 +68,8 @@ async def connect(
             await start(client)
             return client
         except (KafkaError, OSError) as exc:
-            await close(client)
+            with contextlib.suppress(KafkaError, OSError):
+                await close(client)
             retriable = isinstance(exc, OSError | KafkaConnectionError) or bool(
                 getattr(exc, "retriable", False)
             )
