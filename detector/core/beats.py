@@ -27,6 +27,7 @@ so the model sees "premature for this patient" rather than an absolute interval.
 
 from __future__ import annotations
 
+import io
 from collections import deque
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ N_RR = len(RR_FEATURES)
 TEMPLATE_ALPHA = 0.05  # running template: exponential average over about 20 regular beats
 TEMPLATE_RR_TOLERANCE = 0.15  # a beat is regular when its RR is within 15 % of the local average
 _RATIO_MAX = 5.0
+_SNAPSHOT_VERSION = 1
 _SECONDS_MAX = 3.0
 
 FloatArray = npt.NDArray[np.float32]
@@ -239,6 +241,57 @@ class BeatFeatureExtractor:
             self._template = window.copy()
         else:
             self._template = ((1.0 - alpha) * self._template + alpha * window).astype(np.float32)
+
+    def snapshot(self) -> bytes:
+        """Complete state as ``.npz`` bytes (no pickle); :meth:`from_snapshot` resumes exactly."""
+        n_pend = len(self._pending)
+        windows = np.zeros((n_pend, self.n_leads, WINDOW_LEN), np.float32)
+        has_window = np.zeros(n_pend, bool)
+        for i, p in enumerate(self._pending):
+            if p.window is not None:
+                windows[i], has_window[i] = p.window, True
+        template = self._template if self._template is not None else np.zeros((0,), np.float32)
+        out = io.BytesIO()
+        np.savez(
+            out,
+            version=np.int64(_SNAPSHOT_VERSION),
+            header=np.array([self.fs_hz, self.n_leads, self._lag / self.fs_hz], np.float64),
+            counters=np.array(
+                [self._buf_first, self._n_seen, -1 if self._last_peak is None else self._last_peak,
+                 self._n_template], np.int64,
+            ),
+            buf=self._buf,
+            pend_peak=np.array([p.peak for p in self._pending], np.int64),
+            pend_prev=np.array([np.nan if p.prev_rr_s is None else p.prev_rr_s for p in self._pending]),
+            pend_window=windows,
+            pend_has_window=has_window,
+            int_end=np.array([e for e, _ in self._intervals], np.int64),
+            int_rr=np.array([r for _, r in self._intervals], np.float64),
+            template=template,
+        )
+        return out.getvalue()
+
+    @classmethod
+    def from_snapshot(cls, blob: bytes) -> BeatFeatureExtractor:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            if int(z["version"]) != _SNAPSHOT_VERSION:
+                raise ValueError(f"unsupported beat extractor snapshot version {int(z['version'])}")
+            fs_hz, n_leads, lag_s = (float(v) for v in z["header"])
+            ext = cls(fs_hz, int(n_leads), lag_s)
+            buf_first, n_seen, last_peak, n_template = (int(v) for v in z["counters"])
+            ext._buf, ext._buf_first, ext._n_seen = z["buf"].copy(), buf_first, n_seen
+            ext._last_peak = None if last_peak < 0 else last_peak
+            ext._n_template = n_template
+            ext._template = z["template"].copy() if z["template"].size else None
+            for peak, prev, window, has in zip(
+                z["pend_peak"], z["pend_prev"], z["pend_window"], z["pend_has_window"], strict=True
+            ):
+                prev_rr = None if np.isnan(prev) else float(prev)
+                ext._pending.append(_Pending(int(peak), prev_rr, window.copy() if has else None))
+            ext._intervals.extend(
+                (int(e), float(r)) for e, r in zip(z["int_end"], z["int_rr"], strict=True)
+            )
+        return ext
 
     def _cut_windows(self, final: bool) -> None:
         for p in self._pending:

@@ -140,3 +140,18 @@ def test_core_beat_modules_import_no_io_or_ml_runtime() -> None:
         mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         mods |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not mods & {"asyncio", "aiokafka", "redis", "onnxruntime", "torch"}, name
+
+
+@pytest.mark.parametrize("cut_s", [0.3, 2.0, 7.7])
+def test_snapshot_resumes_exactly(cut_s: float) -> None:
+    sig, peaks = _synthetic(360.0, [0.8, 0.6, 1.1, 0.8, 0.8, 0.7, 0.9, 0.8])
+    whole = extract_beats(sig, 360.0, peaks)
+    cut = int(cut_s * 360)
+    ext = BeatFeatureExtractor(360.0, 1)
+    first = ext.update(sig[:cut], peaks[peaks < cut])
+    resumed = BeatFeatureExtractor.from_snapshot(ext.snapshot())
+    rest = resumed.update(sig[cut:], peaks[peaks >= cut])
+    got = b.BeatFeatures.concat([first, rest, resumed.flush()], 1)
+    np.testing.assert_array_equal(got.sample_index, whole.sample_index)
+    np.testing.assert_array_equal(got.beats, whole.beats)
+    np.testing.assert_array_equal(got.rr, whole.rr)
