@@ -1,0 +1,212 @@
+// ecgmon central station: boot, login, hash routing, the animation loop and shared actions.
+
+import { AuthError, clearToken, getAlerts, getPatients, getToken, getUser, postAck } from "./js/api.js";
+import { audioEnabled, beepHigh, setAudio } from "./js/audio.js";
+import { Connection } from "./js/conn.js";
+import { Store } from "./js/store.js";
+import { el, wallClock } from "./js/util.js";
+import { AnalyzeView } from "./js/views/analyze.js";
+import { showLogin } from "./js/views/login.js";
+import { PatientView } from "./js/views/patient.js";
+import { StationView } from "./js/views/station.js";
+
+const SCALE_WINDOW_S = 6;
+
+const store = new Store();
+const conn = new Connection(store);
+const main = document.getElementById("main");
+const ui = {
+  status: document.getElementById("conn-status"),
+  clock: document.getElementById("clock"),
+  summary: document.getElementById("alarm-summary"),
+  audio: document.getElementById("audio-toggle"),
+  logout: document.getElementById("logout"),
+  toast: document.getElementById("toast"),
+  nav: document.querySelectorAll("[data-route]"),
+};
+
+let view = null;
+let loginOpen = false;
+let lastAuthCheck = 0;
+
+const actions = {
+  openPatient(id) {
+    location.hash = `#/patient/${encodeURIComponent(id)}`;
+  },
+  async ack(alarmId) {
+    const user = getUser();
+    store.markAckPending(alarmId);
+    if (conn.send({ type: "ack", alarm_id: alarmId, user })) return;
+    try {
+      await postAck(alarmId, user);
+      store.onAcked(alarmId, user);
+    } catch (err) {
+      if (err instanceof AuthError) actions.authFailed();
+      toast(`Acknowledge failed: ${err.message}`);
+    }
+  },
+  authFailed(message = "The gateway rejected the token. Sign in again.") {
+    if (!loginOpen) login(message);
+  },
+};
+
+function toast(text, ms = 5000) {
+  const node = el("div", { class: "toast-msg", role: "alert" }, text);
+  ui.toast.append(node);
+  setTimeout(() => node.remove(), ms);
+}
+
+// ---- routing -------------------------------------------------------------------------
+
+function route() {
+  const hash = location.hash || "#/";
+  const m = hash.match(/^#\/patient\/(.+)$/);
+  view?.unmount();
+  if (m) {
+    view = new PatientView(main, store, actions, decodeURIComponent(m[1]));
+  } else if (hash.startsWith("#/analyze")) {
+    view = new AnalyzeView(main, store, actions);
+  } else {
+    view = new StationView(main, store, actions);
+  }
+  view.mount();
+  const name = m ? "patient" : hash.startsWith("#/analyze") ? "analyze" : "station";
+  for (const a of ui.nav) a.classList.toggle("active", a.dataset.route === name);
+  document.body.dataset.view = name;
+  window.scrollTo(0, 0);
+}
+
+// ---- animation loop: one clock for every trace ------------------------------------------
+
+function loop(now) {
+  for (const p of store.patients.values()) {
+    p.displayT = p.playout.tick(now);
+    if (p.ring && p.displayT !== null && !(now - (p.scaleWall ?? 0) < 1000)) {
+      p.scale.update(p.ring.range(p.displayT - SCALE_WINDOW_S, p.displayT));
+      p.scaleWall = now;
+    }
+  }
+  try {
+    view?.frame(now);
+  } catch (err) {
+    console.error(err); // keep the loop (and every other trace) alive
+  }
+  requestAnimationFrame(loop);
+}
+
+// ---- header: clock, connection status, alarm summary, audio ----------------------------
+
+function renderStatus() {
+  const s = conn.state;
+  let text = { live: "LIVE", connecting: "CONNECTING…", offline: "OFFLINE" }[s] || s;
+  if (s === "offline" && conn.retryAt && !conn.stopped) {
+    const secs = Math.max(0, Math.ceil((conn.retryAt - performance.now()) / 1000));
+    text = `OFFLINE · retry in ${secs} s`;
+  }
+  ui.status.textContent = text;
+  ui.status.className = `conn conn-${s}`;
+  ui.status.title = s === "offline" ? "Click to reconnect now" : "WebSocket connection to the gateway";
+}
+
+function renderSummary() {
+  const n = { high: 0, medium: 0, low: 0, technical: 0 };
+  for (const p of store.patients.values()) {
+    for (const a of p.active.values()) n[a.technical ? "technical" : a.priority] = (n[a.technical ? "technical" : a.priority] ?? 0) + 1;
+  }
+  const parts = [
+    ["high", "HIGH"],
+    ["medium", "MED"],
+    ["low", "LOW"],
+    ["technical", "TECH"],
+  ]
+    .filter(([k]) => n[k])
+    .map(([k, label]) => el("span", { class: `sum prio-${k}` }, `${n[k]} ${label}`));
+  ui.summary.replaceChildren(...(parts.length ? parts : [el("span", { class: "sum none" }, "No alarms")]));
+}
+
+function renderAudio() {
+  const on = audioEnabled();
+  ui.audio.textContent = on ? "AUDIO ON" : "AUDIO OFF";
+  ui.audio.setAttribute("aria-pressed", String(on));
+  ui.audio.classList.toggle("on", on);
+}
+
+// ---- login -----------------------------------------------------------------------------
+
+async function login(message = "") {
+  loginOpen = true;
+  conn.stop();
+  const patients = await showLogin(document.body, message);
+  loginOpen = false;
+  if (patients) {
+    store.loadPatients(patients);
+    loadRecentAlerts();
+  }
+  conn.start();
+}
+
+async function checkAuthAfterFailure() {
+  const now = performance.now();
+  if (loginOpen || now - lastAuthCheck < 10000) return;
+  lastAuthCheck = now;
+  try {
+    await getPatients();
+  } catch (err) {
+    if (err instanceof AuthError) actions.authFailed();
+  }
+}
+
+/** Onset times and messages of alarms already active when the page opens. */
+async function loadRecentAlerts() {
+  try {
+    const res = await getAlerts(null, 200);
+    store.loadAlerts(null, Array.isArray(res) ? res : res?.alerts);
+  } catch {
+    // optional: live alert frames fill the same details
+  }
+}
+
+async function boot() {
+  window.addEventListener("hashchange", route);
+  route();
+  requestAnimationFrame(loop);
+  conn.addEventListener("status", renderStatus);
+  conn.addEventListener("failed", checkAuthAfterFailure);
+  conn.addEventListener("server-error", (ev) => toast(`Gateway: ${ev.detail.error}`));
+  store.addEventListener("alarms", renderSummary);
+  store.addEventListener("onset-high", () => beepHigh());
+  ui.status.addEventListener("click", () => conn.retryNow());
+  ui.audio.addEventListener("click", () => {
+    setAudio(!audioEnabled());
+    renderAudio();
+  });
+  ui.logout.addEventListener("click", () => {
+    clearToken();
+    login("Signed out.");
+  });
+  setInterval(() => {
+    ui.clock.textContent = wallClock(Date.now() + store.serverTimeOffsetMs);
+    renderStatus();
+  }, 500);
+  renderAudio();
+  renderSummary();
+  renderStatus();
+
+  if (!getToken()) {
+    await login();
+    return;
+  }
+  try {
+    store.loadPatients(await getPatients());
+    loadRecentAlerts();
+  } catch (err) {
+    if (err instanceof AuthError) {
+      await login("The stored token was rejected. Sign in again.");
+      return;
+    }
+    toast(`Could not load patients (${err.message}); retrying over the live connection.`);
+  }
+  conn.start();
+}
+
+boot();

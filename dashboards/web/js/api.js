@@ -1,0 +1,105 @@
+// REST client: bearer token from localStorage, one error type for "log in again".
+
+const TOKEN_KEY = "ecgmonToken";
+const USER_KEY = "ecgmonUser";
+
+export class AuthError extends Error {
+  constructor(message = "Not authorised") {
+    super(message);
+    this.name = "AuthError";
+  }
+}
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+  }
+}
+
+export function getToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+export function setToken(token) {
+  localStorage.setItem(TOKEN_KEY, token);
+}
+
+export function clearToken() {
+  localStorage.removeItem(TOKEN_KEY);
+}
+
+export function getUser() {
+  try {
+    return localStorage.getItem(USER_KEY) || "clinician";
+  } catch {
+    return "clinician";
+  }
+}
+
+export function setUser(user) {
+  localStorage.setItem(USER_KEY, user || "clinician");
+}
+
+/** The WebSocket URL on the same host, token as a query parameter. */
+export function wsUrl() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${location.host}/ws?token=${encodeURIComponent(getToken())}`;
+}
+
+async function errorText(res) {
+  try {
+    const body = await res.json();
+    if (typeof body?.detail === "string") return body.detail;
+    if (typeof body?.error === "string") return body.error;
+    return JSON.stringify(body?.detail ?? body);
+  } catch {
+    return res.statusText || `HTTP ${res.status}`;
+  }
+}
+
+/** fetch() with the bearer token; throws AuthError on 401, ApiError on other failures. */
+export async function api(path, { method = "GET", body, json, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  }
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body, signal, cache: "no-store" });
+  } catch (err) {
+    if (err?.name === "AbortError") throw err;
+    throw new ApiError(`Gateway unreachable (${err?.message || err})`, 0);
+  }
+  if (res.status === 401) throw new AuthError(await errorText(res));
+  if (!res.ok) throw new ApiError(`${res.status}: ${await errorText(res)}`, res.status);
+  if (res.status === 204) return null;
+  const type = res.headers.get("Content-Type") || "";
+  return type.includes("json") ? res.json() : res.text();
+}
+
+export const getPatients = () => api("/api/patients");
+
+export function getAlerts(patientId, count = 100, after) {
+  const q = new URLSearchParams();
+  if (patientId) q.set("patient", patientId);
+  if (after) q.set("after", after);
+  q.set("count", String(count));
+  return api(`/api/alerts?${q}`);
+}
+
+export function postAck(alarmId, user = getUser()) {
+  return api(`/api/alarms/${encodeURIComponent(alarmId)}/ack`, { method: "POST", json: { user } });
+}
+
+export function postAnalyze(formData, signal) {
+  return api("/api/analyze", { method: "POST", body: formData, signal });
+}

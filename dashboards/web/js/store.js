@@ -1,0 +1,290 @@
+// Client-side state of every patient, fed by WebSocket frames and REST answers.
+// Emits events: "patients", "beat", "alert", "alarms", "state", "onset-high".
+
+import { AutoScale } from "./trace.js";
+import { Playout, Ring } from "./ring.js";
+import { isNum, naturalCompare } from "./util.js";
+
+const BEAT_KEEP_S = 12 * 60; // heart-rate trend covers 10 min
+const BEAT_KEEP_MAX = 3000;
+const ALERT_KEEP = 500;
+const RING_SECONDS = 32;
+const TECH_TYPES = new Set(["signal_inoperable", "lead_off", "leads_off", "no_signal", "noise", "gap"]);
+
+function isTechnical(a, known) {
+  if (a.technical === true || known?.technical === true) return true;
+  if (a.technical === false) return false;
+  return TECH_TYPES.has(String(a.alarm_type || known?.alarm_type || "").toLowerCase());
+}
+
+class Patient {
+  constructor(id) {
+    this.id = id;
+    this.ring = null;
+    this.playout = new Playout();
+    this.scale = new AutoScale();
+    this.lead = "";
+    this.hr = null;
+    this.lastClass = null;
+    this.beats = []; // [{t, cls, conf, hr}]
+    this.active = new Map(); // alarm_id -> alarm
+    this.alerts = []; // history, newest last
+    this.alertKeys = new Set();
+    this.ended = new Map(); // alarm_id -> wall ms when its "end" arrived
+    this.alarmInfo = new Map(); // alarm_id -> {onset_t_s, message, technical} from alert frames
+    this.lastDataWall = 0;
+  }
+
+  get newestT() {
+    return this.ring?.endTime ?? null;
+  }
+
+  /** Highest-priority unacknowledged alarm's display priority, or null. */
+  get alarmLevel() {
+    let best = null;
+    const rank = { high: 3, medium: 2, low: 1, technical: 0 };
+    for (const a of this.active.values()) {
+      const p = a.technical ? "technical" : a.priority;
+      if (best === null || (rank[p] ?? 0) > (rank[best] ?? 0)) best = p;
+    }
+    return best;
+  }
+
+  get unackedHigh() {
+    for (const a of this.active.values()) {
+      if (a.priority === "high" && !a.technical && !a.acknowledged_by) return true;
+    }
+    return false;
+  }
+}
+
+export class Store extends EventTarget {
+  constructor() {
+    super();
+    this.patients = new Map();
+    this.lastAlertId = null;
+    this.serverTimeOffsetMs = 0;
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  patient(id, create = true) {
+    const key = String(id);
+    let p = this.patients.get(key);
+    if (!p && create) {
+      p = new Patient(key);
+      this.patients.set(key, p);
+      this.emit("patients", { added: key });
+    }
+    return p;
+  }
+
+  ids() {
+    return [...this.patients.keys()].sort(naturalCompare);
+  }
+
+  handle(msg) {
+    if (!msg || typeof msg !== "object") return;
+    switch (msg.type) {
+      case "hello":
+        if (isNum(msg.server_time_ms)) this.serverTimeOffsetMs = msg.server_time_ms - Date.now();
+        for (const id of msg.patients || []) this.patient(id);
+        break;
+      case "waveform":
+        return this.onWaveform(msg);
+      case "beat":
+        return this.onBeat(msg);
+      case "alert":
+        return this.onAlert(msg, true);
+      case "state":
+        return this.onState(msg);
+      case "acked":
+        return this.onAcked(msg.alarm_id, msg.user);
+      default:
+        break;
+    }
+  }
+
+  onWaveform(msg) {
+    if (msg.patient_id === undefined || !Array.isArray(msg.mv) || !isNum(msg.fs_hz) || msg.fs_hz <= 0) return;
+    const p = this.patient(msg.patient_id);
+    if (!p.ring || p.ring.fs !== msg.fs_hz) {
+      p.ring = new Ring(msg.fs_hz, RING_SECONDS);
+      p.playout.reset();
+    }
+    if (msg.lead) p.lead = String(msg.lead);
+    const t = isNum(msg.t_s) ? msg.t_s : isNum(msg.first_sample_index) ? msg.first_sample_index / msg.fs_hz : null;
+    if (t === null) return;
+    if (p.ring.push(t, msg.mv) === "reset") {
+      p.playout.reset();
+      p.beats = [];
+    }
+    p.playout.onData(p.ring.endTime, performance.now());
+    p.lastDataWall = performance.now();
+  }
+
+  onBeat(msg) {
+    if (msg.patient_id === undefined || !isNum(msg.t_s)) return;
+    const p = this.patient(msg.patient_id);
+    const last = p.beats[p.beats.length - 1];
+    if (last && msg.t_s < last.t - 5) p.beats = []; // source restarted
+    else if (last && msg.t_s <= last.t) return; // duplicate after a reconnect
+    const beat = { t: msg.t_s, cls: String(msg.class || "U").toUpperCase(), conf: msg.confidence, hr: msg.hr_bpm };
+    if (!isNum(beat.hr) && last && beat.t - last.t > 0.2 && beat.t - last.t < 3) beat.hr = 60 / (beat.t - last.t);
+    p.beats.push(beat);
+    const cutoff = beat.t - BEAT_KEEP_S;
+    let drop = 0;
+    while (drop < p.beats.length && (p.beats[drop].t < cutoff || p.beats.length - drop > BEAT_KEEP_MAX)) drop++;
+    if (drop) p.beats.splice(0, drop);
+    p.lastClass = beat.cls;
+    if (isNum(msg.hr_bpm)) p.hr = msg.hr_bpm;
+    this.emit("beat", { patient: p, beat });
+  }
+
+  /** An alert frame (live, or from the REST history when live=false). */
+  onAlert(a, live) {
+    if (a.patient_id === undefined) return;
+    if (live && a.id !== undefined && a.id !== null) this.lastAlertId = String(a.id);
+    const p = this.patient(a.patient_id);
+    const key = String(a.alert_id ?? a.id ?? `${a.alarm_id}:${a.phase}:${a.t_s}`);
+    if (!p.alertKeys.has(key)) {
+      p.alertKeys.add(key);
+      p.alerts.push({ ...a, _key: key });
+      p.alerts.sort((x, y) => (x.t_s ?? 0) - (y.t_s ?? 0));
+      if (p.alerts.length > ALERT_KEEP) p.alerts.splice(0, p.alerts.length - ALERT_KEEP);
+    } else if (!live) {
+      return;
+    }
+    const id = a.alarm_id;
+    if (id) this.rememberInfo(p, a);
+    if (!live || !id) return; // history only feeds the table; state frames own the active list
+    if (a.phase === "end") {
+      p.active.delete(id);
+      p.ended.set(id, performance.now());
+    } else {
+      const prev = p.active.get(id);
+      const isNew = !prev && !p.ended.has(id);
+      p.active.set(id, {
+        ...prev,
+        alarm_id: id,
+        alarm_type: a.alarm_type,
+        priority: String(a.priority || prev?.priority || "low").toLowerCase(),
+        technical: isTechnical(a, prev),
+        onset_t_s: a.onset_t_s ?? prev?.onset_t_s,
+        t_s: a.t_s,
+        message: a.message ?? prev?.message,
+        heart_rate_bpm: a.heart_rate_bpm,
+        acknowledged_by: prev?.acknowledged_by ?? null,
+      });
+      const fresh = p.newestT === null || !isNum(a.t_s) || Math.abs(p.newestT - a.t_s) < 30;
+      if (isNew && a.phase === "onset" && fresh && a.priority === "high" && !a.technical) {
+        this.emit("onset-high", { patient: p, alert: a });
+      }
+    }
+    if (isNum(a.heart_rate_bpm) && a.heart_rate_bpm > 0 && p.hr === null) p.hr = a.heart_rate_bpm;
+    this.emit("alert", { patient: p, alert: a });
+    this.emit("alarms", { patient: p });
+  }
+
+  rememberInfo(p, a) {
+    const info = p.alarmInfo.get(a.alarm_id) || {};
+    if (isNum(a.onset_t_s)) info.onset_t_s = a.onset_t_s;
+    if (a.message) info.message = a.message;
+    if (typeof a.technical === "boolean") info.technical = a.technical;
+    p.alarmInfo.set(a.alarm_id, info);
+    if (p.alarmInfo.size > 500) p.alarmInfo.delete(p.alarmInfo.keys().next().value);
+    const active = p.active.get(a.alarm_id);
+    if (active) {
+      active.onset_t_s ??= info.onset_t_s;
+      active.message ??= info.message;
+      if (typeof info.technical === "boolean") active.technical = info.technical;
+    }
+  }
+
+  onState(msg) {
+    if (msg.patient_id === undefined) return;
+    const p = this.patient(msg.patient_id);
+    if (isNum(msg.heart_rate_bpm) || msg.heart_rate_bpm === null) p.hr = msg.heart_rate_bpm;
+    if (msg.last_class) p.lastClass = String(msg.last_class).toUpperCase();
+    if (Array.isArray(msg.active_alarms)) this.setActive(p, msg.active_alarms);
+    this.emit("state", { patient: p });
+  }
+
+  /** Replace the active list (state frames and GET /api/patients are authoritative). */
+  setActive(p, list) {
+    const now = performance.now();
+    for (const [id, at] of p.ended) if (now - at > 5000) p.ended.delete(id);
+    const next = new Map();
+    for (const a of list) {
+      if (!a?.alarm_id || p.ended.has(a.alarm_id)) continue;
+      const prev = p.active.get(a.alarm_id) ?? p.alarmInfo.get(a.alarm_id);
+      next.set(a.alarm_id, {
+        ...prev,
+        ...a,
+        priority: String(a.priority || prev?.priority || "low").toLowerCase(),
+        technical: isTechnical(a, prev),
+        acknowledged_by: a.acknowledged_by ?? null,
+        ackPending: !a.acknowledged_by && prev?.ackPending && now - prev.ackPending < 5000 ? prev.ackPending : 0,
+      });
+    }
+    const changed =
+      next.size !== p.active.size ||
+      [...next].some(([id, a]) => {
+        const b = p.active.get(id);
+        return !b || b.acknowledged_by !== a.acknowledged_by || b.priority !== a.priority;
+      });
+    p.active = next;
+    if (changed) this.emit("alarms", { patient: p });
+  }
+
+  onAcked(alarmId, user) {
+    for (const p of this.patients.values()) {
+      const a = p.active.get(alarmId);
+      if (a) {
+        a.acknowledged_by = user || "?";
+        a.ackPending = 0;
+        this.emit("alarms", { patient: p });
+      }
+    }
+  }
+
+  markAckPending(alarmId) {
+    for (const p of this.patients.values()) {
+      const a = p.active.get(alarmId);
+      if (a) {
+        a.ackPending = performance.now();
+        this.emit("alarms", { patient: p });
+      }
+    }
+  }
+
+  /** Seed from GET /api/patients. */
+  loadPatients(list) {
+    if (!Array.isArray(list)) list = list?.patients;
+    if (!Array.isArray(list)) return;
+    for (const row of list) {
+      if (row?.patient_id === undefined) continue;
+      const p = this.patient(row.patient_id);
+      if (isNum(row.heart_rate_bpm)) p.hr = row.heart_rate_bpm;
+      if (Array.isArray(row.active_alarms)) this.setActive(p, row.active_alarms);
+    }
+  }
+
+  /** Merge GET /api/alerts history into a patient's table. */
+  loadAlerts(patientId, alerts) {
+    if (!Array.isArray(alerts)) return;
+    const touched = new Set();
+    for (const a of alerts) {
+      const alert = patientId === null ? a : { ...a, patient_id: a.patient_id ?? patientId };
+      if (alert.patient_id === undefined) continue;
+      this.onAlert(alert, false);
+      touched.add(this.patient(alert.patient_id));
+    }
+    for (const p of touched) {
+      this.emit("alert", { patient: p, alert: null });
+      this.emit("alarms", { patient: p });
+    }
+  }
+}

@@ -1,0 +1,77 @@
+// Active-alarm badges with an Acknowledge button, shared by the station and patient views.
+
+import { PRIORITY_RANK, alarmLabel, displayPriority, el, fmtDataTime, isNum } from "../util.js";
+
+const PRIORITY_TEXT = { high: "HIGH", medium: "MED", low: "LOW", technical: "TECH" };
+
+export function sortedAlarms(patient) {
+  return [...patient.active.values()].sort((a, b) => {
+    const r = (PRIORITY_RANK[displayPriority(b)] ?? 0) - (PRIORITY_RANK[displayPriority(a)] ?? 0);
+    return r || (a.onset_t_s ?? 0) - (b.onset_t_s ?? 0);
+  });
+}
+
+/** One badge; onAck(alarmId) is called by its button. */
+export function alarmBadge(alarm, patient, onAck, { compact = false } = {}) {
+  const prio = displayPriority(alarm);
+  const acked = Boolean(alarm.acknowledged_by);
+  const since =
+    isNum(alarm.onset_t_s) && patient.newestT !== null ? Math.max(0, patient.newestT - alarm.onset_t_s) : null;
+  const action = acked
+    ? el("span", { class: "ack-by", title: `Acknowledged by ${alarm.acknowledged_by}` }, `ACK ${alarm.acknowledged_by}`)
+    : el(
+        "button",
+        {
+          class: "ack-btn",
+          type: "button",
+          disabled: Boolean(alarm.ackPending),
+          title: "Acknowledge this alarm",
+          onclick: (ev) => {
+            ev.stopPropagation();
+            onAck(alarm.alarm_id);
+          },
+        },
+        alarm.ackPending ? "…" : "ACK",
+      );
+  return el(
+    "div",
+    {
+      class: `alarm-badge prio-${prio}${acked ? " acked" : ""}`,
+      role: "status",
+      title: alarm.message || alarmLabel(alarm.alarm_type),
+      dataset: { alarmId: alarm.alarm_id },
+    },
+    el("span", { class: "prio" }, PRIORITY_TEXT[prio] || prio.toUpperCase()),
+    el("span", { class: "name" }, alarmLabel(alarm.alarm_type)),
+    compact ? null : el("span", { class: "since", title: "Time since onset" }, since === null ? "" : fmtDataTime(since)),
+    action,
+  );
+}
+
+/** Re-render only when the set of alarms or their state changed (keeps buttons clickable). */
+export function renderAlarmBadges(container, patient, onAck, opts = {}) {
+  const alarms = sortedAlarms(patient);
+  const sig = alarms
+    .map((a) => `${a.alarm_id}|${displayPriority(a)}|${a.acknowledged_by ?? ""}|${a.ackPending ? 1 : 0}`)
+    .join(";");
+  if (container.dataset.sig === sig && container.childElementCount) {
+    refreshSince(container, patient);
+    return;
+  }
+  container.dataset.sig = sig;
+  if (!alarms.length) {
+    container.replaceChildren(el("span", { class: "no-alarms" }, opts.emptyText ?? "No active alarms"));
+    return;
+  }
+  container.replaceChildren(...alarms.map((a) => alarmBadge(a, patient, onAck, opts)));
+}
+
+/** Update the "time since onset" labels in place. */
+export function refreshSince(container, patient) {
+  if (patient.newestT === null) return;
+  for (const badge of container.querySelectorAll(".alarm-badge")) {
+    const onset = patient.active.get(badge.dataset.alarmId)?.onset_t_s;
+    const node = badge.querySelector(".since");
+    if (node && isNum(onset)) node.textContent = fmtDataTime(Math.max(0, patient.newestT - onset));
+  }
+}

@@ -1,0 +1,212 @@
+// Patient view (#/patient/<id>): 20 s strip with beat labels, HR trend, HRV, alarm history.
+
+import { getAlerts } from "../api.js";
+import { hrvSummary } from "../hrv.js";
+import { drawSparkline, drawSweep, drawTimeGrid, fitCanvas } from "../trace.js";
+import {
+  BEAT_CLASSES,
+  BEAT_NAMES,
+  alarmLabel,
+  cssVar,
+  displayPriority,
+  el,
+  fmtDataTime,
+  fmtHr,
+  fmtNum,
+  isNum,
+} from "../util.js";
+import { refreshSince, renderAlarmBadges } from "./alarms.js";
+
+const STRIP_S = 20;
+const TREND_S = 10 * 60;
+const HRV_S = 5 * 60;
+
+export class PatientView {
+  constructor(root, store, actions, patientId) {
+    this.root = root;
+    this.store = store;
+    this.actions = actions;
+    this.p = store.patient(patientId);
+    this.slowWall = 0;
+    this.historyStatus = el("span", { class: "muted" }, "loading…");
+    this.listeners = {
+      alarms: (ev) => ev.detail.patient === this.p && this.renderAlarms(),
+      alert: (ev) => ev.detail.patient === this.p && this.renderHistory(),
+      state: (ev) => ev.detail.patient === this.p && this.renderNumbers(),
+      beat: (ev) => ev.detail.patient === this.p && this.renderNumbers(),
+    };
+  }
+
+  mount() {
+    const p = this.p;
+    this.hr = el("div", { class: "hr big" }, "---");
+    this.cls = el("span", { class: "beat-chip" }, "–");
+    this.lead = el("span", { class: "lead" }, "");
+    this.alarms = el("div", { class: "tile-alarms wide" });
+    this.strip = el("canvas", { class: "strip", "aria-label": "ECG strip, last 20 seconds" });
+    this.trend = el("canvas", { class: "spark", "aria-label": "Heart-rate trend, last 10 minutes" });
+    this.hrv = el("dl", { class: "hrv" });
+    this.counts = el("div", { class: "counts" });
+    this.history = el("tbody");
+    this.panel = el(
+      "section",
+      { class: "patient-view" },
+      el(
+        "header",
+        { class: "pv-head" },
+        el("a", { href: "#/", class: "back" }, "← Station"),
+        el("h1", {}, "Patient ", el("span", { class: "bed" }, p.id)),
+        this.lead,
+        el("div", { class: "pv-vitals" }, el("span", { class: "hr-label" }, "HR bpm"), this.hr),
+        el("div", { class: "pv-class" }, el("span", { class: "hr-label" }, "Last beat"), this.cls),
+      ),
+      this.alarms,
+      el("div", { class: "card strip-card" }, el("h2", {}, `ECG · ${STRIP_S} s`), this.strip),
+      el(
+        "div",
+        { class: "pv-row" },
+        el("div", { class: "card" }, el("h2", {}, "Heart-rate trend · 10 min"), this.trend),
+        el("div", { class: "card" }, el("h2", {}, "HRV · last 5 min of normal beats"), this.hrv),
+        el("div", { class: "card" }, el("h2", {}, "Beats · 10 min"), this.counts),
+      ),
+      el(
+        "div",
+        { class: "card" },
+        el("h2", {}, "Alarm history ", this.historyStatus),
+        el(
+          "div",
+          { class: "table-wrap" },
+          el(
+            "table",
+            { class: "alarm-table" },
+            el(
+              "thead",
+              {},
+              el("tr", {}, ...["Time", "Alarm", "Priority", "Phase", "HR", "Message"].map((h) => el("th", {}, h))),
+            ),
+            this.history,
+          ),
+        ),
+      ),
+    );
+    this.root.replaceChildren(this.panel);
+    for (const [type, fn] of Object.entries(this.listeners)) this.store.addEventListener(type, fn);
+    this.renderNumbers();
+    this.renderAlarms();
+    this.renderHistory();
+    this.renderSlow();
+    this.loadHistory();
+  }
+
+  unmount() {
+    for (const [type, fn] of Object.entries(this.listeners)) this.store.removeEventListener(type, fn);
+  }
+
+  async loadHistory() {
+    try {
+      const res = await getAlerts(this.p.id, 100);
+      this.store.loadAlerts(this.p.id, Array.isArray(res) ? res : res?.alerts);
+      this.historyStatus.textContent = "";
+    } catch (err) {
+      if (err?.name === "AuthError") this.actions.authFailed();
+      this.historyStatus.textContent = `(history unavailable: ${err.message}; showing live alerts)`;
+    }
+  }
+
+  renderNumbers() {
+    this.hr.textContent = fmtHr(this.p.hr);
+    const c = this.p.lastClass || "–";
+    this.cls.textContent = c;
+    this.cls.className = `beat-chip cls-${c}`;
+    this.lead.textContent = this.p.lead;
+  }
+
+  renderAlarms() {
+    renderAlarmBadges(this.alarms, this.p, this.actions.ack);
+    this.panel?.classList.toggle("flash-high", this.p.unackedHigh);
+  }
+
+  renderHistory() {
+    const rows = [...this.p.alerts].reverse().slice(0, 200);
+    if (!rows.length) {
+      this.history.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No alarms recorded")));
+      return;
+    }
+    this.history.replaceChildren(
+      ...rows.map((a) => {
+        const prio = displayPriority(a);
+        return el(
+          "tr",
+          { class: `phase-${a.phase || "x"}` },
+          el("td", { class: "num" }, fmtDataTime(a.t_s)),
+          el("td", {}, alarmLabel(a.alarm_type)),
+          el("td", {}, el("span", { class: `prio-pill prio-${prio}` }, prio)),
+          el("td", {}, a.phase || ""),
+          el("td", { class: "num" }, fmtHr(a.heart_rate_bpm)),
+          el("td", { class: "msg" }, a.message || ""),
+        );
+      }),
+    );
+  }
+
+  /** Trend, HRV and counts: cheap enough, but no need to redo them every frame. */
+  renderSlow() {
+    const beats = this.p.beats;
+    const tEnd = beats.length ? beats[beats.length - 1].t : (this.p.newestT ?? 0);
+    const { w, h, dpr } = fitCanvas(this.trend);
+    const ctx = this.trend.getContext("2d");
+    const pts = beats.filter((b) => isNum(b.hr)).map((b) => ({ t: b.t, v: b.hr }));
+    drawSparkline(ctx, w, h, pts, tEnd - TREND_S, tEnd, { dpr });
+
+    const recent = beats.filter((b) => b.t >= tEnd - HRV_S);
+    const s = hrvSummary(recent);
+    const item = (k, v, hint) => [el("dt", { title: hint }, k), el("dd", {}, v)];
+    this.hrv.replaceChildren(
+      ...item("Mean RR", fmtNum(s.meanRrMs, 0, " ms")),
+      ...item("SDNN", fmtNum(s.sdnnMs, 1, " ms"), "Standard deviation of NN intervals"),
+      ...item("RMSSD", fmtNum(s.rmssdMs, 1, " ms"), "Root mean square of successive differences"),
+      ...item("pNN50", fmtNum(s.pnn50, 1, " %"), "Successive differences > 50 ms"),
+      ...item("NN count", String(s.n)),
+    );
+
+    const counts = Object.fromEntries(BEAT_CLASSES.map((c) => [c, 0]));
+    for (const b of beats) if (b.t >= tEnd - TREND_S) counts[b.cls] = (counts[b.cls] ?? 0) + 1;
+    this.counts.replaceChildren(...countBars(counts));
+  }
+
+  frame(now) {
+    const { w, h, dpr } = fitCanvas(this.strip);
+    const ctx = this.strip.getContext("2d");
+    ctx.clearRect(0, 0, w, h);
+    drawTimeGrid(ctx, 0, 0, w, h, STRIP_S, this.p.scale);
+    if (this.p.ring) {
+      drawSweep(ctx, w, h, this.p.ring, this.p.displayT ?? null, this.p.scale, {
+        sweepS: STRIP_S,
+        eraseS: 0.4,
+        color: cssVar("--trace", "#3f6"),
+        lineWidth: 1.4,
+        beats: this.p.beats,
+        dpr,
+      });
+    }
+    if (now - this.slowWall > 1000) {
+      this.slowWall = now;
+      this.renderSlow();
+      refreshSince(this.alarms, this.p);
+    }
+  }
+}
+
+/** Horizontal bars of beat counts per class. */
+export function countBars(counts) {
+  const total = Object.values(counts).reduce((s, v) => s + v, 0) || 1;
+  return Object.entries(counts).map(([cls, n]) =>
+    el(
+      "div",
+      { class: "count-row", title: BEAT_NAMES[cls] || cls },
+      el("span", { class: `beat-chip small cls-${cls}` }, cls),
+      el("span", { class: "bar" }, el("span", { class: `fill cls-${cls}`, style: `width:${(100 * n) / total}%` })),
+      el("span", { class: "num" }, String(n)),
+    ),
+  );
+}

@@ -1,0 +1,135 @@
+// Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms.
+
+import { drawSweep, fitCanvas } from "../trace.js";
+import { BEAT_NAMES, cssVar, el, fmtHr } from "../util.js";
+import { refreshSince, renderAlarmBadges } from "./alarms.js";
+
+const SWEEP_S = 6;
+const STALE_MS = 5000;
+
+class Tile {
+  constructor(patient, actions) {
+    this.p = patient;
+    this.actions = actions;
+    this.visible = true;
+    this.canvas = el("canvas", { class: "trace", "aria-label": `ECG trace, patient ${patient.id}` });
+    this.hr = el("div", { class: "hr" }, "---");
+    this.cls = el("span", { class: "beat-chip" }, "–");
+    this.lead = el("span", { class: "lead" }, "");
+    this.alarms = el("div", { class: "tile-alarms" });
+    this.nodata = el("div", { class: "nodata", hidden: true }, "NO SIGNAL");
+    this.root = el(
+      "article",
+      {
+        class: "tile",
+        tabindex: "0",
+        dataset: { patient: patient.id },
+        onclick: () => actions.openPatient(patient.id),
+        onkeydown: (ev) => {
+          if (ev.key === "Enter") actions.openPatient(patient.id);
+        },
+      },
+      el("header", { class: "tile-head" }, el("span", { class: "bed" }, patient.id), this.lead, this.cls),
+      el(
+        "div",
+        { class: "tile-body" },
+        el("div", { class: "trace-wrap" }, this.canvas, this.nodata),
+        el("div", { class: "vitals" }, el("div", { class: "hr-label" }, "HR ", el("small", {}, "bpm")), this.hr),
+      ),
+      this.alarms,
+    );
+    this.updateNumbers();
+    this.updateAlarms();
+  }
+
+  updateNumbers() {
+    const text = fmtHr(this.p.hr);
+    if (this.hr.textContent !== text) this.hr.textContent = text;
+    const c = this.p.lastClass || "–";
+    if (this.cls.textContent !== c) {
+      this.cls.textContent = c;
+      this.cls.className = `beat-chip cls-${c}`;
+      this.cls.title = BEAT_NAMES[c] ? `Last beat: ${BEAT_NAMES[c]}` : "Last beat";
+    }
+    if (this.lead.textContent !== this.p.lead) this.lead.textContent = this.p.lead;
+  }
+
+  updateAlarms() {
+    renderAlarmBadges(this.alarms, this.p, this.actions.ack, { compact: false });
+    this.root.dataset.level = this.p.alarmLevel || "none";
+    this.root.classList.toggle("flash-high", this.p.unackedHigh);
+  }
+
+  draw(now) {
+    const stale = !this.p.lastDataWall || now - this.p.lastDataWall > STALE_MS;
+    if (this.nodata.hidden !== !stale) this.nodata.hidden = !stale;
+    this.root.classList.toggle("stale", stale);
+    if (!this.visible) return;
+    const { w, h, dpr } = fitCanvas(this.canvas);
+    const ctx = this.canvas.getContext("2d");
+    ctx.clearRect(0, 0, w, h);
+    if (!this.p.ring) return;
+    drawSweep(ctx, w, h, this.p.ring, this.p.displayT ?? null, this.p.scale, {
+      sweepS: SWEEP_S,
+      color: cssVar("--trace", "#3f6"),
+      lineWidth: 1.6,
+      dpr,
+    });
+  }
+}
+
+export class StationView {
+  constructor(root, store, actions) {
+    this.root = root;
+    this.store = store;
+    this.actions = actions;
+    this.tiles = new Map();
+    this.grid = el("section", { class: "station-grid", "aria-label": "Central station" });
+    this.empty = el("p", { class: "empty" }, "Waiting for patients from the gateway…");
+    this.observer = new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        const tile = this.tiles.get(e.target.dataset.patient);
+        if (tile) tile.visible = e.isIntersecting;
+      }
+    });
+    this.listeners = {
+      patients: () => this.sync(),
+      alarms: (ev) => this.tiles.get(ev.detail.patient.id)?.updateAlarms(),
+      state: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
+      beat: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
+    };
+  }
+
+  mount() {
+    this.root.replaceChildren(this.grid, this.empty);
+    for (const [type, fn] of Object.entries(this.listeners)) this.store.addEventListener(type, fn);
+    this.sync();
+    this.sinceRefresh = 0;
+  }
+
+  unmount() {
+    for (const [type, fn] of Object.entries(this.listeners)) this.store.removeEventListener(type, fn);
+    this.observer.disconnect();
+  }
+
+  sync() {
+    const ids = this.store.ids();
+    for (const id of ids) {
+      if (this.tiles.has(id)) continue;
+      const tile = new Tile(this.store.patient(id), this.actions);
+      this.tiles.set(id, tile);
+      this.observer.observe(tile.root);
+    }
+    this.grid.replaceChildren(...ids.map((id) => this.tiles.get(id).root));
+    this.empty.hidden = ids.length > 0;
+  }
+
+  frame(now) {
+    for (const tile of this.tiles.values()) tile.draw(now);
+    // Refresh the "since onset" timers on badges about once a second.
+    if (now - this.sinceRefresh > 1000) {
+      this.sinceRefresh = now;
+      for (const tile of this.tiles.values()) if (tile.p.active.size) refreshSince(tile.alarms, tile.p);
+    }
+  }
+}

@@ -1,0 +1,649 @@
+"""A stand-in for `ecgmon gateway` that serves the dashboard with synthetic patients.
+
+Speaks the dashboard's WebSocket protocol (hello, waveform, beat, alert, state, acked) and its
+REST API (GET /api/patients, GET /api/alerts, POST /api/alarms/{id}/ack, POST /api/analyze) with
+ten synthetic patients: sinus rhythms, PVC bigeminy, atrial fibrillation, a recurring
+ventricular-tachycardia episode (high priority), a technical alarm with gaps in the signal.
+
+The `websockets` server handles the WebSocket and every GET (static files from
+dashboards/web at / and /static/..., REST GETs) in ``process_request``. It cannot parse POST
+requests, so a small TCP front end on the public port answers POSTs itself and pipes every
+other connection through to it.
+
+    .venv/bin/python tests/e2e/fake_gateway.py --port 8765 --token demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email.parser
+import email.policy
+import json
+import logging
+import math
+import mimetypes
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+logger = logging.getLogger("fake_gateway")
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "dashboards" / "web"
+FS_ORIG_HZ = 360.0
+FS_HZ = 120.0  # decimated waveform rate sent to the dashboard
+HISTORY_S = 60.0
+
+
+# ---- synthetic ECG ------------------------------------------------------------------------
+
+
+def _g(dt: float, centre: float, width: float, amp: float) -> float:
+    return amp * math.exp(-(((dt - centre) / width) ** 2))
+
+
+def beat_shape(dt: float, cls: str) -> float:
+    """Sum-of-Gaussians PQRST (mV) at dt seconds from the R peak; wide and inverted-T for V."""
+    if abs(dt) > 0.6:
+        return 0.0
+    if cls == "V":
+        return _g(dt, 0.0, 0.045, 1.5) + _g(dt, 0.09, 0.045, -0.7) + _g(dt, 0.36, 0.08, -0.45)
+    p_amp = 0.05 if cls == "S" else 0.13
+    return (
+        _g(dt, -0.2, 0.025, p_amp)
+        + _g(dt, -0.035, 0.01, -0.12)
+        + _g(dt, 0.0, 0.012, 1.15)
+        + _g(dt, 0.035, 0.012, -0.28)
+        + _g(dt, 0.3, 0.055, 0.3)
+    )
+
+
+@dataclass
+class Scenario:
+    hr_bpm: float
+    pattern: str = "sinus"  # sinus | bigeminy | af | vt_episodes | pac | fusion | noisy
+    noise_mv: float = 0.02
+    burst_s: float = 0.5
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "100": Scenario(72),
+    "101": Scenario(64, "pac"),
+    "105": Scenario(80, "noisy", noise_mv=0.08, burst_s=1.0),
+    "106": Scenario(70, "bigeminy"),
+    "119": Scenario(66, "sinus", burst_s=1.0),
+    "200": Scenario(108, "af"),
+    "203": Scenario(82, "vt_episodes", burst_s=1.0),
+    "208": Scenario(88, "fusion"),
+    "210": Scenario(46, "sinus"),
+    "213": Scenario(112, "sinus", burst_s=0.25),
+}
+
+VT_PERIOD_S, VT_ON_S, VT_OFF_S = 90.0, 3.0, 48.0
+TECH_PERIOD_S, TECH_ON_S, TECH_OFF_S = 60.0, 4.0, 34.0
+GAP_ON_S, GAP_OFF_S = 20.0, 27.0
+
+
+def vt_active(t: float) -> bool:
+    return VT_ON_S <= t % VT_PERIOD_S < VT_OFF_S
+
+
+def tech_active(t: float) -> bool:
+    return TECH_ON_S <= t % TECH_PERIOD_S < TECH_OFF_S
+
+
+def signal_gap(t: float) -> bool:
+    return GAP_ON_S <= t % TECH_PERIOD_S < GAP_OFF_S
+
+
+@dataclass
+class AlarmScript:
+    alarm_type: str
+    priority: str
+    technical: bool
+    active: Any  # Callable[[float], bool] on the sim clock
+    message: str
+
+
+ALARMS: dict[str, list[AlarmScript]] = {
+    "203": [AlarmScript("ventricular_tachycardia", "high", False, vt_active, "VT: run of V beats > 120 bpm")],
+    "200": [
+        AlarmScript("atrial_fibrillation", "medium", False, lambda t: t > 2.0, "Irregularly irregular RR")
+    ],
+    "106": [AlarmScript("bigeminy", "low", False, lambda t: t > 1.0, "N-V-N-V pattern")],
+    "105": [AlarmScript("signal_inoperable", "medium", True, tech_active, "ECG unreadable (noise)")],
+    "210": [AlarmScript("extreme_bradycardia", "high", False, lambda t: t > 1.5, "HR < 50 bpm")],
+}
+
+
+@dataclass
+class Patient:
+    pid: str
+    sc: Scenario
+    rng: random.Random
+    next_beat_t: float = 0.5
+    beats: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=64))
+    emitted_beats: int = 0
+    wave: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=int(HISTORY_S * FS_HZ)))
+    next_k: int = 0  # next decimated sample index to synthesise
+    sent_k: int = 0  # first sample not yet sent
+    last_send: float = 0.0
+    bigeminy_v: bool = False
+    last_class: str = "N"
+    hr: float | None = None
+
+    def schedule(self, until: float) -> None:
+        """Plan beats up to `until` (sim seconds) according to the scenario."""
+        while self.next_beat_t < until:
+            t = self.next_beat_t
+            rr = 60.0 / self.sc.hr_bpm
+            cls = "N"
+            if self.sc.pattern == "vt_episodes" and vt_active(t):
+                cls, rr = "V", 60.0 / 165.0 * self.rng.uniform(0.96, 1.04)
+            elif self.sc.pattern == "bigeminy":
+                self.bigeminy_v = not self.bigeminy_v
+                cls = "V" if self.bigeminy_v else "N"
+                rr *= 0.75 if not self.bigeminy_v else 1.25
+            elif self.sc.pattern == "af":
+                rr *= self.rng.uniform(0.65, 1.35)
+            elif self.sc.pattern == "pac" and self.rng.random() < 0.08:
+                cls, rr = "S", rr * 0.7
+            elif self.sc.pattern == "fusion" and self.rng.random() < 0.06:
+                cls = "F"
+            else:
+                rr *= self.rng.uniform(0.97, 1.03)
+            if self.sc.pattern == "noisy" and self.rng.random() < 0.05:
+                cls = "Q"
+            self.beats.append((t, cls))
+            self.next_beat_t = t + rr
+
+    def value(self, t: float) -> float:
+        v = 0.08 * math.sin(2 * math.pi * 0.22 * t + hash(self.pid) % 7)
+        noise = self.sc.noise_mv * (3.0 if self.sc.pattern == "noisy" and tech_active(t) else 1.0)
+        v += self.rng.gauss(0.0, noise)
+        for tb, cls in self.beats:
+            if abs(t - tb) < 0.6:
+                v += beat_shape(t - tb, "N" if cls in "FQ" else cls) * (0.8 if cls == "F" else 1.0)
+        return v
+
+
+# ---- the fake gateway ------------------------------------------------------------------------
+
+
+class FakeGateway:
+    def __init__(self, token: str, web_dir: Path, seed: int = 1) -> None:
+        self.token = token
+        self.web_dir = web_dir
+        self.t0 = time.monotonic()
+        rng = random.Random(seed)
+        self.patients = {pid: Patient(pid, sc, random.Random(rng.random())) for pid, sc in SCENARIOS.items()}
+        self.clients: set[ServerConnection] = set()
+        self.alerts: list[dict[str, Any]] = []
+        self.active: dict[str, dict[str, Any]] = {}  # alarm_id -> alarm
+        self.acked: dict[str, str] = {}
+        self.alert_seq = 0
+
+    def sim_t(self) -> float:
+        return time.monotonic() - self.t0
+
+    # -- simulation --
+    def step(self) -> None:
+        now = self.sim_t()
+        for p in self.patients.values():
+            p.schedule(now + 1.0)
+            while p.next_k / FS_HZ <= now:
+                t = p.next_k / FS_HZ
+                if not (p.sc.pattern == "noisy" and signal_gap(t)):
+                    p.wave.append((p.next_k, p.value(t)))
+                p.next_k += 1
+            if now - p.last_send >= p.sc.burst_s * random.uniform(0.8, 1.2):
+                p.last_send = now
+                self.send_wave(p)
+            self.send_beats(p, now)
+            self.run_alarms(p, now)
+
+    def send_wave(self, p: Patient) -> None:
+        """One frame per contiguous run of new samples (a signal gap splits it)."""
+        run: list[tuple[int, float]] = []
+        for k, v in p.wave:
+            if k < p.sent_k:
+                continue
+            if run and k != run[-1][0] + 1:
+                self.publish(self.wave_frame(p, run))
+                run = []
+            run.append((k, v))
+        if run:
+            self.publish(self.wave_frame(p, run))
+        p.sent_k = p.next_k
+
+    @staticmethod
+    def wave_frame(p: Patient, run: list[tuple[int, float]]) -> dict[str, Any]:
+        k0 = run[0][0]
+        return {
+            "type": "waveform",
+            "patient_id": p.pid,
+            "lead": "MLII",
+            "fs_hz": FS_HZ,
+            "first_sample_index": k0,
+            "t_s": k0 / FS_HZ,
+            "mv": [round(v, 4) for _, v in run],
+        }
+
+    def send_beats(self, p: Patient, now: float) -> None:
+        beats = list(p.beats)
+        # Emit every planned beat whose time has passed (+ detector latency), once each.
+        for tb, cls in beats:
+            key = int(tb * 1000)
+            if key <= p.emitted_beats or tb + 0.25 > now:
+                continue
+            if p.sc.pattern == "noisy" and signal_gap(tb):
+                p.emitted_beats = key
+                continue
+            prev = [b for b, _ in beats if b < tb][-8:]
+            rrs = [b - a for a, b in zip(prev, [*prev[1:], tb], strict=True)] if prev else []
+            p.hr = 60.0 / (sum(rrs) / len(rrs)) if rrs else p.sc.hr_bpm
+            p.last_class = cls
+            p.emitted_beats = key
+            self.publish(
+                {
+                    "type": "beat",
+                    "patient_id": p.pid,
+                    "sample_index": round(tb * FS_ORIG_HZ),
+                    "t_s": round(tb, 4),
+                    "class": cls,
+                    "confidence": round(p.rng.uniform(0.85, 0.99), 3),
+                    "hr_bpm": round(p.hr, 1),
+                }
+            )
+
+    def run_alarms(self, p: Patient, now: float) -> None:
+        for script in ALARMS.get(p.pid, []):
+            current = next(
+                (
+                    a
+                    for a in self.active.values()
+                    if a["patient_id"] == p.pid and a["alarm_type"] == script.alarm_type
+                ),
+                None,
+            )
+            on = script.active(now)
+            if on and current is None:
+                onset = round(now, 3)
+                alarm = {
+                    "alarm_id": f"{p.pid}:{script.alarm_type}:{round(onset * FS_ORIG_HZ)}",
+                    "patient_id": p.pid,
+                    "alarm_type": script.alarm_type,
+                    "priority": script.priority,
+                    "technical": script.technical,
+                    "onset_t_s": onset,
+                    "message": script.message,
+                    "last_update": now,
+                }
+                self.active[alarm["alarm_id"]] = alarm
+                self.alert(alarm, "onset", now, p)
+            elif on and current is not None and now - current["last_update"] >= 10.0:
+                current["last_update"] = now
+                self.alert(current, "update", now, p)
+            elif not on and current is not None:
+                del self.active[current["alarm_id"]]
+                self.alert(current, "end", now, p)
+
+    def alert(self, alarm: dict[str, Any], phase: str, now: float, p: Patient) -> None:
+        self.alert_seq += 1
+        frame = {
+            "type": "alert",
+            "id": f"{int(time.time() * 1000)}-{self.alert_seq}",
+            "alert_id": f"{alarm['alarm_id']}:{phase}:{round(now * FS_ORIG_HZ)}",
+            "alarm_id": alarm["alarm_id"],
+            "patient_id": p.pid,
+            "alarm_type": alarm["alarm_type"],
+            "priority": alarm["priority"],
+            "phase": phase,
+            "technical": alarm["technical"],
+            "onset_t_s": alarm["onset_t_s"],
+            "t_s": round(now, 3),
+            "heart_rate_bpm": round(p.hr or 0.0, 1),
+            "message": alarm["message"],
+        }
+        self.alerts.append(frame)
+        del self.alerts[:-1000]
+        self.publish(frame)
+
+    def state_frame(self, p: Patient) -> dict[str, Any]:
+        return {
+            "type": "state",
+            "patient_id": p.pid,
+            "heart_rate_bpm": round(p.hr, 1) if p.hr else None,
+            "last_class": p.last_class,
+            "active_alarms": [
+                {
+                    "alarm_id": a["alarm_id"],
+                    "alarm_type": a["alarm_type"],
+                    "priority": a["priority"],
+                    "acknowledged_by": self.acked.get(a["alarm_id"]),
+                }
+                for a in self.active.values()
+                if a["patient_id"] == p.pid
+            ],
+        }
+
+    def publish(self, frame: dict[str, Any]) -> None:
+        broadcast(self.clients, json.dumps(frame, separators=(",", ":")))
+
+    def ack(self, alarm_id: str, user: str) -> dict[str, Any]:
+        self.acked[alarm_id] = user or "?"
+        frame = {
+            "type": "acked",
+            "alarm_id": alarm_id,
+            "user": self.acked[alarm_id],
+            "at_ms": int(time.time() * 1000),
+        }
+        self.publish(frame)
+        return frame
+
+    async def run_sim(self) -> None:
+        last_state = 0.0
+        while True:
+            self.step()
+            now = self.sim_t()
+            if now - last_state >= 1.0:
+                last_state = now
+                for p in self.patients.values():
+                    self.publish(self.state_frame(p))
+            await asyncio.sleep(0.05)
+
+    # -- WebSocket --
+    async def handler(self, ws: ServerConnection) -> None:
+        await ws.send(
+            json.dumps(
+                {"type": "hello", "server_time_ms": int(time.time() * 1000), "patients": list(self.patients)}
+            )
+        )
+        try:
+            async for raw in ws:
+                try:
+                    msg = json.loads(raw)
+                except json.JSONDecodeError:
+                    await ws.send(json.dumps({"type": "error", "error": "not JSON"}))
+                    continue
+                if msg.get("type") == "subscribe":
+                    await self.subscribe(ws, msg)
+                elif msg.get("type") == "ack" and msg.get("alarm_id"):
+                    self.ack(str(msg["alarm_id"]), str(msg.get("user") or "?"))
+                else:
+                    await ws.send(
+                        json.dumps({"type": "error", "error": f"unknown message {msg.get('type')!r}"})
+                    )
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.discard(ws)
+
+    async def subscribe(self, ws: ServerConnection, msg: dict[str, Any]) -> None:
+        """Backlog first (8 s of waveform, missed alerts), then live frames."""
+        last = msg.get("last_alert_id")
+        ids = [a["id"] for a in self.alerts]
+        missed = self.alerts[ids.index(last) + 1 :] if last in ids else []
+        for p in self.patients.values():
+            back = [(k, v) for k, v in p.wave if k >= p.sent_k - 8 * FS_HZ and k < p.sent_k]
+            if back:
+                await ws.send(json.dumps(self.wave_frame(p, back)))
+            await ws.send(json.dumps(self.state_frame(p)))
+        for a in missed:
+            await ws.send(json.dumps(a))
+        self.clients.add(ws)
+
+    # -- HTTP GET (static files and REST) --
+    def authorised(self, headers: Headers) -> bool:
+        return not self.token or headers.get("Authorization", "") == f"Bearer {self.token}"
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        query = parse_qs(url.query)
+        if url.path == "/ws":
+            if self.token and query.get("token", [""])[0] != self.token:
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "bad token\n")
+            return None
+        if url.path.startswith("/api/"):
+            if not self.authorised(request.headers):
+                return json_response(401, {"detail": "missing or bad bearer token"})
+            return self.rest_get(url.path, query)
+        return self.static(url.path)
+
+    def rest_get(self, path: str, query: dict[str, list[str]]) -> Response:
+        if path == "/api/patients":
+            rows = []
+            for p in self.patients.values():
+                st = self.state_frame(p)
+                rows.append(
+                    {
+                        "patient_id": p.pid,
+                        "heart_rate_bpm": st["heart_rate_bpm"],
+                        "active_alarms": st["active_alarms"],
+                    }
+                )
+            return json_response(200, rows)
+        if path == "/api/alerts":
+            pid = query.get("patient", [None])[0]
+            count = int(query.get("count", ["100"])[0])
+            rows = [a for a in self.alerts if pid is None or a["patient_id"] == pid][-count:]
+            return json_response(200, {"alerts": rows})
+        return json_response(404, {"detail": f"no route {path}"})
+
+    def static(self, path: str) -> Response:
+        rel = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/").lstrip("/")
+        target = (self.web_dir / unquote(rel)).resolve()
+        if not target.is_relative_to(self.web_dir.resolve()) or not target.is_file():
+            return json_response(404, {"detail": "not found"})
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if target.suffix == ".js":
+            ctype = "text/javascript"
+        return raw_response(200, target.read_bytes(), f"{ctype}; charset=utf-8", cache="no-cache")
+
+    # -- HTTP POST (front end) --
+    def handle_post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        if self.token and headers.get("authorization", "") != f"Bearer {self.token}":
+            return 401, {"detail": "missing or bad bearer token"}
+        if path.startswith("/api/alarms/") and path.endswith("/ack"):
+            alarm_id = unquote(path[len("/api/alarms/") : -len("/ack")])
+            user = str(json.loads(body or b"{}").get("user") or "?")
+            return 200, self.ack(alarm_id, user)
+        if path == "/api/analyze":
+            return analyze(headers.get("content-type", ""), body)
+        return 404, {"detail": f"no route {path}"}
+
+
+def raw_response(status: int, body: bytes, ctype: str, cache: str = "no-store") -> Response:
+    headers = Headers([("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", cache)])
+    return Response(status, HTTPStatus(status).phrase, headers, body)
+
+
+def json_response(status: int, obj: Any) -> Response:
+    return raw_response(status, json.dumps(obj).encode(), "application/json")
+
+
+# ---- POST /api/analyze: a plausible answer built from the uploaded CSV ---------------------------
+
+
+def analyze(content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    fields: dict[str, str] = {}
+    files: list[tuple[str, bytes]] = []
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        if filename:
+            files.append((filename, payload))
+        elif name:
+            fields[str(name)] = payload.decode(errors="replace")
+    if not files:
+        return 422, {"detail": "no files"}
+    csv = next((data for name, data in files if name.lower().endswith((".csv", ".txt"))), None)
+    fs = float(fields.get("fs_hz") or 360.0)
+    if csv is not None:
+        lines = csv.decode(errors="replace").strip().splitlines()
+        lead_names = [c.strip() for c in lines[0].split(",")]
+        sig = []
+        for line in lines[1:]:
+            with contextlib.suppress(ValueError, IndexError):
+                sig.append(float(line.split(",")[0]))
+    else:  # a WFDB upload: no decoder here, so synthesise 30 s
+        lead_names = ["MLII", "V5"]
+        p = Patient("upload", Scenario(75, "pac"), random.Random(3))
+        p.schedule(30.0)
+        sig = [p.value(i / fs) for i in range(int(30 * fs))]
+    beats = detect_peaks(sig, fs)
+    counts: dict[str, int] = {}
+    for b in beats:
+        counts[b["class"]] = counts.get(b["class"], 0) + 1
+    rr = [b["t_s"] - a["t_s"] for a, b in zip(beats, beats[1:], strict=False)]
+    hr = 60.0 / (sum(rr) / len(rr)) if rr else None
+    alarms = (
+        []
+        if not rr or min(rr) > 0.4
+        else [
+            {
+                "alarm_type": "ventricular_couplet",
+                "priority": "low",
+                "phase": "onset",
+                "onset_t_s": beats[1]["t_s"],
+                "t_s": beats[1]["t_s"],
+                "message": "Two ventricular beats in a row",
+            }
+        ]
+    )
+    step = max(1, round(fs / 125))
+    return 200, {
+        "fs_hz": fs,
+        "n_samples": len(sig),
+        "lead_names": lead_names,
+        "beats": beats,
+        "alarms": alarms,
+        "summary": {"heart_rate_bpm": hr, "counts": counts},
+        "signal_preview": {"fs_hz": fs / step, "mv": [sig[: int(20 * fs) : step]]},
+    }
+
+
+def detect_peaks(sig: list[float], fs: float) -> list[dict[str, Any]]:
+    """Local maxima above 60% of the range, at least 0.3 s apart; every fifth one called V."""
+    if not sig:
+        return []
+    lo, hi = min(sig), max(sig)
+    thr = lo + 0.6 * (hi - lo)
+    out: list[dict[str, Any]] = []
+    last = -fs
+    for i in range(1, len(sig) - 1):
+        if sig[i] > thr and sig[i] >= sig[i - 1] and sig[i] > sig[i + 1] and i - last > 0.3 * fs:
+            cls = "V" if len(out) % 5 == 4 else "N"
+            out.append({"sample_index": i, "t_s": round(i / fs, 4), "class": cls, "confidence": 0.9})
+            last = i
+    return out
+
+
+# ---- the TCP front end --------------------------------------------------------------------------
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            writer.close()
+
+
+async def front(
+    gw: FakeGateway, inner_port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    try:
+        first = await reader.readline()
+    except ConnectionError:
+        writer.close()
+        return
+    if first.startswith(b"POST "):
+        await answer_post(gw, first, reader, writer)
+        return
+    try:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", inner_port)
+    except OSError:
+        writer.close()
+        return
+    up_writer.write(first)
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def answer_post(
+    gw: FakeGateway, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    path = first.split()[1].decode()
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        key, _, value = line.decode().partition(":")
+        headers[key.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    try:
+        status, obj = gw.handle_post(urlsplit(path).path, headers, body)
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        status, obj = 400, {"detail": f"bad request: {exc}"}
+    data = json.dumps(obj).encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(head.encode() + data)
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+    writer.close()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    gw = FakeGateway(args.token, Path(args.web_dir))
+    async with serve(gw.handler, "127.0.0.1", 0, process_request=gw.process_request) as inner:
+        inner_port = inner.sockets[0].getsockname()[1]
+        outer = await asyncio.start_server(lambda r, w: front(gw, inner_port, r, w), args.host, args.port)
+        logger.info("fake gateway on http://%s:%d/ (token %r)", args.host, args.port, args.token)
+        sim = asyncio.create_task(gw.run_sim())
+        try:
+            async with outer:
+                if args.duration > 0:
+                    await asyncio.sleep(args.duration)
+                else:
+                    await outer.serve_forever()
+        finally:
+            sim.cancel()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--token", default="demo", help="bearer token the dashboard must send ('' = no auth)")
+    ap.add_argument("--web-dir", default=str(WEB_DIR))
+    ap.add_argument(
+        "--duration", type=float, default=0.0, help="stop after this many seconds (0 = run forever)"
+    )
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
