@@ -300,7 +300,7 @@ def run(cfg: Settings, args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "alarms", help="rhythm alarm episodes vs MIT-BIH rhythm annotations (Se, +P, delay)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None)
+        description="\n\n".join(__doc__.split("\n\n")[1:3]) if __doc__ else None)
     settings_mod.add_flags(parser, ["data_dir", "model"])
     parser.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
     parser.add_argument("--beats", choices=BEAT_MODES, default="reference",

@@ -119,3 +119,20 @@ async def test_start_stop_idempotent_and_unreachable_redis_is_service_unavailabl
     assert registry.get_sample_value("ecgmon_redis_retries_total", {"op": "ping"}) == 2.0
     with pytest.raises(ServiceUnavailable, match="not started"):
         await store.history()
+
+
+async def test_connection_errors_are_retried_with_backoff(store: AlertStore,
+                                                          registry: CollectorRegistry) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    calls = 0
+
+    async def flaky() -> int:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RedisConnectionError("connection reset")
+        return 7
+
+    assert await store._call("probe", flaky) == 7
+    assert registry.get_sample_value("ecgmon_redis_retries_total", {"op": "probe"}) == 2.0
