@@ -140,6 +140,7 @@ class Patient:
     sent_k: int = 0  # first sample not yet sent
     last_send: float = 0.0
     bigeminy_v: bool = False
+    sent_beats: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
     last_class: str = "N"
     hr: float | None = None
 
@@ -255,17 +256,17 @@ class FakeGateway:
             p.hr = 60.0 / (sum(rrs) / len(rrs)) if rrs else p.sc.hr_bpm
             p.last_class = cls
             p.emitted_beats = key
-            self.publish(
-                {
-                    "type": "beat",
-                    "patient_id": p.pid,
-                    "sample_index": round(tb * FS_ORIG_HZ),
-                    "t_s": round(tb, 4),
-                    "class": cls,
-                    "confidence": round(p.rng.uniform(0.85, 0.99), 3),
-                    "hr_bpm": round(p.hr, 1),
-                }
-            )
+            frame = {
+                "type": "beat",
+                "patient_id": p.pid,
+                "sample_index": round(tb * FS_ORIG_HZ),
+                "t_s": round(tb, 4),
+                "class": cls,
+                "confidence": round(p.rng.uniform(0.85, 0.99), 3),
+                "hr_bpm": round(p.hr, 1),
+            }
+            p.sent_beats.append(frame)
+            self.publish(frame)
 
     def run_alarms(self, p: Patient, now: float) -> None:
         for script in ALARMS.get(p.pid, []):
@@ -391,14 +392,17 @@ class FakeGateway:
             self.clients.discard(ws)
 
     async def subscribe(self, ws: ServerConnection, msg: dict[str, Any]) -> None:
-        """Backlog first (8 s of waveform, missed alerts), then live frames."""
+        """Backlog first (20 s of waveform, recent beats, missed alerts), then live frames."""
         last = msg.get("last_alert_id")
+        logger.info("subscribe %s", json.dumps(msg))
         ids = [a["id"] for a in self.alerts]
         missed = self.alerts[ids.index(last) + 1 :] if last in ids else []
         for p in self.patients.values():
-            back = [(k, v) for k, v in p.wave if k >= p.sent_k - 8 * FS_HZ and k < p.sent_k]
+            back = [(k, v) for k, v in p.wave if k >= p.sent_k - 20 * FS_HZ and k < p.sent_k]
             if back:
                 await ws.send(json.dumps(self.wave_frame(p, back)))
+            for beat in p.sent_beats:
+                await ws.send(json.dumps(beat))
             await ws.send(json.dumps(self.state_frame(p)))
         for a in missed:
             await ws.send(json.dumps(a))

@@ -79,12 +79,20 @@ export function drawTimeGrid(ctx, x0, y0, w, h, spanS, scale) {
 /**
  * Sweep ("erase bar") trace: time t is drawn at x = (t mod sweepS) / sweepS * w; the newest
  * sample is the cursor and a gap of eraseS seconds ahead of it hides the previous sweep.
+ * rows > 1 wraps one sweep over several lines (a 20 s strip on a phone).
  * beats: optional [{t, cls}] drawn as class letters above the trace.
  */
 export function drawSweep(ctx, w, h, ring, displayT, scale, opts) {
-  const { sweepS, eraseS = sweepS * 0.04, color, lineWidth = 1.5, beats = null, dpr = 1 } = opts;
+  const { sweepS, eraseS = sweepS * 0.04, color, lineWidth = 1.5, beats = null, dpr = 1, rows = 1 } = opts;
   if (displayT === null || ring.t0 === null) return;
-  const xOf = (t) => ((((t % sweepS) + sweepS) % sweepS) / sweepS) * w;
+  const rowH = h / rows;
+  const pad = beats ? 26 * dpr : 0; // room for the class letters
+  const traceH = rowH - pad;
+  const pos = (t) => {
+    const f = ((((t % sweepS) + sweepS) % sweepS) / sweepS) * rows;
+    const row = Math.min(rows - 1, Math.floor(f));
+    return [(f - row) * w, row * rowH];
+  };
   const tFrom = displayT - sweepS + eraseS;
   const kFrom = Math.max(ring.start, Math.ceil((tFrom - ring.t0) * ring.fs));
   const kTo = Math.min(ring.end - 1, Math.floor((displayT - ring.t0) * ring.fs));
@@ -96,50 +104,58 @@ export function drawSweep(ctx, w, h, ring, displayT, scale, opts) {
   ctx.beginPath();
   let pen = false;
   let prevX = -1;
-  let headX = null;
-  let headY = null;
+  let prevRow = -1;
+  let head = null;
   for (let k = kFrom; k <= kTo; k++) {
     const v = ring.value(k);
     if (!Number.isFinite(v)) {
       pen = false;
       continue;
     }
-    const x = xOf(ring.timeOf(k));
-    const y = scale.y(v, h);
-    if (!pen || x < prevX) ctx.moveTo(x, y);
+    const [x, y0] = pos(ring.timeOf(k));
+    const y = y0 + pad + Math.max(0, Math.min(traceH, scale.y(v, traceH))); // clip like a monitor
+    if (!pen || x < prevX || y0 !== prevRow) ctx.moveTo(x, y);
     else ctx.lineTo(x, y);
     pen = true;
     prevX = x;
-    headX = x;
-    headY = y;
+    prevRow = y0;
+    head = [x, y];
   }
   ctx.stroke();
-  if (headX !== null && kTo >= ring.end - 2) {
+  if (head && kTo >= ring.end - 2) {
     ctx.fillStyle = cssVar("--trace-head", "#d8ffe0");
     ctx.beginPath();
-    ctx.arc(headX, headY, 2.2 * dpr, 0, Math.PI * 2);
+    ctx.arc(head[0], head[1], 2.2 * dpr, 0, Math.PI * 2);
     ctx.fill();
   }
-  if (beats) drawBeatMarks(ctx, beats, tFrom, displayT, xOf, h, dpr);
+  if (beats) drawBeatMarks(ctx, beats, tFrom, displayT, pos, dpr);
   ctx.restore();
 }
 
-function drawBeatMarks(ctx, beats, tFrom, tTo, xOf, h, dpr) {
+/** Class letters above the trace at each beat; posOf(t) -> [x, rowTop]. */
+function drawBeatMarks(ctx, beats, tFrom, tTo, posOf, dpr) {
   ctx.font = `bold ${Math.round(13 * dpr)}px system-ui, sans-serif`;
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
+  ctx.lineWidth = 1 * dpr;
+  let lastX = -Infinity;
+  let lastRow = null;
   for (const b of beats) {
     if (b.t < tFrom || b.t > tTo) continue;
-    const x = xOf(b.t);
+    const [x, y0] = posOf(b.t);
     const col = beatColor(b.cls);
+    const crowded = y0 === lastRow && Math.abs(x - lastX) < 11 * dpr;
     ctx.fillStyle = col;
-    ctx.fillText(b.cls, x, 3 * dpr);
+    if (!crowded) {
+      ctx.fillText(b.cls, x, y0 + 3 * dpr);
+      lastX = x;
+      lastRow = y0;
+    }
     ctx.strokeStyle = col;
     ctx.globalAlpha = 0.5;
-    ctx.lineWidth = 1 * dpr;
     ctx.beginPath();
-    ctx.moveTo(x, 18 * dpr);
-    ctx.lineTo(x, 26 * dpr);
+    ctx.moveTo(x, y0 + 18 * dpr);
+    ctx.lineTo(x, y0 + 26 * dpr);
     ctx.stroke();
     ctx.globalAlpha = 1;
   }
@@ -179,7 +195,7 @@ export function drawStrip(ctx, box, samples, fs, i0, i1, scale, opts = {}) {
   ctx.stroke();
   const tA = t0 + i0 / fs;
   const tB = t0 + i1 / fs;
-  drawBeatMarks(ctx, beats, tA, tB, (t) => x0 + ((t - tA) / (tB - tA)) * w - 0, h, dpr);
+  drawBeatMarks(ctx, beats, tA, tB, (t) => [x0 + ((t - tA) / (tB - tA)) * w, y0], dpr);
   // Seconds label at the start of the row.
   ctx.fillStyle = cssVar("--muted", "#8a9");
   ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;

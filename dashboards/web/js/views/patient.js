@@ -2,7 +2,7 @@
 
 import { getAlerts } from "../api.js";
 import { hrvSummary } from "../hrv.js";
-import { drawSparkline, drawSweep, drawTimeGrid, fitCanvas } from "../trace.js";
+import { AutoScale, drawSparkline, drawSweep, drawTimeGrid, fitCanvas } from "../trace.js";
 import {
   BEAT_CLASSES,
   BEAT_NAMES,
@@ -28,6 +28,7 @@ export class PatientView {
     this.actions = actions;
     this.p = store.patient(patientId);
     this.slowWall = 0;
+    this.scale = new AutoScale(); // over the whole 20 s, not the station's 6 s
     this.historyStatus = el("span", { class: "muted" }, "loading…");
     this.listeners = {
       alarms: (ev) => ev.detail.patient === this.p && this.renderAlarms(),
@@ -175,22 +176,29 @@ export class PatientView {
   }
 
   frame(now) {
+    // A phone gets the 20 s as two 10 s lines, like a printed rhythm strip.
+    const rows = this.strip.clientWidth < 700 ? 2 : 1;
+    this.strip.classList.toggle("two-rows", rows === 2);
     const { w, h, dpr } = fitCanvas(this.strip);
     const ctx = this.strip.getContext("2d");
     ctx.clearRect(0, 0, w, h);
-    drawTimeGrid(ctx, 0, 0, w, h, STRIP_S, this.p.scale);
+    for (let r = 0; r < rows; r++) drawTimeGrid(ctx, 0, (r * h) / rows, w, h / rows, STRIP_S / rows, null);
     if (this.p.ring) {
-      drawSweep(ctx, w, h, this.p.ring, this.p.displayT ?? null, this.p.scale, {
+      drawSweep(ctx, w, h, this.p.ring, this.p.displayT ?? null, this.scale, {
         sweepS: STRIP_S,
         eraseS: 0.4,
         color: cssVar("--trace", "#3f6"),
         lineWidth: 1.4,
         beats: this.p.beats,
         dpr,
+        rows,
       });
     }
     if (now - this.slowWall > 1000) {
       this.slowWall = now;
+      if (this.p.ring && this.p.displayT !== null) {
+        this.scale.update(this.p.ring.range(this.p.displayT - STRIP_S, this.p.displayT), 0.5);
+      }
       this.renderSlow();
       refreshSince(this.alarms, this.p);
     }
