@@ -223,6 +223,8 @@ _ORDER: dict[type, int] = {_Quality: 0, VfDecision: 1, ClassifiedBeat: 2}
 
 def _sample_of(x: _Item) -> int:
     return x.start_sample if isinstance(x, _Quality) else x.sample_index
+
+
 _MISSING = object()
 
 
