@@ -30,9 +30,10 @@ from prometheus_client import CollectorRegistry
 from redis import exceptions as redis_errors
 
 from stream import serde
-from stream.errors import ServiceUnavailable
+from stream.errors import ConfigError, ServiceUnavailable
 from stream.metrics import counter, latency_histogram
 from stream.schemas import AlarmPhase, AlarmPriority, Alert, BeatClass
+from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,6 +131,15 @@ class AlertStore:
         self._retries_total = counter(
             "ecgmon_redis_retries_total", "Redis calls retried after a connection error", registry,
             ("op",))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, registry: CollectorRegistry) -> AlertStore:
+        """The store configured by ``ECGMON_REDIS_URL``, ``_REDIS_PREFIX`` and ``_REDIS_MAXLEN``."""
+        if not settings.redis_url:
+            raise ConfigError("no Redis URL: set ECGMON_REDIS_URL or --redis-url "
+                              "(ecgmon up starts a local Redis and sets it)")
+        return cls(settings.redis_url, registry, prefix=settings.redis_prefix,
+                   maxlen=settings.redis_maxlen)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

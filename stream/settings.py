@@ -43,6 +43,8 @@ class Settings:
         None, "Kafka bootstrap servers host:port[,host:port]; unset = start a local broker"
     )
     redis_url: str | None = _f(None, "Redis URL (redis://host:port/db); unset = start a local one")
+    redis_prefix: str = _f("ecgmon", "prefix of every Redis key the alert store writes")
+    redis_maxlen: int = _f(100_000, "alerts kept per Redis stream (all patients, and each patient)")
     kafka_idempotence: bool = _f(
         True, "idempotent Kafka producer (Apache Kafka; off for the bundled memory broker)"
     )

@@ -136,3 +136,18 @@ async def test_connection_errors_are_retried_with_backoff(store: AlertStore,
 
     assert await store._call("probe", flaky) == 7
     assert registry.get_sample_value("ecgmon_redis_retries_total", {"op": "probe"}) == 2.0
+
+
+async def test_store_from_settings(redis_url: str) -> None:
+    from stream.errors import ConfigError
+    from stream.settings import load
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    cfg = load(environ={"ECGMON_REDIS_URL": redis_url, "ECGMON_REDIS_PREFIX": prefix,
+                        "ECGMON_REDIS_MAXLEN": "3"})
+    async with AlertStore.from_settings(cfg, CollectorRegistry()) as store:
+        assert (store.prefix, store.maxlen) == (prefix, 3)
+        await store.write_alert(alert())
+        assert len(await store.history()) == 1
+    with pytest.raises(ConfigError, match="ECGMON_REDIS_URL"):
+        AlertStore.from_settings(load(environ={}), CollectorRegistry())
