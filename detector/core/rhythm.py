@@ -16,7 +16,9 @@ false arrhythmia alarms in the ICU", CinC 2015) and common bedside monitors; pri
 follow IEC 60601-1-8 (high = life threatening).  Atrial fibrillation uses the RR
 irregularity measures of Dash et al., "Automatic real time detection of atrial
 fibrillation", Ann Biomed Eng 37(9), 2009 (normalised RMSSD, Shannon entropy,
-turning-point ratio).  VF uses :mod:`detector.core.vf`.
+turning-point ratio).  VF/flutter needs the raw ECG, not beats: feed one lead with
+:meth:`AlarmEngine.update_signal` *before* the :meth:`AlarmEngine.update` covering the same
+samples (VF-filter leakage, :mod:`detector.core.vf`); without it no VF alarm is raised.
 """
 
 from __future__ import annotations
