@@ -37,7 +37,11 @@ from stream.settings import Settings, env_name
 
 logger = logging.getLogger(__name__)
 
-GROUP_ID = "ecgmon-detect"
+
+
+def group_id(settings: Settings) -> str:
+    """Consumer group of the detectors of one deployment (one topic prefix)."""
+    return f"{settings.topic_prefix}.detect"
 
 
 class _Metrics:
@@ -107,7 +111,8 @@ class DetectorService:
         self.m = _Metrics(registry)
         self.dead = DeadLetterPublisher(producer, settings, registry)
         self.topic = settings.topic("samples")
-        self.checkpoints = CheckpointStore(store.client, settings.topic_prefix, GROUP_ID)
+        self.group_id = group_id(settings)
+        self.checkpoints = CheckpointStore(store.client, settings.topic_prefix, self.group_id)
         self.slots: dict[str, _PatientSlot] = {}
         self.next_offsets: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
@@ -314,7 +319,7 @@ async def serve(settings: Settings, stop: asyncio.Event, registry: CollectorRegi
         settings.redis_url, registry, prefix=settings.topic_prefix
     ) as store:
         service = DetectorService(settings, classifier, registry, producer, store)
-        consumer = await start_consumer(settings, group_id=GROUP_ID,
+        consumer = await start_consumer(settings, group_id=service.group_id,
                                         max_partition_fetch_bytes=4 * 1024 * 1024)
         ref = [consumer]
         consumer.subscribe([service.topic], listener=Rebalance(service, ref))
