@@ -105,6 +105,7 @@ function renderStatus() {
   }
   ui.status.textContent = text;
   ui.status.className = `conn conn-${s}`;
+  document.body.dataset.conn = s;
   ui.status.title = s === "offline" ? "Click to reconnect now" : "WebSocket connection to the gateway";
 }
 
@@ -208,5 +209,8 @@ async function boot() {
   }
   conn.start();
 }
+
+// For the browser tests and for poking at the state from the console.
+window.ecgmon = { store, conn };
 
 boot();

@@ -17,7 +17,12 @@ class Tile {
     this.cls = el("span", { class: "beat-chip" }, "–");
     this.lead = el("span", { class: "lead" }, "");
     this.alarms = el("div", { class: "tile-alarms" });
-    this.nodata = el("div", { class: "nodata", hidden: true }, "NO SIGNAL");
+    this.nodata = el(
+      "div",
+      { class: "nodata", hidden: true },
+      el("span", { class: "no-signal" }, "NO SIGNAL"),
+      el("span", { class: "conn-lost" }, "CONNECTION LOST"),
+    );
     this.root = el(
       "article",
       {
