@@ -37,7 +37,10 @@ class QualityConfig:
 
 @dataclass(frozen=True, slots=True)
 class QualityEvent:
-    """An unreadable stretch of one lead: ``end_sample`` is ``None`` while it lasts."""
+    """An unreadable stretch of one lead (``lead`` -1: all leads, judged by the detector).
+
+    ``end_sample`` is ``None`` while it lasts; ``kind`` is one of :data:`KINDS` or ``"noise"``.
+    """
 
     lead: int
     kind: str

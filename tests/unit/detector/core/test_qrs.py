@@ -227,3 +227,19 @@ def test_core_imports_no_io_or_clock() -> None:
                 assert not any(n.split(".")[0] in FORBIDDEN for n in names), (name, names)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in ("print", "open"), (name, node.func.id)
+
+
+def test_noise_is_reported_on_noise_stress_record(data_root: Path) -> None:
+    rec = wfdb.rdrecord(str(data_root / "nstdb" / "118e00"), sampfrom=int(240 * FS), sampto=int(420 * FS))
+    det = QrsDetector(FS, 2)
+    events = det.update(np.asarray(rec.p_signal)).quality + det.flush().quality
+    noisy = [ev for ev in events if ev.kind == "noise" and ev.end_sample is not None]
+    noisy_s = sum(ev.end_sample - ev.start_sample for ev in noisy if ev.end_sample) / FS
+    assert noisy_s >= 30.0, "electrode-motion noise at 0 dB (minutes 5-7) must be flagged"
+    assert all(ev.start_sample >= 55 * FS for ev in noisy), "the clean first minute is not noise"
+
+
+def test_clean_record_has_no_quality_events(mitdb_dir: Path) -> None:
+    x, _ = _load(mitdb_dir, "100", 600.0)
+    det = QrsDetector(FS, 2)
+    assert det.update(x).quality == [] and det.flush().quality == []
