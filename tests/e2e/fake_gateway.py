@@ -438,6 +438,14 @@ class FakeGateway:
                     }
                 )
             return json_response(200, rows)
+        if path.startswith("/api/patients/"):
+            p = self.patients.get(unquote(path.removeprefix("/api/patients/")))
+            if p is None:
+                return json_response(404, {"error": "unknown patient"})
+            st = self.state_frame(p)
+            recent = [{k: v for k, v in b.items() if k != "type"} for b in list(p.sent_beats)[-20:]]
+            body = {k: v for k, v in st.items() if k != "type"}
+            return json_response(200, {**body, "recent_beats": recent})
         if path == "/api/alerts":
             pid = query.get("patient", [None])[0]
             count = int(query.get("count", ["100"])[0])

@@ -88,6 +88,8 @@ export async function api(path, { method = "GET", body, json, signal } = {}) {
 
 export const getPatients = () => api("/api/patients");
 
+export const getPatient = (id) => api(`/api/patients/${encodeURIComponent(id)}`);
+
 export function getAlerts(patientId, count = 100, after) {
   const q = new URLSearchParams();
   if (patientId) q.set("patient", patientId);

@@ -268,8 +268,21 @@ export class Store extends EventTarget {
       if (row?.patient_id === undefined) continue;
       const p = this.patient(row.patient_id);
       if (isNum(row.heart_rate_bpm)) p.hr = row.heart_rate_bpm;
+      if (row.last_class) p.lastClass = String(row.last_class).toUpperCase();
       if (Array.isArray(row.active_alarms)) this.setActive(p, row.active_alarms);
     }
+  }
+
+  /** Merge beats from GET /api/patients/{id} (recent_beats) with the live ones. */
+  loadBeats(patientId, beats) {
+    if (!Array.isArray(beats)) return;
+    const p = this.patient(patientId);
+    const known = new Set(p.beats.map((b) => b.t.toFixed(3)));
+    for (const b of beats) {
+      if (!isNum(b?.t_s) || known.has(b.t_s.toFixed(3))) continue;
+      p.beats.push({ t: b.t_s, cls: String(b.class || "U").toUpperCase(), conf: b.confidence, hr: b.hr_bpm });
+    }
+    p.beats.sort((a, b) => a.t - b.t);
   }
 
   /** Merge GET /api/alerts history into a patient's table. */

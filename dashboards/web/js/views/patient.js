@@ -1,6 +1,6 @@
 // Patient view (#/patient/<id>): 20 s strip with beat labels, HR trend, HRV, alarm history.
 
-import { getAlerts } from "../api.js";
+import { getAlerts, getPatient } from "../api.js";
 import { hrvSummary } from "../hrv.js";
 import { AutoScale, drawSparkline, drawSweep, drawTimeGrid, fitCanvas } from "../trace.js";
 import {
@@ -104,6 +104,9 @@ export class PatientView {
   }
 
   async loadHistory() {
+    getPatient(this.p.id)
+      .then((res) => this.store.loadBeats(this.p.id, res?.recent_beats))
+      .catch(() => {}); // optional: live beats fill the same list
     try {
       const res = await getAlerts(this.p.id, 100);
       this.store.loadAlerts(this.p.id, Array.isArray(res) ? res : res?.alerts);
