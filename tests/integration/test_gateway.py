@@ -1,0 +1,458 @@
+"""The gateway against the real broker and Redis: auth, live alerts, exact resume, slow clients,
+acknowledgement, Kafka waveform and beats, health, metrics, OpenAPI, and the analyze upload.
+
+Most tests run a real uvicorn server on a free port and talk to it with ``websockets`` and httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+import wfdb
+from prometheus_client import CollectorRegistry
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from detector.gateway.app import create_app
+from detector.gateway.clients import ClientHub
+from detector.gateway.feeds import Feeds
+from stream.kafka import Producer, ensure_topics
+from stream.redis import AlertStore
+from stream.schemas import AlarmPhase, AlarmPriority, Alert, Beat, BeatClass, SampleChunk
+from stream.services import free_port
+from stream.settings import Settings, load
+
+pytestmark = [pytest.mark.integration]
+
+TOKEN = "test-token-7f3a"
+WAVE_CHUNKS, WAVE_N = 100, 3 * 36_000
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _analyzer(x: np.ndarray, fs_hz: float, leads: list[str]) -> dict[str, Any]:
+    """Stands in for the ONNX model: the upload path is under test here, not the classifier."""
+    return {"fs_hz": fs_hz, "lead_names": leads, "n_samples": int(x.shape[0]),
+            "beats": [{"sample_index": 0, "class": "N"}], "alarms": [],
+            "mean_mv": float(np.mean(x))}
+
+
+@dataclass
+class Running:
+    settings: Settings
+    store: AlertStore
+    feeds: Feeds
+    registry: CollectorRegistry
+    base: str
+    ws_url: str
+    http: httpx.AsyncClient
+
+
+def _settings(kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path,
+              **kw: Any) -> Settings:
+    return load(environ={}, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url,
+                topic_prefix=topic_prefix, kafka_idempotence=False, partitions=2,
+                auth_token=TOKEN, web_dir=web_dir, **kw)
+
+
+@pytest.fixture
+def web_dir(tmp_path: Path) -> Path:
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<!doctype html><title>ecgmon</title><script src='app.js'></script>")
+    (web / "app.js").write_text("console.log('ecgmon')")
+    return web
+
+
+async def _serve(settings: Settings, analyzer: Any = _analyzer) -> AsyncIterator[Running]:
+    await ensure_topics(settings)
+    registry = CollectorRegistry()
+    assert settings.redis_url
+    store = AlertStore(settings.redis_url, registry, prefix=settings.topic_prefix)
+    await store.start()
+    feeds = Feeds(settings, store, ClientHub(registry, settings.ws_queue_size), registry,
+                  state_interval_s=0.2)
+    app = create_app(settings, registry, store, feeds, analyzer=analyzer)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                            ws="websockets-sansio", lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+                await asyncio.sleep(0.02)
+            await feeds.live.ready.wait()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            yield Running(settings, store, feeds, registry, f"http://127.0.0.1:{port}",
+                          f"ws://127.0.0.1:{port}/ws", http)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        await store.stop()
+
+
+@pytest.fixture
+async def gw(kafka_bootstrap: str, redis_url: str, topic_prefix: str,
+             web_dir: Path) -> AsyncIterator[Running]:
+    async for running in _serve(_settings(kafka_bootstrap, redis_url, topic_prefix, web_dir)):
+        yield running
+
+
+def _alert(patient: str, onset: int, phase: AlarmPhase = AlarmPhase.ONSET, at: int | None = None,
+           alarm_type: str = "vtach") -> Alert:
+    return Alert(patient, alarm_type, AlarmPriority.HIGH, phase, onset, at if at is not None else onset,
+                 360.0, 150.0, "ventricular tachycardia", time.time_ns(), time.time_ns())
+
+
+async def _next(ws: ClientConnection, kind: str, within_s: float = 10.0) -> dict[str, Any]:
+    """The next frame of ``kind`` (others, e.g. state, are skipped)."""
+    async with asyncio.timeout(within_s):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == kind:
+                return frame  # type: ignore[no-any-return]
+
+
+async def _alerts(ws: ClientConnection, n: int, within_s: float = 15.0) -> list[dict[str, Any]]:
+    return [await _next(ws, "alert", within_s) for _ in range(n)]
+
+
+async def _no_more_alerts(ws: ClientConnection, wait_s: float = 0.8) -> None:
+    with pytest.raises(TimeoutError):
+        await _next(ws, "alert", wait_s)
+
+
+async def _subscribe(ws: ClientConnection, patients: list[str] | None = None, waveform: bool = False,
+                     last: str | None = None) -> dict[str, Any]:
+    hello = await _next(ws, "hello")
+    await ws.send(json.dumps({"type": "subscribe", "patients": patients or ["*"],
+                              "waveform": waveform, "last_alert_id": last}))
+    return hello
+
+
+# --- auth, health, metrics, OpenAPI, static ---------------------------------------------------
+
+
+async def test_rest_and_websocket_need_the_token_open_paths_do_not(gw: Running) -> None:
+    r = await gw.http.get("/api/patients")
+    assert r.status_code == 401 and r.json()["error"].startswith("unauthorized")
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert (await gw.http.get("/api/patients", headers={"Authorization": "Bearer nope"})).status_code == 401
+    r = await gw.http.get("/api/patients", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"patients": []}
+
+    with pytest.raises(InvalidStatus) as denied:
+        async with connect(gw.ws_url):
+            pass
+    assert denied.value.response.status_code == 401
+    assert json.loads(denied.value.response.body or b"{}")["error"] == "unauthorized"
+    with pytest.raises(InvalidStatus):
+        async with connect(gw.ws_url + "?token=wrong"):
+            pass
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
+        assert (await _next(ws, "hello"))["patients"] == []
+    async with connect(gw.ws_url, subprotocols=[f"bearer.{TOKEN}"]) as ws:  # type: ignore[list-item]
+        hello = await _next(ws, "hello")
+        assert ws.subprotocol == f"bearer.{TOKEN}" and abs(hello["server_time_ms"] - time.time() * 1e3) < 5e3
+
+    health = await gw.http.get("/healthz")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    metrics = await gw.http.get("/metrics")
+    assert metrics.status_code == 200 and "ecgmon_ws_clients" in metrics.text
+    spec = (await gw.http.get("/openapi.json")).json()
+    assert {"/api/patients", "/api/patients/{patient_id}", "/api/alerts",
+            "/api/alarms/{alarm_id}/ack", "/api/analyze"} <= set(spec["paths"])
+    assert (await gw.http.get("/docs")).status_code == 404  # no CDN-backed docs page
+    index = await gw.http.get("/")
+    assert index.status_code == 200 and "<title>ecgmon</title>" in index.text
+    assert (await gw.http.get("/static/app.js")).text == "console.log('ecgmon')"
+    assert (await gw.http.get("/app.js")).status_code == 200
+    assert (await gw.http.get("/static/../index.html")).status_code in (200, 404)
+
+
+async def test_healthz_is_503_with_reasons_when_kafka_is_not_consumed(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir)
+    registry = CollectorRegistry()
+    async with AlertStore(redis_url, registry, prefix=topic_prefix) as store:
+        feeds = Feeds(settings, store, ClientHub(registry, 8), registry)  # never started
+        app = create_app(settings, registry, store, feeds, analyzer=_analyzer)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://gw") as http:
+            r = await http.get("/healthz")
+    assert r.status_code == 503
+    assert r.json() == {"status": "unavailable", "reasons": ["kafka: consumer not running"]}
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+async def test_alert_written_to_redis_reaches_the_websocket_with_its_ids(gw: Running) -> None:
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
+        await _subscribe(ws)
+        await asyncio.sleep(0.3)  # the subscription's alert reader is in place
+        alert = _alert("mitdb-100", 3600)
+        assert await gw.store.write_alert(alert)
+        frame = await _next(ws, "alert")
+    assert frame["alert_id"] == alert.alert_id and frame["alarm_id"] == alert.alarm_id
+    assert frame["patient_id"] == "mitdb-100" and frame["priority"] == "high"
+    assert frame["phase"] == "onset" and frame["onset_t_s"] == 10.0 and not frame["technical"]
+    rows = await gw.store.history()
+    assert frame["id"] == rows[-1].stream_id
+    metrics = (await gw.http.get("/metrics")).text
+    count = [ln for ln in metrics.splitlines() if ln.startswith("ecgmon_alert_to_websocket_seconds_count")]
+    assert count and float(count[0].split()[-1]) >= 1
+
+    r = await gw.http.get("/api/alerts", params={"patient": "mitdb-100"}, headers=AUTH)
+    assert [a["alert_id"] for a in r.json()["alerts"]] == [alert.alert_id]
+    r = await gw.http.get("/api/alerts", params={"after": frame["id"]}, headers=AUTH)
+    assert r.json() == {"alerts": [], "next_after": frame["id"]}
+    assert (await gw.http.get("/api/alerts", params={"after": "$"}, headers=AUTH)).status_code == 422
+
+
+async def test_reconnect_with_last_alert_id_replays_exactly_the_missed_alerts(gw: Running) -> None:
+    first = _alert("p1", 360)
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
+        await _subscribe(ws)
+        await asyncio.sleep(0.3)
+        await gw.store.write_alert(first)
+        seen = await _next(ws, "alert")
+    missed = [_alert("p1", 360, AlarmPhase.UPDATE, at=720), _alert("p2", 1000),
+              _alert("p1", 360, AlarmPhase.END, at=1080)]
+    for a in missed:
+        await gw.store.write_alert(a)
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
+        await _subscribe(ws, last=seen["id"])
+        replayed = await _alerts(ws, 3)
+        assert [f["alert_id"] for f in replayed] == [a.alert_id for a in missed]
+        await _no_more_alerts(ws)
+        later = _alert("p3", 50)
+        await gw.store.write_alert(later)  # and it keeps going live after the replay
+        assert (await _next(ws, "alert"))["alert_id"] == later.alert_id
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws:  # only p2's alerts, from the start
+        await _subscribe(ws, patients=["p2"], last="0-0")
+        assert [f["alert_id"] for f in await _alerts(ws, 1)] == [missed[1].alert_id]
+        await _no_more_alerts(ws)
+        await ws.send(json.dumps({"type": "subscribe", "patients": ["p1"], "last_alert_id": "bad"}))
+        assert "last_alert_id" in (await _next(ws, "error"))["error"]
+
+
+async def test_a_slow_client_does_not_block_a_fast_one(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir, ws_queue_size=8)
+    async for gw in _serve(settings):
+        # the slow client has a tiny socket buffer, subscribes to everything, then never reads
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(gw.base.rsplit(":", 1)[1])))
+        slow = await connect(gw.ws_url + f"?token={TOKEN}", sock=sock, max_queue=1)
+        try:
+            await _subscribe(slow, waveform=True)
+            async with connect(gw.ws_url + f"?token={TOKEN}") as fast:
+                await _subscribe(fast, waveform=True)
+                await asyncio.sleep(0.3)
+                # ~25 MB of waveform JSON to each client, far more than `slow`'s buffers hold
+                alerts = [_alert(f"p{i % 4}", 360 * i) for i in range(WAVE_CHUNKS)]
+                counts: dict[str, int] = {"waveform": 0}
+                reader = asyncio.create_task(_read_fast(fast, len(alerts), counts))
+                async with Producer(settings) as producer:
+                    for i, a in enumerate(alerts):
+                        chunk = _chunk("p0", WAVE_N * i, n=WAVE_N, noise=True)
+                        await producer.send(settings.topic("samples"), chunk, "p0")
+                        await gw.store.write_alert(a)
+                    await producer.flush()
+                got = await reader
+                assert [f["alert_id"] for f in got] == [a.alert_id for a in alerts]
+                assert counts["waveform"] == WAVE_CHUNKS  # the fast client lost nothing
+            dropped = gw.registry.get_sample_value("ecgmon_ws_dropped_frames_total",
+                                                   {"kind": "waveform"})
+            assert dropped is not None and dropped > 0  # the slow one lost waveform, not alerts
+        finally:
+            await slow.close()
+
+
+async def _read_fast(ws: ClientConnection, n_alerts: int,
+                     counts: dict[str, int]) -> list[dict[str, Any]]:
+    """Every alert and every waveform frame (WAVE_CHUNKS of them) of the fast client."""
+    got: list[dict[str, Any]] = []
+    async with asyncio.timeout(90):
+        while len(got) < n_alerts or counts["waveform"] < WAVE_CHUNKS:
+            frame = json.loads(await ws.recv())
+            counts[frame["type"]] = counts.get(frame["type"], 0) + 1
+            if frame["type"] == "alert":
+                got.append(frame)
+    return got
+
+
+async def test_ack_over_rest_is_recorded_and_broadcast(gw: Running) -> None:
+    alert = _alert("bed-7", 7200)
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws, \
+            connect(gw.ws_url + f"?token={TOKEN}") as other:
+        await _subscribe(ws, patients=["bed-7"])
+        await _subscribe(other, patients=["bed-9"])
+        await asyncio.sleep(0.3)
+        await gw.store.write_alert(alert)
+        await _next(ws, "alert")
+        r = await gw.http.post(f"/api/alarms/{alert.alarm_id}/ack", json={"user": "nurse.k"},
+                               headers=AUTH)
+        assert r.status_code == 200
+        body = r.json()
+        assert body["alarm_id"] == alert.alarm_id and body["user"] == "nurse.k"
+        assert abs(body["at_ms"] - time.time() * 1e3) < 5e3
+        acked = await _next(ws, "acked")
+        assert acked == {"type": "acked", **body}
+        state = await _next(ws, "state")
+        assert state["patient_id"] == "bed-7" and state["active_alarms"] == [
+            {"alarm_id": alert.alarm_id, "alarm_type": "vtach", "priority": "high",
+             "acknowledged_by": "nurse.k"}]
+        with pytest.raises(TimeoutError):  # not subscribed to bed-7
+            await _next(other, "acked", 0.5)
+    stored = await gw.store.alarm(alert.alarm_id)
+    assert stored is not None and stored.acked_by == "nurse.k"
+    again = await gw.http.post(f"/api/alarms/{alert.alarm_id}/ack", json={"user": "dr.b"}, headers=AUTH)
+    assert again.status_code == 409 and again.json()["acked_by"] == "nurse.k"
+    missing = await gw.http.post("/api/alarms/nope:x:1/ack", json={"user": "dr.b"}, headers=AUTH)
+    assert missing.status_code == 404
+    assert (await gw.http.post(f"/api/alarms/{alert.alarm_id}/ack", json={}, headers=AUTH)).status_code == 422
+    detail = (await gw.http.get("/api/patients/bed-7", headers=AUTH)).json()
+    assert detail["active_alarms"][0]["acknowledged_by"] == "nurse.k"
+    assert detail["last_alert_id"] == alert.alert_id
+    assert (await gw.http.get("/api/patients/bed-404", headers=AUTH)).status_code == 404
+
+
+async def test_ack_over_websocket(gw: Running) -> None:
+    alert = _alert("bed-3", 100)
+    await gw.store.write_alert(alert)
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
+        await _subscribe(ws, patients=["bed-3"])
+        await ws.send(json.dumps({"type": "ack", "alarm_id": alert.alarm_id, "user": "rn.j"}))
+        acked = await _next(ws, "acked")
+        assert acked["alarm_id"] == alert.alarm_id and acked["user"] == "rn.j"
+        await ws.send(json.dumps({"type": "ack", "alarm_id": alert.alarm_id, "user": "rn.j"}))
+        assert (await _next(ws, "error"))["error"] == "alarm already acknowledged"
+        await ws.send("not json")
+        assert (await _next(ws, "error"))["error"] == "not JSON"
+
+
+# --- Kafka: waveform and beats ------------------------------------------------------------------
+
+
+def _chunk(patient: str, first: int, n: int = 360, noise: bool = False) -> SampleChunk:
+    t = (first + np.arange(n)) / 360.0
+    mlii = (np.round(200 * np.sin(2 * np.pi * t)) + 1024).astype(np.int16)
+    if noise:  # incompressible, so permessage-deflate cannot shrink it below the socket buffers
+        mlii = np.random.default_rng(first).integers(-2000, 2000, n).astype(np.int16)
+    samples = np.stack([mlii, np.full(n, 7, np.int16)], axis=1)
+    return SampleChunk(patient, "100", ("MLII", "V5"), 360.0, (200.0, 200.0), (1024, 0), first,
+                       samples, time.time_ns())
+
+
+async def test_waveform_and_beats_from_kafka(gw: Running) -> None:
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws, \
+            connect(gw.ws_url + f"?token={TOKEN}") as no_wave:
+        await _subscribe(ws, patients=["mitdb-100"], waveform=True)
+        await _subscribe(no_wave, patients=["mitdb-100"], waveform=False)
+        await asyncio.sleep(0.3)
+        async with Producer(gw.settings) as producer:
+            for k in range(3):
+                await producer.send(gw.settings.topic("samples"), _chunk("mitdb-100", 360 * k),
+                                    "mitdb-100")
+            for k in range(1, 4):
+                beat = Beat("mitdb-100", 360 * k, 360.0, BeatClass.N, 0.97, 1.0, time.time_ns(), 0)
+                await producer.send(gw.settings.topic("beats"), beat, "mitdb-100")
+            await producer.flush()
+        waves = [await _next(ws, "waveform") for _ in range(3)]
+        beats = [await _next(ws, "beat") for _ in range(3)]
+        assert (await _next(no_wave, "beat"))["sample_index"] == 360
+        with pytest.raises(TimeoutError):
+            await _next(no_wave, "waveform", 0.5)
+    assert [w["first_sample_index"] for w in waves] == [0, 120, 240]
+    assert all(w["fs_hz"] == 120.0 and w["lead"] == "MLII" for w in waves)
+    mv = np.concatenate([w["mv"] for w in waves])
+    t = np.arange(360 * 3) / 360.0
+    expected = (np.round(200 * np.sin(2 * np.pi * t)) / 200).reshape(-1, 3).mean(axis=1)
+    assert np.allclose(mv, expected, atol=1e-4)
+    assert waves[1]["t_s"] == 1.0
+    assert [(b["sample_index"], b["class"], b["hr_bpm"]) for b in beats] == [
+        (360, "N", 60.0), (720, "N", 60.0), (1080, "N", 60.0)]
+    detail = (await gw.http.get("/api/patients/mitdb-100", headers=AUTH)).json()
+    assert detail["heart_rate_bpm"] == 60.0 and detail["last_class"] == "N"
+    assert [b["sample_index"] for b in detail["recent_beats"]] == [360, 720, 1080]
+    patients = (await gw.http.get("/api/patients", headers=AUTH)).json()["patients"]
+    assert [p["patient_id"] for p in patients] == ["mitdb-100"]
+
+
+# --- analyze ------------------------------------------------------------------------------------
+
+
+async def test_analyze_csv_wfdb_and_limits(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir, upload_max_bytes=200_000)
+    async for gw in _serve(settings):
+        csv = "MLII,V5\n" + "".join(f"{0.001 * i:.3f},0.5\n" for i in range(1000))
+        r = await gw.http.post("/api/analyze", files={"files": ("ecg.csv", csv.encode())},
+                               data={"fs_hz": "250"}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["source"] == "csv" and body["fs_hz"] == 250.0 and body["n_samples"] == 1000
+        assert body["lead_names"] == ["MLII", "V5"]
+
+        sig = np.stack([np.sin(np.arange(3600) / 50.0), np.zeros(3600)], axis=1)
+        wfdb.wrsamp("rec1", fs=360, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=sig,
+                    fmt=["212", "212"], write_dir=str(tmp_path))
+        wfdb.wrann("rec1", "atr", np.array([100, 460, 820]), np.array(["N", "V", "N"]),
+                   write_dir=str(tmp_path))
+        files = [("files", (f"rec1.{ext}", (tmp_path / f"rec1.{ext}").read_bytes()))
+                 for ext in ("hea", "dat", "atr")]
+        r = await gw.http.post("/api/analyze", files=files, headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["source"] == "wfdb" and body["record"] == "rec1" and body["n_samples"] == 3600
+        assert body["lead_names"] == ["MLII", "V1"]
+        assert body["reference"] == {"n_beats": 3, "counts": {"N": 2, "V": 1}}
+
+        r = await gw.http.post("/api/analyze", files=files[:1], headers=AUTH)  # .dat missing
+        assert r.status_code == 422 and "rec1.dat" in r.json()["error"]
+        r = await gw.http.post("/api/analyze", files={"files": ("ecg.csv", csv.encode())},
+                               headers=AUTH)  # no fs_hz
+        assert r.status_code == 422 and "fs_hz" in r.json()["error"]
+        big = io.BytesIO(b"MLII\n" + b"0.1\n" * 60_000)
+        r = await gw.http.post("/api/analyze", files={"files": ("big.csv", big)}, data={"fs_hz": "250"},
+                               headers=AUTH)
+        assert r.status_code == 413
+        r = await gw.http.post("/api/analyze", files={"files": ("../x.csv", b"a\n1\n")}, headers=AUTH)
+        assert r.status_code == 422
+        assert (await gw.http.post("/api/analyze", files={"files": ("a.csv", b"a\n1\n")})).status_code == 401
+
+
+async def test_analyze_time_limit_is_503(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path
+) -> None:
+    def slow(x: np.ndarray, fs_hz: float, leads: list[str]) -> dict[str, Any]:
+        time.sleep(1.0)
+        return {}
+
+    settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir, analyze_timeout_s=0.3)
+    async for gw in _serve(settings, analyzer=slow):
+        files = {"files": ("ecg.csv", b"MLII\n" + b"0.1\n" * 500)}
+        r = await gw.http.post("/api/analyze", files=files, data={"fs_hz": "250"}, headers=AUTH)
+        assert r.status_code == 503 and "longer than" in r.json()["error"]
+        busy = await gw.http.post("/api/analyze", files=files, data={"fs_hz": "250"}, headers=AUTH)
+        assert busy.status_code == 503 and "another analysis" in busy.json()["error"]
+        await asyncio.sleep(1.0)
