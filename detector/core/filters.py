@@ -104,18 +104,19 @@ class MovingSum:
         self.tail = np.zeros(self.width, dtype=np.int64)  # last `width` running totals
 
     def __call__(self, x: FloatArray) -> FloatArray:
-        """Return the moving mean of ``x`` (1-D) over the last ``width`` samples."""
-        if x.shape[0] == 0:
+        """Return the moving mean of non-negative ``x`` (1-D) over the last ``width`` samples."""
+        n, w = x.shape[0], self.width
+        if n == 0:
             return np.zeros(0, dtype=np.float64)
-        q = np.rint(np.clip(x, 0.0, self.max_value) * self.scale).astype(np.int64)
-        with np.errstate(over="ignore"):
-            csum = np.cumsum(q, dtype=np.int64) + self.total
-            both = np.concatenate([self.tail, csum])
-            out = both[self.width :] - both[: -self.width]
-        self.total = csum[-1]
-        self.tail = both[-self.width :].copy()
-        mean: FloatArray = out.astype(np.float64) / (self.scale * self.width)
-        return mean
+        buf = np.empty(w + n, dtype=np.int64)
+        buf[:w] = self.tail
+        q = (np.minimum(x, self.max_value) * self.scale).astype(np.int64)
+        np.cumsum(q, out=buf[w:])
+        buf[w:] += self.total  # int64 wraps harmlessly: only differences are used
+        self.total = buf[-1]
+        self.tail = buf[-w:].copy()
+        out: FloatArray = (buf[w:] - buf[:n]) * (1.0 / (self.scale * w))
+        return out
 
 
 class HoldNan:

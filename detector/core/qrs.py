@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -246,10 +246,9 @@ class QrsDetector:
         self._hist = np.concatenate([self._hist, block], axis=1)
         self._scan()
         peaks = self._decide()
-        emitted = self.n_seen - 1
         quality += self._events
         self._events = []
-        return QrsResult([replace(pk, emitted_at_sample=emitted) for pk in peaks], quality)
+        return QrsResult(peaks, quality)
 
     def flush(self) -> QrsResult:
         """End of stream: close open quality events (beats still undecided are dropped)."""
@@ -415,7 +414,7 @@ class QrsDetector:
             amplitude_mv=c.amplitude_mv,
             searchback=searchback,
             decided_at_sample=decided_at,
-            emitted_at_sample=decided_at,
+            emitted_at_sample=self.n_seen - 1,  # _decide runs after the chunk is consumed
         )
 
     # ------------------------------------------------------------------ snapshot

@@ -85,8 +85,8 @@ class QualityMonitor:
 
     def _classify(self, block: FloatArray) -> list[str | None]:
         """Kind of trouble of each lead (column) in one block, or None."""
-        finite = np.asarray(np.isfinite(block).all(axis=0))
-        hi, lo = block.max(axis=0), block.min(axis=0)
+        hi, lo = block.max(axis=0), block.min(axis=0)  # NaN propagates into both
+        finite = np.isfinite(hi) & np.isfinite(lo)
         ptp = hi - lo
         at_rail = ((block == hi).sum(axis=0) >= self.clip_n) | ((block == lo).sum(axis=0) >= self.clip_n)
         kinds: list[str | None] = []
