@@ -26,6 +26,7 @@ const ui = {
 };
 
 let view = null;
+const perf = { frameMs: 0, frames: 0 }; // drawing cost, read by the browser tests
 let loginOpen = false;
 let lastAuthCheck = 0;
 
@@ -91,6 +92,8 @@ function loop(now) {
   } catch (err) {
     console.error(err); // keep the loop (and every other trace) alive
   }
+  perf.frameMs += (performance.now() - now - perf.frameMs) * 0.05;
+  perf.frames += 1;
   requestAnimationFrame(loop);
 }
 
@@ -211,6 +214,6 @@ async function boot() {
 }
 
 // For the browser tests and for poking at the state from the console.
-window.ecgmon = { store, conn };
+window.ecgmon = { store, conn, perf };
 
 boot();

@@ -183,12 +183,15 @@ class Patient:
 
 
 class FakeGateway:
-    def __init__(self, token: str, web_dir: Path, seed: int = 1) -> None:
+    def __init__(self, token: str, web_dir: Path, n_patients: int = 10, seed: int = 1) -> None:
         self.token = token
         self.web_dir = web_dir
         self.t0 = time.monotonic()
         rng = random.Random(seed)
-        self.patients = {pid: Patient(pid, sc, random.Random(rng.random())) for pid, sc in SCENARIOS.items()}
+        scenarios = dict(SCENARIOS)
+        for i in range(len(scenarios), n_patients):  # more beds: sinus rhythms at various rates
+            scenarios[str(300 + i)] = Scenario(rng.uniform(55, 105), burst_s=rng.choice([0.25, 0.5, 1.0]))
+        self.patients = {pid: Patient(pid, sc, random.Random(rng.random())) for pid, sc in scenarios.items()}
         self.clients: set[ServerConnection] = set()
         self.alerts: list[dict[str, Any]] = []
         self.active: dict[str, dict[str, Any]] = {}  # alarm_id -> alarm
@@ -626,7 +629,7 @@ async def answer_post(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    gw = FakeGateway(args.token, Path(args.web_dir))
+    gw = FakeGateway(args.token, Path(args.web_dir), args.patients)
     async with serve(gw.handler, "127.0.0.1", 0, process_request=gw.process_request) as inner:
         inner_port = inner.sockets[0].getsockname()[1]
         outer = await asyncio.start_server(lambda r, w: front(gw, inner_port, r, w), args.host, args.port)
@@ -648,6 +651,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--token", default="demo", help="bearer token the dashboard must send ('' = no auth)")
     ap.add_argument("--web-dir", default=str(WEB_DIR))
+    ap.add_argument("--patients", type=int, default=10, help="number of beds (10 scripted, the rest sinus)")
     ap.add_argument(
         "--duration", type=float, default=0.0, help="stop after this many seconds (0 = run forever)"
     )

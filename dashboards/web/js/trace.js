@@ -23,6 +23,7 @@ export class AutoScale {
     this.minSpan = minSpanMv;
     this.center = null;
     this.span = minSpanMv;
+    this.version = 0; // bumped on every change, so painters know to redraw
   }
 
   update(range, ease = 0.25) {
@@ -36,9 +37,12 @@ export class AutoScale {
       this.center = center;
       this.span = span;
     } else {
+      // Hysteresis: ignore small changes, so a steady trace keeps a steady gain.
+      if (Math.abs(center - this.center) < 0.04 * this.span && Math.abs(span - this.span) < 0.06 * this.span) return;
       this.center += (center - this.center) * ease;
       this.span += (span - this.span) * ease;
     }
+    this.version += 1;
   }
 
   y(v, h, pad = 0.06) {
@@ -84,6 +88,7 @@ export function drawTimeGrid(ctx, x0, y0, w, h, spanS, scale) {
  */
 export function drawSweep(ctx, w, h, ring, displayT, scale, opts) {
   const { sweepS, eraseS = sweepS * 0.04, color, lineWidth = 1.5, beats = null, dpr = 1, rows = 1 } = opts;
+  const showHead = opts.head !== false;
   if (displayT === null || ring.t0 === null) return;
   const rowH = h / rows;
   const pad = beats ? 26 * dpr : 0; // room for the class letters
@@ -122,7 +127,7 @@ export function drawSweep(ctx, w, h, ring, displayT, scale, opts) {
     head = [x, y];
   }
   ctx.stroke();
-  if (head && kTo >= ring.end - 2) {
+  if (showHead && head && kTo >= ring.end - 2) {
     ctx.fillStyle = cssVar("--trace-head", "#d8ffe0");
     ctx.beginPath();
     ctx.arc(head[0], head[1], 2.2 * dpr, 0, Math.PI * 2);

@@ -1,6 +1,6 @@
 // Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms.
 
-import { drawSweep, fitCanvas } from "../trace.js";
+import { SweepPainter } from "../sweep.js";
 import { BEAT_NAMES, cssVar, el, fmtHr } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
 
@@ -43,8 +43,19 @@ class Tile {
       ),
       this.alarms,
     );
+    this.painter = new SweepPainter(this.canvas, {
+      sweepS: SWEEP_S,
+      eraseS: 0.25,
+      color: cssVar("--trace", "#3f6"),
+      lineWidth: 1.6,
+    });
     this.updateNumbers();
     this.updateAlarms();
+  }
+
+  setVisible(visible) {
+    if (visible && !this.visible) this.painter.invalidate();
+    this.visible = visible;
   }
 
   updateNumbers() {
@@ -70,16 +81,7 @@ class Tile {
     if (this.nodata.hidden !== !stale) this.nodata.hidden = !stale;
     this.root.classList.toggle("stale", stale);
     if (!this.visible) return;
-    const { w, h, dpr } = fitCanvas(this.canvas);
-    const ctx = this.canvas.getContext("2d");
-    ctx.clearRect(0, 0, w, h);
-    if (!this.p.ring) return;
-    drawSweep(ctx, w, h, this.p.ring, this.p.displayT ?? null, this.p.scale, {
-      sweepS: SWEEP_S,
-      color: cssVar("--trace", "#3f6"),
-      lineWidth: 1.6,
-      dpr,
-    });
+    this.painter.paint(this.p.ring, this.p.displayT ?? null, this.p.scale);
   }
 }
 
@@ -94,7 +96,7 @@ export class StationView {
     this.observer = new IntersectionObserver((entries) => {
       for (const e of entries) {
         const tile = this.tiles.get(e.target.dataset.patient);
-        if (tile) tile.visible = e.isIntersecting;
+        if (tile) tile.setVisible(e.isIntersecting);
       }
     });
     this.listeners = {
