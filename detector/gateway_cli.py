@@ -14,10 +14,10 @@ from stream.settings import Settings, add_flags, env_name
 
 logger = logging.getLogger(__name__)
 
-FLAGS = ("kafka_bootstrap", "redis_url", "topic_prefix", "http_host", "http_port", "auth_token",
-         "dev_no_auth", "web_dir", "upload_max_bytes", "analyze_timeout_s", "ws_queue_size",
-         "cors_origins", "model", "fetch_max_wait_ms", "connect_attempts", "log_level",
-         "log_format")
+FLAGS = ("kafka_bootstrap", "redis_url", "redis_prefix", "topic_prefix", "http_host", "http_port",
+         "auth_token", "dev_no_auth", "web_dir", "upload_max_bytes", "analyze_timeout_s",
+         "ws_queue_size", "cors_origins", "model", "fetch_max_wait_ms", "connect_attempts",
+         "log_level", "log_format")
 
 
 def register(subparsers: Any) -> None:
@@ -65,8 +65,7 @@ async def serve(settings: Settings) -> None:
     from stream.redis import AlertStore
 
     registry = CollectorRegistry()
-    assert settings.redis_url is not None
-    store = AlertStore(settings.redis_url, registry, prefix=settings.topic_prefix)
+    store = AlertStore.from_settings(settings, registry)
     await store.start()  # fails early, with a message naming ECGMON_REDIS_URL
     try:
         hub = ClientHub(registry, settings.ws_queue_size)

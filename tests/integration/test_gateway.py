@@ -62,7 +62,8 @@ class Running:
 def _settings(kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path,
               **kw: Any) -> Settings:
     return load(environ={}, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url,
-                topic_prefix=topic_prefix, kafka_idempotence=False, partitions=2,
+                topic_prefix=topic_prefix, redis_prefix=topic_prefix, kafka_idempotence=False,
+                partitions=2,
                 auth_token=TOKEN, web_dir=web_dir, **kw)
 
 
@@ -78,8 +79,7 @@ def web_dir(tmp_path: Path) -> Path:
 async def _serve(settings: Settings, analyzer: Any = _analyzer) -> AsyncIterator[Running]:
     await ensure_topics(settings)
     registry = CollectorRegistry()
-    assert settings.redis_url
-    store = AlertStore(settings.redis_url, registry, prefix=settings.topic_prefix)
+    store = AlertStore.from_settings(settings, registry)
     await store.start()
     feeds = Feeds(settings, store, ClientHub(registry, settings.ws_queue_size), registry,
                   state_interval_s=0.2)
@@ -188,7 +188,7 @@ async def test_healthz_is_503_with_reasons_when_kafka_is_not_consumed(
 ) -> None:
     settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir)
     registry = CollectorRegistry()
-    async with AlertStore(redis_url, registry, prefix=topic_prefix) as store:
+    async with AlertStore.from_settings(settings, registry) as store:
         feeds = Feeds(settings, store, ClientHub(registry, 8), registry)  # never started
         app = create_app(settings, registry, store, feeds, analyzer=_analyzer)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
