@@ -3,7 +3,7 @@
 Delay: ``delay_s`` is data time from the R-peak sample to the sample after which
 the detector emits the beat (``decided_at_sample``: what a sample-by-sample
 feed sees); ``delay_with_chunking_s`` adds the wait for the end of the
-``--chunk-s`` chunk.  Throughput counts lead-samples per CPU second spent in
+``--update-s`` chunk.  Throughput counts lead-samples per CPU second spent in
 ``QrsDetector.update``.
 
 Scoring: every reference beat annotation (:data:`detector.evaluation.BEAT_SYMBOLS`)
@@ -61,11 +61,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     settings_mod.add_flags(parser, ["data_dir"])
     parser.add_argument("--records", default=None,
-                        help="comma-separated record names [default: the folder's RECORDS file]")
+                        help="comma-separated record names [env ECGMON_RECORDS when set; "
+                        "default: every annotated record of the folder's RECORDS file]")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--annotations-out", type=Path, default=None,
                         help="write WFDB annotation files <record>.qrs (readable by bxb) here")
-    parser.add_argument("--chunk-s", type=float, default=1.0, help="seconds per detector update [1.0]")
+    parser.add_argument("--update-s", type=float, default=1.0,
+                        help="seconds of signal per detector update call [1.0]")
     parser.add_argument("--leads", default="all", help="'all' or comma-separated lead numbers [all]")
     parser.add_argument("--no-reference", action="store_true",
                         help=f"skip the neurokit2 {NK_METHOD} reference column")
@@ -77,12 +79,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     data_dir = settings.data_dir
     if data_dir is None:
         raise ConfigError("eval qrs needs local records: pass --data-dir (or set ECGMON_DATA_DIR)")
-    names = _record_names(data_dir, args.records)
-    if args.chunk_s <= 0:
-        raise ConfigError(f"--chunk-s {args.chunk_s}: must be > 0")
+    default_records = Settings.__dataclass_fields__["records"].default
+    chosen = args.records or (settings.records if settings.records != default_records else None)
+    names = _record_names(data_dir, chosen)
+    if not 0 < args.update_s <= 600:
+        raise ConfigError(f"--update-s {args.update_s}: choose 0 < seconds <= 600")
     results = []
     for k, name in enumerate(names, 1):
-        res = evaluate_record(data_dir / name, args.chunk_s, _leads(args.leads),
+        res = evaluate_record(data_dir / name, args.update_s, _leads(args.leads),
                               reference=not args.no_reference, annotations_out=args.annotations_out)
         results.append(res)
         c = res.counts
