@@ -1,0 +1,152 @@
+// Unit tests of the DOM-free modules: node --test dashboards/web/tests/
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { hrvSummary } from "../js/hrv.js";
+import { Playout, Ring } from "../js/ring.js";
+import { Store } from "../js/store.js";
+
+const FS = 120;
+const samples = (n, v = 0.5) => Array.from({ length: n }, () => v);
+
+test("ring stores contiguous frames on one time grid", () => {
+  const r = new Ring(FS, 10);
+  r.push(1.0, samples(60, 0.25));
+  r.push(1.5, samples(60, 0.5));
+  assert.equal(r.end, 120);
+  assert.ok(Math.abs(r.endTime - 2.0) < 1e-9);
+  assert.equal(r.value(59), 0.25);
+  assert.equal(r.value(60), 0.5);
+});
+
+test("ring fills a gap with NaN and drops overlapping samples", () => {
+  const r = new Ring(FS, 10);
+  r.push(0, samples(120, 1));
+  r.push(1.5, samples(60, 2)); // 0.5 s gap
+  assert.ok(Number.isNaN(r.value(130)));
+  assert.equal(r.value(180), 2);
+  r.push(1.75, samples(60, 3)); // its first 30 samples are already stored: kept as they were
+  assert.equal(r.value(239), 2);
+  assert.equal(r.value(240), 3);
+  assert.equal(r.end, 270);
+});
+
+test("ring resets when the source restarts in the past", () => {
+  const r = new Ring(FS, 10);
+  r.push(100, samples(240));
+  assert.equal(r.push(0, samples(60)), "reset");
+  assert.equal(r.t0, 0);
+  assert.equal(r.end, 60);
+});
+
+test("ring keeps only its capacity and reports a robust range", () => {
+  const r = new Ring(FS, 2);
+  for (let i = 0; i < 10; i++) r.push(i * 0.5, samples(60, i));
+  assert.equal(r.start, r.end - r.cap);
+  assert.ok(Number.isNaN(r.value(0)));
+  const [lo, hi] = r.range(3.5, 5);
+  assert.ok(lo >= 7 && hi <= 9);
+});
+
+test("playout advances smoothly at ~1x through 1 s bursts and never passes the data", () => {
+  const p = new Playout();
+  let newest = 0;
+  let wall = 0;
+  const shown = [];
+  for (let frame = 0; frame < 60 * 30; frame++) {
+    wall = frame * (1000 / 60);
+    if (frame % 60 === 0) {
+      newest += 1; // a 1 s burst of data arrives once a second
+      p.onData(newest, wall);
+    }
+    const t = p.tick(wall);
+    assert.ok(t <= newest + 1e-9, "display ran past the newest sample");
+    shown.push(t);
+  }
+  const late = shown.slice(60 * 10); // after settling
+  const steps = late.slice(1).map((t, i) => (t - late[i]) * 60);
+  assert.ok(Math.min(...steps) > 0.7, `held or slowed: ${Math.min(...steps)}`);
+  assert.ok(Math.max(...steps) < 1.3, `jumped: ${Math.max(...steps)}`);
+});
+
+test("playout holds when data stops and jumps after a long pause", () => {
+  const p = new Playout();
+  p.onData(10, 0);
+  p.tick(0);
+  for (let w = 0; w <= 5000; w += 16) p.tick(w);
+  assert.equal(p.displayT, 10);
+  p.onData(60, 6000); // stream comes back 50 s later
+  p.tick(6016);
+  assert.ok(p.displayT > 55);
+});
+
+test("HRV: known RR series", () => {
+  const rr = [0.8, 0.85, 0.8, 0.9, 0.8, 0.75, 0.8];
+  const beats = [{ t: 0, cls: "N" }];
+  for (const v of rr) beats.push({ t: beats[beats.length - 1].t + v, cls: "N" });
+  const s = hrvSummary(beats);
+  assert.equal(s.n, 7);
+  assert.ok(Math.abs(s.meanRrMs - 814.2857) < 1e-3);
+  assert.ok(Math.abs(s.rmssdMs - 70.7107) < 1e-3);
+  assert.ok(Math.abs(s.pnn50 - 33.333) < 1e-2);
+});
+
+test("HRV skips intervals touching ectopic beats and implausible RR", () => {
+  const beats = [0, 0.8, 1.6, 2.1, 3.2, 4.0, 9.0, 9.8].map((t) => ({ t, cls: "N" }));
+  beats[3].cls = "V";
+  const s = hrvSummary(beats);
+  assert.equal(s.n, 4); // 0-0.8, 0.8-1.6, 3.2-4.0, 9.0-9.8 (not around the V, not the 5 s gap)
+  assert.equal(s.rmssdMs, 0); // only 0-0.8 and 0.8-1.6 are successive
+});
+
+test("HRV of too few beats is empty, not NaN", () => {
+  const s = hrvSummary([{ t: 0, cls: "N" }, { t: 1, cls: "N" }]);
+  assert.equal(s.sdnnMs, null);
+  assert.equal(s.rmssdMs, null);
+});
+
+test("store: alerts open and close alarms; state frames are authoritative; acked marks them", () => {
+  const st = new Store();
+  const onsets = [];
+  st.addEventListener("onset-high", (e) => onsets.push(e.detail.alert.alarm_id));
+  const base = { type: "alert", patient_id: "7", alarm_type: "ventricular_tachycardia", priority: "high" };
+  st.handle({ ...base, id: "1-0", alert_id: "a1", alarm_id: "7:vt:1", phase: "onset", onset_t_s: 5, t_s: 5 });
+  assert.equal(st.lastAlertId, "1-0");
+  const p = st.patient("7");
+  assert.ok(p.unackedHigh);
+  assert.deepEqual(onsets, ["7:vt:1"]);
+  st.handle({ type: "acked", alarm_id: "7:vt:1", user: "kim", at_ms: 1 });
+  assert.equal(p.active.get("7:vt:1").acknowledged_by, "kim");
+  assert.ok(!p.unackedHigh);
+  st.handle({ type: "state", patient_id: "7", heart_rate_bpm: 150, last_class: "V", active_alarms: [
+    { alarm_id: "7:vt:1", alarm_type: "ventricular_tachycardia", priority: "high", acknowledged_by: "kim" },
+    { alarm_id: "7:pause:9", alarm_type: "pause", priority: "medium", acknowledged_by: null },
+  ] });
+  assert.equal(p.active.size, 2);
+  assert.equal(p.active.get("7:vt:1").onset_t_s, 5); // kept from the alert frame
+  assert.equal(p.hr, 150);
+  st.handle({ ...base, id: "2-0", alert_id: "a2", alarm_id: "7:vt:1", phase: "end", onset_t_s: 5, t_s: 30 });
+  assert.ok(!p.active.has("7:vt:1"));
+  assert.equal(st.lastAlertId, "2-0");
+  // A state frame produced just before the end must not bring it back.
+  st.handle({ type: "state", patient_id: "7", active_alarms: [
+    { alarm_id: "7:vt:1", alarm_type: "ventricular_tachycardia", priority: "high", acknowledged_by: "kim" },
+  ] });
+  assert.ok(!p.active.has("7:vt:1"));
+  // History (REST) feeds the table only.
+  st.loadAlerts("7", [{ ...base, alert_id: "old", alarm_id: "7:vt:0", phase: "onset", t_s: 1 }]);
+  assert.ok(!p.active.has("7:vt:0"));
+  assert.equal(p.alerts.length, 3);
+});
+
+test("store: waveform frames with gaps and beats with duplicates", () => {
+  const st = new Store();
+  st.handle({ type: "waveform", patient_id: "1", lead: "MLII", fs_hz: FS, first_sample_index: 0, t_s: 0, mv: samples(60) });
+  st.handle({ type: "waveform", patient_id: "1", lead: "MLII", fs_hz: FS, first_sample_index: 120, t_s: 1, mv: samples(60) });
+  const p = st.patient("1");
+  assert.equal(p.ring.end, 180);
+  assert.ok(Number.isNaN(p.ring.value(90)));
+  for (const t of [1, 2, 2, 3]) st.handle({ type: "beat", patient_id: "1", sample_index: t * 360, t_s: t, class: "N", hr_bpm: 60 });
+  assert.equal(p.beats.length, 3);
+  assert.equal(p.lastClass, "N");
+});
