@@ -126,6 +126,7 @@ function renderSummary() {
     .filter(([k]) => n[k])
     .map(([k, label]) => el("span", { class: `sum prio-${k}` }, `${n[k]} ${label}`));
   ui.summary.replaceChildren(...(parts.length ? parts : [el("span", { class: "sum none" }, "No alarms")]));
+  document.title = n.high ? `(${n.high} HIGH) ecgmon` : "ecgmon · Central station";
 }
 
 function renderAudio() {

@@ -114,7 +114,17 @@ export class Store extends EventTarget {
       p.ring = new Ring(msg.fs_hz, RING_SECONDS);
       p.playout.reset();
     }
-    if (msg.lead) p.lead = String(msg.lead);
+    // One trace per patient: if several leads are streamed, keep the first one seen
+    // (switch only when it has been silent for 5 s).
+    const lead = msg.lead ? String(msg.lead) : "";
+    if (lead && p.lead && lead !== p.lead && performance.now() - p.lastDataWall < 5000) return;
+    if (lead && lead !== p.lead) {
+      if (p.lead) {
+        p.ring = new Ring(msg.fs_hz, RING_SECONDS);
+        p.playout.reset();
+      }
+      p.lead = lead;
+    }
     const t = isNum(msg.t_s) ? msg.t_s : isNum(msg.first_sample_index) ? msg.first_sample_index / msg.fs_hz : null;
     if (t === null) return;
     if (p.ring.push(t, msg.mv) === "reset") {

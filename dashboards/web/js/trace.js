@@ -175,7 +175,8 @@ export function drawStrip(ctx, box, samples, fs, i0, i1, scale, opts = {}) {
   const { color = cssVar("--trace", "#3f6"), beats = [], t0 = 0, dpr = 1 } = opts;
   const n = i1 - i0;
   if (n <= 1) return;
-  drawTimeGrid(ctx, x0, y0, w, h, n / fs, scale);
+  const pad = beats.length ? 24 * dpr : 0; // room for the class letters
+  drawTimeGrid(ctx, x0, y0 + pad, w, h - pad, n / fs, scale);
   ctx.save();
   ctx.beginPath();
   ctx.rect(x0, y0, w, h);
@@ -192,7 +193,7 @@ export function drawStrip(ctx, box, samples, fs, i0, i1, scale, opts = {}) {
       continue;
     }
     const x = x0 + ((i - i0) / n) * w;
-    const y = y0 + scale.y(v, h);
+    const y = y0 + pad + Math.max(0, Math.min(h - pad, scale.y(v, h - pad)));
     if (pen) ctx.lineTo(x, y);
     else ctx.moveTo(x, y);
     pen = true;
@@ -233,6 +234,10 @@ export function drawSparkline(ctx, w, h, points, tFrom, tTo, opts = {}) {
     ctx.stroke();
     ctx.fillText(String(ref), 2 * dpr, y - 2 * dpr);
   }
+  ctx.textBaseline = "bottom";
+  ctx.fillText(opts.leftLabel ?? "", 2 * dpr, h - 1 * dpr);
+  ctx.textAlign = "right";
+  ctx.fillText(opts.rightLabel ?? "", w - 2 * dpr, h - 1 * dpr);
   ctx.strokeStyle = color;
   ctx.lineWidth = 1.5 * dpr;
   ctx.beginPath();

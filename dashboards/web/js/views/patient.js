@@ -160,7 +160,7 @@ export class PatientView {
     const { w, h, dpr } = fitCanvas(this.trend);
     const ctx = this.trend.getContext("2d");
     const pts = beats.filter((b) => isNum(b.hr)).map((b) => ({ t: b.t, v: b.hr }));
-    drawSparkline(ctx, w, h, pts, tEnd - TREND_S, tEnd, { dpr });
+    drawSparkline(ctx, w, h, pts, tEnd - TREND_S, tEnd, { dpr, leftLabel: "−10 min", rightLabel: "now" });
 
     const recent = beats.filter((b) => b.t >= tEnd - HRV_S);
     const s = hrvSummary(recent);
