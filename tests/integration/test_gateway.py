@@ -456,3 +456,47 @@ async def test_analyze_time_limit_is_503(
         busy = await gw.http.post("/api/analyze", files=files, data={"fs_hz": "250"}, headers=AUTH)
         assert busy.status_code == 503 and "another analysis" in busy.json()["error"]
         await asyncio.sleep(1.0)
+
+
+@pytest.mark.data
+async def test_analyze_a_real_record_with_the_real_model(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path, tmp_path: Path,
+    mitdb_dir: Path,
+) -> None:
+    """One minute of MIT-BIH 100 uploaded as WFDB through the default (ONNX) analyzer."""
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=360 * 60)
+    ann = wfdb.rdann(str(mitdb_dir / "100"), "atr", sampto=360 * 60)
+    wfdb.wrsamp("m100", fs=360, units=["mV", "mV"], sig_name=rec.sig_name, p_signal=rec.p_signal,
+                fmt=["212", "212"], write_dir=str(tmp_path))
+    wfdb.wrann("m100", "atr", ann.sample, np.array(ann.symbol), write_dir=str(tmp_path))
+    files = [("files", (f"m100.{ext}", (tmp_path / f"m100.{ext}").read_bytes()))
+             for ext in ("hea", "dat", "atr")]
+    settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir)
+    async for gw in _serve(settings, analyzer=None):
+        r = await gw.http.post("/api/analyze", files=files, headers=AUTH, timeout=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    n_ref = body["reference"]["n_beats"]
+    assert n_ref == 74 and abs(body["summary"]["n_beats"] - n_ref) <= 2
+    assert body["summary"]["counts"].get("N", 0) >= n_ref - 3
+    assert 65 <= body["summary"]["heart_rate_bpm"] <= 85
+    assert body["lead_names"] == ["MLII", "V5"] and body["source"] == "wfdb"
+
+
+async def test_cors_only_for_configured_origins(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path
+) -> None:
+    for origins, allowed in (("", False), ("https://ward.example", True)):
+        settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir, cors_origins=origins)
+        registry = CollectorRegistry()
+        async with AlertStore.from_settings(settings, registry) as store:
+            feeds = Feeds(settings, store, ClientHub(registry, 8), registry)
+            app = create_app(settings, registry, store, feeds, analyzer=_analyzer)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://gw") as http:
+                r = await http.options("/api/patients", headers={
+                    "Origin": "https://ward.example", "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "authorization"})
+                evil = await http.get("/api/patients", headers={**AUTH, "Origin": "https://evil.example"})
+        assert (r.headers.get("access-control-allow-origin") == "https://ward.example") is allowed
+        assert "access-control-allow-origin" not in evil.headers
