@@ -1,7 +1,7 @@
 // Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms.
 
 import { SweepPainter } from "../sweep.js";
-import { BEAT_NAMES, cssVar, el, fmtHr } from "../util.js";
+import { BEAT_NAMES, PRIORITY_RANK, cssVar, el, fmtHr } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
 
 const SWEEP_S = 6;
@@ -85,6 +85,14 @@ class Tile {
   }
 }
 
+function readSortMode() {
+  try {
+    return localStorage.getItem("ecgmonSort") === "alarm" ? "alarm" : "bed";
+  } catch {
+    return "bed";
+  }
+}
+
 export class StationView {
   constructor(root, store, actions) {
     this.root = root;
@@ -99,16 +107,34 @@ export class StationView {
         if (tile) tile.setVisible(e.isIntersecting);
       }
     });
+    this.sortMode = readSortMode();
+    this.sortButtons = ["bed", "alarm"].map((mode) =>
+      el(
+        "button",
+        { type: "button", class: "seg", dataset: { mode }, onclick: () => this.setSort(mode) },
+        mode === "bed" ? "Bed" : "Alarms first",
+      ),
+    );
+    this.toolbar = el(
+      "div",
+      { class: "station-tools" },
+      el("span", { class: "muted" }, "Order"),
+      el("div", { class: "segmented", role: "group", "aria-label": "Tile order" }, ...this.sortButtons),
+    );
     this.listeners = {
       patients: () => this.sync(),
-      alarms: (ev) => this.tiles.get(ev.detail.patient.id)?.updateAlarms(),
+      alarms: (ev) => {
+        this.tiles.get(ev.detail.patient.id)?.updateAlarms();
+        if (this.sortMode === "alarm") this.sync();
+      },
       state: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
       beat: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
     };
   }
 
   mount() {
-    this.root.replaceChildren(this.grid, this.empty);
+    this.root.replaceChildren(this.toolbar, this.grid, this.empty);
+    this.setSort(this.sortMode);
     for (const [type, fn] of Object.entries(this.listeners)) this.store.addEventListener(type, fn);
     this.sync();
     this.sinceRefresh = 0;
@@ -119,15 +145,39 @@ export class StationView {
     this.observer.disconnect();
   }
 
-  sync() {
+  setSort(mode) {
+    this.sortMode = mode;
+    try {
+      localStorage.setItem("ecgmonSort", mode);
+    } catch {
+      // private mode: the choice just is not remembered
+    }
+    for (const b of this.sortButtons) b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
+    this.sync();
+  }
+
+  /** Bed order, or unacknowledged high first, then by priority (bed order within). */
+  orderedIds() {
     const ids = this.store.ids();
+    if (this.sortMode !== "alarm") return ids;
+    const score = (id) => {
+      const p = this.store.patient(id);
+      return (p.unackedHigh ? 10 : 0) + (PRIORITY_RANK[p.alarmLevel] ?? -1);
+    };
+    return ids.map((id, i) => [id, score(id), i]).sort((a, b) => b[1] - a[1] || a[2] - b[2]).map((x) => x[0]);
+  }
+
+  sync() {
+    const ids = this.orderedIds();
     for (const id of ids) {
       if (this.tiles.has(id)) continue;
       const tile = new Tile(this.store.patient(id), this.actions);
       this.tiles.set(id, tile);
       this.observer.observe(tile.root);
     }
-    this.grid.replaceChildren(...ids.map((id) => this.tiles.get(id).root));
+    const nodes = ids.map((id) => this.tiles.get(id).root);
+    const same = nodes.length === this.grid.children.length && nodes.every((n, i) => this.grid.children[i] === n);
+    if (!same) this.grid.replaceChildren(...nodes);
     this.empty.hidden = ids.length > 0;
   }
 
