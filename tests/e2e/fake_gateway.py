@@ -527,20 +527,23 @@ def analyze(content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
         counts[b["class"]] = counts.get(b["class"], 0) + 1
     rr = [b["t_s"] - a["t_s"] for a, b in zip(beats, beats[1:], strict=False)]
     hr = 60.0 / (sum(rr) / len(rr)) if rr else None
-    alarms = (
-        []
-        if not rr or min(rr) > 0.4
-        else [
+    first_v = next((b for b in beats if b["class"] == "V"), None)
+    alarms = []
+    if first_v is not None:
+        t = first_v["t_s"]
+        alarms = [
             {
                 "alarm_type": "ventricular_couplet",
                 "priority": "low",
-                "phase": "onset",
-                "onset_t_s": beats[1]["t_s"],
-                "t_s": beats[1]["t_s"],
-                "message": "Two ventricular beats in a row",
+                "phase": phase,
+                "technical": False,
+                "onset_t_s": t,
+                "t_s": t + dt,
+                "heart_rate_bpm": hr,
+                "message": "Premature ventricular beats",
             }
+            for phase, dt in (("onset", 0.0), ("end", 8.0))
         ]
-    )
     step = max(1, round(fs / 125))
     return 200, {
         "fs_hz": fs,

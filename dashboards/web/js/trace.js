@@ -29,9 +29,11 @@ export class AutoScale {
   update(range, ease = 0.25) {
     if (!range) return;
     const [lo, hi, min, max] = range;
-    const lo2 = Math.min(lo, min * 0.5 + lo * 0.5);
-    const hi2 = Math.max(hi, max * 0.5 + hi * 0.5);
-    const span = Math.max(this.minSpan, (hi2 - lo2) * 1.15);
+    // Whole peaks in view, but a lone artefact spike cannot shrink the trace to a line.
+    const r = hi - lo;
+    const lo2 = Math.max(min, lo - r);
+    const hi2 = Math.min(max, hi + r);
+    const span = Math.max(this.minSpan, (hi2 - lo2) * 1.12);
     const center = (hi2 + lo2) / 2;
     if (this.center === null) {
       this.center = center;

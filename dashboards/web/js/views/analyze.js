@@ -21,7 +21,7 @@ export class AnalyzeView {
       type: "file",
       name: "files",
       multiple: true,
-      accept: ".csv,.txt,.hea,.dat,.atr",
+      accept: ".csv,.hea,.dat,.atr",
       required: true,
     });
     this.fs = el("input", { type: "number", name: "fs_hz", min: "1", max: "10000", step: "any", placeholder: "e.g. 360" });
@@ -39,7 +39,7 @@ export class AnalyzeView {
         "or a WFDB record: select its .hea and .dat files together.",
       ),
       el("label", {}, el("span", {}, "Files"), this.files),
-      el("label", {}, el("span", {}, "Sampling rate (Hz)"), this.fs, el("small", { class: "muted" }, "needed for CSV")),
+      el("label", {}, el("span", {}, "Sampling rate (Hz)"), this.fs, el("small", { class: "muted" }, "for a CSV without a time column")),
       el("div", { class: "form-actions" }, this.submit),
       this.status,
     );
@@ -54,24 +54,32 @@ export class AnalyzeView {
 
   frame() {}
 
-  validate(files) {
+  /** A message for the user, or null when the selection can be sent. */
+  async validate(files) {
     if (!files.length) return "Choose a file first.";
     const names = files.map((f) => f.name.toLowerCase());
-    const csv = names.some((n) => n.endsWith(".csv") || n.endsWith(".txt"));
+    const csvs = files.filter((f) => f.name.toLowerCase().endsWith(".csv"));
     const hea = names.filter((n) => n.endsWith(".hea"));
-    if (csv && !this.fs.value) return "Enter the sampling rate (Hz) for a CSV file.";
     for (const h of hea) {
       const base = h.slice(0, -4);
       if (!names.includes(`${base}.dat`)) return `WFDB record ${base}: select its .dat file together with the .hea.`;
     }
-    if (!csv && !hea.length) return "Choose a .csv file, or a WFDB record's .hea and .dat files.";
+    if (hea.length) return null;
+    if (csvs.length !== 1) return "Choose one .csv file, or a WFDB record's .hea and .dat files.";
+    if (!this.fs.value) {
+      // The gateway can take the rate from a leading time column; otherwise it needs fs_hz.
+      const head = (await csvs[0].slice(0, 200).text()).split(/[,\r\n]/)[0].trim().toLowerCase();
+      if (!["time", "t", "t_s", "time_s", "seconds"].includes(head)) {
+        return "Enter the sampling rate (Hz): this CSV has no time column to take it from.";
+      }
+    }
     return null;
   }
 
   async send(ev) {
     ev.preventDefault();
     const files = [...this.files.files];
-    const problem = this.validate(files);
+    const problem = await this.validate(files);
     if (problem) {
       this.setStatus(problem, "error");
       return;
@@ -118,7 +126,8 @@ export class AnalyzeView {
     else for (const b of beats) counts[b.cls] = (counts[b.cls] ?? 0) + 1;
     let hr = r.summary?.heart_rate_bpm;
     if (!isNum(hr) && beats.length > 1) hr = (60 * (beats.length - 1)) / (beats[beats.length - 1].t - beats[0].t);
-    const duration = fs && isNum(r.n_samples) ? r.n_samples / fs : null;
+    const duration = isNum(r.duration_s) ? r.duration_s : fs && isNum(r.n_samples) ? r.n_samples / fs : null;
+    const ref = r.reference?.counts && typeof r.reference.counts === "object" ? r.reference.counts : null;
     const alarms = Array.isArray(r.alarms) ? r.alarms : [];
     const total = Object.values(counts).reduce((s, v) => s + (Number(v) || 0), 0);
 
@@ -131,7 +140,7 @@ export class AnalyzeView {
         el(
           "div",
           { class: "card stats" },
-          el("h2", {}, "Summary"),
+          el("h2", {}, "Summary", r.record ? el("span", { class: "muted" }, ` · ${r.record}`) : null),
           el(
             "div",
             { class: "stat-grid" },
@@ -142,7 +151,12 @@ export class AnalyzeView {
             stat("Leads", el("span", { class: "val small" }, (r.lead_names || []).join(", ") || "—")),
           ),
         ),
-        el("div", { class: "card" }, el("h2", {}, "Beats per class"), el("div", { class: "counts" }, ...countBars(counts))),
+        el(
+          "div",
+          { class: "card" },
+          el("h2", {}, ref ? "Beats per class (vs .atr reference)" : "Beats per class"),
+          el("div", { class: "counts" }, ...countBars(counts, ref)),
+        ),
       ),
       el("div", { class: "card" }, el("h2", {}, `First ${PREVIEW_S} s`), this.plot),
       el("div", { class: "card" }, el("h2", {}, `Alarms (${alarms.length})`), alarmTable(alarms)),

@@ -209,7 +209,7 @@ export class PatientView {
 }
 
 /** Horizontal bars of beat counts per class. */
-export function countBars(counts) {
+export function countBars(counts, ref = null) {
   const total = Object.values(counts).reduce((s, v) => s + v, 0) || 1;
   return Object.entries(counts).map(([cls, n]) =>
     el(
@@ -217,7 +217,7 @@ export function countBars(counts) {
       { class: "count-row", title: BEAT_NAMES[cls] || cls },
       el("span", { class: `beat-chip small cls-${cls}` }, cls),
       el("span", { class: "bar" }, el("span", { class: `fill cls-${cls}`, style: `width:${(100 * n) / total}%` })),
-      el("span", { class: "num" }, String(n)),
+      el("span", { class: "num" }, String(n), ref ? el("small", { class: "muted" }, ` / ${ref[cls] ?? 0}`) : null),
     ),
   );
 }
