@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from redis import exceptions as redis_errors
 
@@ -182,6 +183,9 @@ class LiveFeed:
             try:
                 self.running = True
                 await self._consume(consumer)
+            except KafkaError as exc:  # reconnect from the latest offsets
+                logger.warning("gateway kafka feed failed, reconnecting", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
             finally:
                 self.running = False
                 await consumer.stop()
@@ -353,8 +357,8 @@ class Feeds:
     async def problems(self, timeout_s: float = 2.0) -> list[str]:
         """Why the gateway is unhealthy (empty = healthy): Redis ping, Kafka consumer running."""
         out: list[str] = []
-        ping: Callable[[], Awaitable[Any]] = self.store.client.ping
         try:
+            ping: Callable[[], Awaitable[Any]] = self.store.client.ping
             await asyncio.wait_for(ping(), timeout_s)
         except (TimeoutError, ServiceUnavailable, *REDIS_ERRORS) as exc:
             out.append(f"redis: {type(exc).__name__}")

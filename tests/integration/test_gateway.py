@@ -196,6 +196,14 @@ async def test_healthz_is_503_with_reasons_when_kafka_is_not_consumed(
             r = await http.get("/healthz")
     assert r.status_code == 503
     assert r.json() == {"status": "unavailable", "reasons": ["kafka: consumer not running"]}
+    down = AlertStore.from_settings(settings, registry := CollectorRegistry())  # never started
+    feeds = Feeds(settings, down, ClientHub(registry, 8), registry)
+    app = create_app(settings, registry, down, feeds, analyzer=_analyzer)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+        r = await http.get("/healthz")
+        api = await http.get("/api/patients", headers=AUTH)
+    assert r.status_code == 503 and r.json()["reasons"][0] == "redis: ServiceUnavailable"
+    assert api.status_code == 503 and api.json() == {"error": "service unavailable"}
 
 
 # --- alerts -----------------------------------------------------------------------------------
