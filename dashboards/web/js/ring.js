@@ -90,8 +90,9 @@ export class Ring {
 
 /**
  * Display clock for one stream. Frames arrive in bursts; the display runs a little
- * behind the extrapolated live edge, at rate 1 with a gentle correction, and holds
- * (never runs past the newest sample) when data stops.
+ * behind the extrapolated live edge, at the stream's own speed (1x live, faster for a
+ * fast replay) with a gentle correction, and holds (never runs past the newest sample)
+ * when data stops.
  */
 export class Playout {
   constructor() {
@@ -100,27 +101,49 @@ export class Playout {
     this.arrivalWall = 0;
     this.burstGap = 0.5; // decaying maximum of wall time between arrivals, s
     this.lastTickWall = null;
+    this.speed = 1; // data seconds per wall second, measured over ~10 s
+    this.history = []; // [wall s, newest data t] per burst
   }
 
+  /** How far behind the live edge to run, in data seconds. */
   get targetLag() {
-    return Math.min(4, Math.max(0.35, this.burstGap * 1.25 + 0.15));
+    return Math.min(4 * this.speed, Math.max(0.35, (this.burstGap * 1.25 + 0.15) * this.speed));
   }
 
   onData(newestT, nowWallMs) {
     const now = nowWallMs / 1000;
     if (this.newestT !== null && this.arrivalWall) {
       const gap = now - this.arrivalWall;
-      if (gap < 10) this.burstGap = Math.max(gap, this.burstGap * 0.97);
+      if (gap < 3) this.burstGap = Math.max(gap, this.burstGap * 0.97); // longer: a pause, not jitter
     }
     this.arrivalWall = now;
     this.newestT = this.newestT === null ? newestT : Math.max(this.newestT, newestT);
+    this.measureSpeed(now);
     if (this.displayT === null) this.displayT = newestT - this.targetLag;
+  }
+
+  measureSpeed(now) {
+    let h = this.history;
+    const last = h[h.length - 1];
+    if (last && (now - last[0] > 3 || this.newestT - last[1] > 10 * this.speed * Math.max(1, now - last[0]))) {
+      h = this.history = []; // a pause or a jump in the stream says nothing about its speed
+    }
+    if (last && h.length && now - last[0] < 0.05) last[1] = this.newestT; // one burst, several frames
+    else h.push([now, this.newestT]);
+    while (h.length > 2 && now - h[1][0] >= 10) h.shift();
+    const [w0, t0] = h[0];
+    if (now - w0 >= 6) {
+      const s = Math.min(50, Math.max(0.25, (this.newestT - t0) / (now - w0)));
+      this.speed = Math.abs(s - 1) < 0.15 ? 1 : s; // live streams are 1x; ignore burst jitter
+    }
   }
 
   reset() {
     this.displayT = null;
     this.newestT = null;
     this.arrivalWall = 0;
+    this.history = [];
+    this.speed = 1;
   }
 
   /** Advance to wall time nowWallMs; returns the display time (or null before data). */
@@ -131,13 +154,14 @@ export class Playout {
     if (this.displayT === null || this.newestT === null) return this.displayT;
     // Live edge extrapolated from the last burst, capped so a stalled stream does not run on.
     const sinceArrival = Math.min(now - this.arrivalWall, this.burstGap * 2 + 0.5);
-    const liveT = this.newestT + Math.max(0, sinceArrival);
+    const liveT = this.newestT + Math.max(0, sinceArrival) * this.speed;
     const lag = liveT - this.displayT;
-    if (lag > this.targetLag + 3 || lag < -1) {
-      this.displayT = liveT - this.targetLag; // tab was hidden, or a jump in the stream
+    const target = this.targetLag;
+    if (lag > target + 3 * this.speed || lag < -1) {
+      this.displayT = liveT - target; // tab was hidden, or a jump in the stream
     } else {
-      const rate = 1 + Math.max(-0.25, Math.min(0.25, (lag - this.targetLag) * 0.6));
-      this.displayT += dt * rate;
+      const err = (lag - target) / this.speed; // in wall seconds
+      this.displayT += dt * this.speed * (1 + Math.max(-0.25, Math.min(0.25, err * 0.6)));
     }
     if (this.displayT > this.newestT) this.displayT = this.newestT; // starved: hold
     return this.displayT;

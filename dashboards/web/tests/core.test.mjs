@@ -69,6 +69,26 @@ test("playout advances smoothly at ~1x through 1 s bursts and never passes the d
   assert.ok(Math.max(...steps) < 1.3, `jumped: ${Math.max(...steps)}`);
 });
 
+test("playout follows a 10x replay without jumps once it has measured the speed", () => {
+  const p = new Playout();
+  let newest = 0;
+  const shown = [];
+  for (let frame = 0; frame < 60 * 20; frame++) {
+    const wall = frame * (1000 / 60);
+    if (frame % 6 === 0) {
+      newest += 1; // 1 s of data every 0.1 s of wall time
+      p.onData(newest, wall);
+    }
+    const t = p.tick(wall);
+    assert.ok(t <= newest + 1e-9);
+    shown.push(t);
+  }
+  assert.ok(Math.abs(p.speed - 10) < 0.5, `speed ${p.speed}`);
+  const late = shown.slice(60 * 12);
+  const rates = late.slice(1).map((t, i) => (t - late[i]) * 60);
+  assert.ok(Math.min(...rates) > 7 && Math.max(...rates) < 13, `${Math.min(...rates)}..${Math.max(...rates)}`);
+});
+
 test("playout holds when data stops and jumps after a long pause", () => {
   const p = new Playout();
   p.onData(10, 0);
