@@ -67,6 +67,12 @@ export function fmtHr(v) {
   return isNum(v) && v > 0 ? String(Math.round(v)) : "---";
 }
 
+/** HR for a patient: 0 is shown as 0 only during asystole (otherwise it means "unknown"). */
+export function patientHr(p) {
+  if (p.hr === 0 && [...p.active.values()].some((a) => a.alarm_type === "asystole")) return "0";
+  return fmtHr(p.hr);
+}
+
 export function fmtNum(v, digits = 0, unit = "") {
   return isNum(v) ? `${v.toFixed(digits)}${unit}` : "—";
 }

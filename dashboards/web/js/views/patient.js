@@ -14,6 +14,7 @@ import {
   fmtHr,
   fmtNum,
   isNum,
+  patientHr,
 } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
 
@@ -118,7 +119,7 @@ export class PatientView {
   }
 
   renderNumbers() {
-    this.hr.textContent = fmtHr(this.p.hr);
+    this.hr.textContent = patientHr(this.p);
     const c = this.p.lastClass || "–";
     this.cls.textContent = c;
     this.cls.className = `beat-chip cls-${c}`;

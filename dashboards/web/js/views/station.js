@@ -1,7 +1,7 @@
 // Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms.
 
 import { SweepPainter } from "../sweep.js";
-import { BEAT_NAMES, PRIORITY_RANK, cssVar, el, fmtHr } from "../util.js";
+import { BEAT_NAMES, PRIORITY_RANK, cssVar, el, patientHr } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
 
 const SWEEP_S = 6;
@@ -59,7 +59,7 @@ class Tile {
   }
 
   updateNumbers() {
-    const text = fmtHr(this.p.hr);
+    const text = patientHr(this.p);
     if (this.hr.textContent !== text) this.hr.textContent = text;
     const c = this.p.lastClass || "–";
     if (this.cls.textContent !== c) {
@@ -71,6 +71,7 @@ class Tile {
   }
 
   updateAlarms() {
+    this.updateNumbers(); // HR 0 reads as 0 only during asystole
     renderAlarmBadges(this.alarms, this.p, this.actions.ack, { compact: false });
     this.root.dataset.level = this.p.alarmLevel || "none";
     this.root.classList.toggle("flash-high", this.p.unackedHigh);
