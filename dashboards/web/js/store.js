@@ -33,6 +33,7 @@ class Patient {
     this.ended = new Map(); // alarm_id -> wall ms when its "end" arrived
     this.alarmInfo = new Map(); // alarm_id -> {onset_t_s, message, technical} from alert frames
     this.lastDataWall = 0;
+    this.known = false;
   }
 
   get newestT() {
@@ -70,19 +71,27 @@ export class Store extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
-  patient(id, create = true) {
+  /**
+   * The patient with this id, created on first use. known=false (a patient view opened from a
+   * typed URL) keeps it off the station grid until the gateway mentions it.
+   */
+  patient(id, create = true, known = true) {
     const key = String(id);
     let p = this.patients.get(key);
     if (!p && create) {
       p = new Patient(key);
       this.patients.set(key, p);
+    }
+    if (p && known && !p.known) {
+      p.known = true;
       this.emit("patients", { added: key });
     }
     return p;
   }
 
+  /** Ids of the patients the gateway has mentioned, in bed order. */
   ids() {
-    return [...this.patients.keys()].sort(naturalCompare);
+    return [...this.patients.values()].filter((p) => p.known).map((p) => p.id).sort(naturalCompare);
   }
 
   handle(msg) {

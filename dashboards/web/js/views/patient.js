@@ -27,7 +27,10 @@ export class PatientView {
     this.root = root;
     this.store = store;
     this.actions = actions;
-    this.p = store.patient(patientId);
+    this.p = store.patient(patientId, true, false);
+    this.onKey = (ev) => {
+      if (ev.key === "Escape" && !ev.target.closest?.("input, textarea")) location.hash = "#/";
+    };
     this.slowWall = 0;
     this.scale = new AutoScale(); // over the whole 20 s, not the station's 6 s
     this.historyStatus = el("span", { class: "muted" }, "loading…");
@@ -58,6 +61,7 @@ export class PatientView {
         { class: "pv-head" },
         el("a", { href: "#/", class: "back" }, "← Station"),
         el("h1", {}, "Patient ", el("span", { class: "bed" }, p.id)),
+        p.known ? null : el("span", { class: "muted" }, "(not reported by the gateway yet)"),
         this.lead,
         el("div", { class: "pv-vitals" }, el("span", { class: "hr-label" }, "HR bpm"), this.hr),
         el("div", { class: "pv-class" }, el("span", { class: "hr-label" }, "Last beat"), this.cls),
@@ -93,6 +97,7 @@ export class PatientView {
     );
     this.root.replaceChildren(this.panel);
     for (const [type, fn] of Object.entries(this.listeners)) this.store.addEventListener(type, fn);
+    document.addEventListener("keydown", this.onKey);
     this.renderNumbers();
     this.renderAlarms();
     this.renderHistory();
@@ -102,6 +107,7 @@ export class PatientView {
 
   unmount() {
     for (const [type, fn] of Object.entries(this.listeners)) this.store.removeEventListener(type, fn);
+    document.removeEventListener("keydown", this.onKey);
   }
 
   async loadHistory() {
