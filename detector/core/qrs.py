@@ -387,13 +387,13 @@ class QrsDetector:
         """Judge fixed blocks of the feature: noisy when it is above its mean too often.
 
         Each lead's slope is divided by its running mean, so the fused feature
-        averages about ``n_leads``; clean ECG exceeds that only around QRS
+        averages about the sum of the lead weights; clean ECG exceeds that only around QRS
         complexes (~25-30 % of the time), noise in the QRS band much more often
         (the noise-level idea of Hamilton and Tompkins [2]_ turned into a
         duty-cycle).
         """
         bn = self.p.noise_block_n
-        above = seg > float(self.n_leads)
+        above = seg > 1.0 + self.config.secondary_weight * (self.n_leads - 1)
         pos, stop = first, first + seg.shape[0]
         cur, count, since = self._nz
         while pos < stop:
