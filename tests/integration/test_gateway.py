@@ -11,6 +11,7 @@ import io
 import json
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +118,15 @@ def _alert(patient: str, onset: int, phase: AlarmPhase = AlarmPhase.ONSET, at: i
                  360.0, 150.0, "ventricular tachycardia", time.time_ns(), time.time_ns())
 
 
+# Alert frames that arrived while a test waited for something else (see _subscribe).
+_STASH: weakref.WeakKeyDictionary[ClientConnection, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
 async def _next(ws: ClientConnection, kind: str, within_s: float = 10.0) -> dict[str, Any]:
     """The next frame of ``kind`` (others, e.g. state, are skipped)."""
+    stash = _STASH.get(ws, [])
+    if kind == "alert" and stash:
+        return stash.pop(0)
     async with asyncio.timeout(within_s):
         while True:
             frame = json.loads(await ws.recv())
@@ -140,6 +148,14 @@ async def _subscribe(ws: ClientConnection, patients: list[str] | None = None, wa
     hello = await _next(ws, "hello")
     await ws.send(json.dumps({"type": "subscribe", "patients": patients or ["*"],
                               "waveform": waveform, "last_alert_id": last}))
+    # Barrier: messages are handled in order, so this reply means the subscription (and its
+    # alert reader's starting point) is in place.
+    await ws.send(json.dumps({"type": "ack", "alarm_id": "barrier:none:0", "user": "test"}))
+    async with asyncio.timeout(10):
+        while (frame := json.loads(await ws.recv()))["type"] != "error":
+            if frame["type"] == "alert":  # e.g. replayed from last_alert_id: keep for the test
+                _STASH.setdefault(ws, []).append(frame)
+    assert frame["error"] == "unknown alarm"
     return hello
 
 
@@ -212,7 +228,6 @@ async def test_healthz_is_503_with_reasons_when_kafka_is_not_consumed(
 async def test_alert_written_to_redis_reaches_the_websocket_with_its_ids(gw: Running) -> None:
     async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
         await _subscribe(ws)
-        await asyncio.sleep(0.3)  # the subscription's alert reader is in place
         alert = _alert("mitdb-100", 3600)
         assert await gw.store.write_alert(alert)
         frame = await _next(ws, "alert")
@@ -236,7 +251,6 @@ async def test_reconnect_with_last_alert_id_replays_exactly_the_missed_alerts(gw
     first = _alert("p1", 360)
     async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
         await _subscribe(ws)
-        await asyncio.sleep(0.3)
         await gw.store.write_alert(first)
         seen = await _next(ws, "alert")
     missed = [_alert("p1", 360, AlarmPhase.UPDATE, at=720), _alert("p2", 1000),
@@ -273,7 +287,6 @@ async def test_a_slow_client_does_not_block_a_fast_one(
             await _subscribe(slow, waveform=True)
             async with connect(gw.ws_url + f"?token={TOKEN}") as fast:
                 await _subscribe(fast, waveform=True)
-                await asyncio.sleep(0.3)
                 # ~25 MB of waveform JSON to each client, far more than `slow`'s buffers hold
                 alerts = [_alert(f"p{i % 4}", 360 * i) for i in range(WAVE_CHUNKS)]
                 counts: dict[str, int] = {"waveform": 0}
@@ -313,7 +326,6 @@ async def test_ack_over_rest_is_recorded_and_broadcast(gw: Running) -> None:
             connect(gw.ws_url + f"?token={TOKEN}") as other:
         await _subscribe(ws, patients=["bed-7"])
         await _subscribe(other, patients=["bed-9"])
-        await asyncio.sleep(0.3)
         await gw.store.write_alert(alert)
         await _next(ws, "alert")
         r = await gw.http.post(f"/api/alarms/{alert.alarm_id}/ack", json={"user": "nurse.k"},
@@ -375,7 +387,6 @@ async def test_waveform_and_beats_from_kafka(gw: Running) -> None:
             connect(gw.ws_url + f"?token={TOKEN}") as no_wave:
         await _subscribe(ws, patients=["mitdb-100"], waveform=True)
         await _subscribe(no_wave, patients=["mitdb-100"], waveform=False)
-        await asyncio.sleep(0.3)
         async with Producer(gw.settings) as producer:
             for k in range(3):
                 await producer.send(gw.settings.topic("samples"), _chunk("mitdb-100", 360 * k),
