@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from detector.gateway.auth import TokenAuth
 from detector.gateway.context import ApiError, Gateway
-from detector.gateway.feeds import STREAM_ID, Feeds, alert_frame
+from detector.gateway.feeds import STREAM_ID, Feeds, alert_frame, stored_beats
 from detector.gateway.uploads import Analyzer, AnalyzeRunner, onnx_analyzer
 from detector.gateway.ws import websocket_endpoint
 from stream.errors import ServiceUnavailable
@@ -106,7 +106,7 @@ def _api(gw: Gateway, runner: AnalyzeRunner) -> APIRouter:
         return {"patient_id": patient_id, "heart_rate_bpm": state["heart_rate_bpm"],
                 "last_class": state["last_class"], "last_alert_id": stored.last_alert_id,
                 "active_alarms": [_alarm(a) for a in alarms],
-                "recent_beats": _recent_beats(gw, patient_id)}
+                "recent_beats": await _recent_beats(gw, patient_id)}
 
     @api.get("/alerts")
     async def alerts(
@@ -144,11 +144,12 @@ def _alarm(a: AlarmState) -> dict[str, Any]:
             "acknowledged_at_ms": None if a.acked_at_ns is None else a.acked_at_ns // 1_000_000}
 
 
-def _recent_beats(gw: Gateway, patient_id: str) -> list[dict[str, Any]]:
+async def _recent_beats(gw: Gateway, patient_id: str) -> list[dict[str, Any]]:
+    """Beats seen live by this gateway, else the detector's recent beats kept in Redis."""
     live = gw.feeds.live.patients.get(patient_id)
-    if live is None:
-        return []
-    return [{k: v for k, v in b.items() if k != "type"} for b in list(live.recent)[-RECENT_BEATS:]]
+    if live is not None and live.recent:
+        return [{k: v for k, v in b.items() if k != "type"} for b in list(live.recent)[-RECENT_BEATS:]]
+    return await stored_beats(gw.store, gw.settings.topic_prefix, patient_id, RECENT_BEATS)
 
 
 def _static(app: FastAPI, settings: Settings) -> None:

@@ -288,6 +288,27 @@ def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
+async def stored_beats(store: AlertStore, key_prefix: str, patient_id: str,
+                       count: int) -> list[dict[str, Any]]:
+    """The detector's recent beats of a patient from Redis (``{prefix}:beats:{patient}``, ids
+    ``{sample_index}-1``), oldest first; for a gateway that restarted and has seen none live."""
+    rows: Any = await store.client.xrevrange(f"{key_prefix}:beats:{patient_id}", "+", "-",
+                                             count=count)
+    out: list[dict[str, Any]] = []
+    for sid, fields in reversed(rows or []):
+        try:
+            f = {_s(k): _s(v) for k, v in fields.items()}
+            sample, fs = int(_s(sid).split("-")[0]), float(f["fs_hz"])
+            rr = float(f.get("rr_s", "0"))
+            out.append({"patient_id": patient_id, "sample_index": sample,
+                        "t_s": round(sample / fs, 4), "class": f["class"],
+                        "confidence": float(f.get("conf", "0")),
+                        "hr_bpm": round(60.0 / rr, 1) if 0.2 <= rr <= 3.0 else 0.0})
+        except (KeyError, ValueError, ZeroDivisionError):
+            continue
+    return out
+
+
 # --- state ----------------------------------------------------------------------------------
 
 

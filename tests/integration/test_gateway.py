@@ -355,6 +355,21 @@ async def test_ack_over_rest_is_recorded_and_broadcast(gw: Running) -> None:
     assert (await gw.http.get("/api/patients/bed-404", headers=AUTH)).status_code == 404
 
 
+async def test_patient_detail_falls_back_to_the_beats_the_detector_keeps_in_redis(gw: Running) -> None:
+    """A restarted gateway has seen no beats live: it serves the detector's recent beats."""
+    await gw.store.update_patient("bed-5", heart_rate_bpm=61.0, last_beat_class=BeatClass.V,
+                                  last_beat_sample=720)
+    for sample, cls in ((360, "N"), (720, "V")):
+        await gw.store.client.xadd(f"{gw.settings.topic_prefix}:beats:bed-5",
+                                   {"class": cls, "conf": "0.900", "rr_s": "1.0000", "fs_hz": "360.0"},
+                                   id=f"{sample}-1")
+    detail = (await gw.http.get("/api/patients/bed-5", headers=AUTH)).json()
+    assert detail["heart_rate_bpm"] == 61.0 and detail["last_class"] == "V"
+    assert detail["recent_beats"] == [
+        {"patient_id": "bed-5", "sample_index": s, "t_s": s / 360, "class": c, "confidence": 0.9,
+         "hr_bpm": 60.0} for s, c in ((360, "N"), (720, "V"))]
+
+
 async def test_ack_over_websocket(gw: Running) -> None:
     alert = _alert("bed-3", 100)
     await gw.store.write_alert(alert)
