@@ -6,6 +6,7 @@ import { BEAT_CLASSES, alarmLabel, displayPriority, el, fmtDataTime, fmtHr, fmtN
 import { countBars } from "./patient.js";
 
 const PREVIEW_S = 20;
+const MAX_EVENT_ROWS = 500;
 
 export class AnalyzeView {
   constructor(root, store, actions) {
@@ -159,7 +160,21 @@ export class AnalyzeView {
         ),
       ),
       el("div", { class: "card" }, el("h2", {}, `First ${PREVIEW_S} s`), this.plot),
-      el("div", { class: "card" }, el("h2", {}, `Alarms (${alarms.length})`), alarmTable(alarms)),
+      el(
+        "div",
+        { class: "card" },
+        el("h2", {}, `Alarms · ${alarms.filter((a) => a.phase !== "end" && a.phase !== "update").length} onsets`),
+        alarmSummary(alarms),
+        alarms.length
+          ? el(
+              "details",
+              { class: "events" },
+              el("summary", {}, `All ${alarms.length} alarm events`),
+              alarmTable(alarms.slice(0, MAX_EVENT_ROWS)),
+              alarms.length > MAX_EVENT_ROWS ? el("p", { class: "muted" }, `First ${MAX_EVENT_ROWS} shown.`) : null,
+            )
+          : null,
+      ),
     );
     this.drawPlot();
   }
@@ -200,6 +215,52 @@ function robustRange(values) {
   if (v.length < 8) return null;
   const q = (p) => v[Math.min(v.length - 1, Math.floor(p * v.length))];
   return [q(0.02), q(0.98), v[0], v[v.length - 1]];
+}
+
+/** One row per alarm type: priority, onsets, total time active (onset to end, by alarm_id). */
+function alarmSummary(alarms) {
+  if (!alarms.length) return el("p", { class: "muted" }, "No alarms.");
+  const byType = new Map();
+  const onsetAt = new Map();
+  for (const a of alarms) {
+    const key = a.alarm_type || "alarm";
+    const row = byType.get(key) || { type: key, prio: displayPriority(a), onsets: 0, activeS: 0, first: null };
+    if (a.phase === "onset" || !a.phase) {
+      row.onsets += 1;
+      if (row.first === null && isNum(a.onset_t_s)) row.first = a.onset_t_s;
+      if (a.alarm_id && isNum(a.onset_t_s)) onsetAt.set(a.alarm_id, a.onset_t_s);
+    } else if (a.phase === "end" && isNum(a.t_s)) {
+      const start = onsetAt.get(a.alarm_id) ?? a.onset_t_s;
+      if (isNum(start)) row.activeS += Math.max(0, a.t_s - start);
+    }
+    byType.set(key, row);
+  }
+  const rank = { high: 3, medium: 2, low: 1, technical: 0 };
+  const rows = [...byType.values()].sort((a, b) => rank[b.prio] - rank[a.prio] || b.onsets - a.onsets);
+  return el(
+    "div",
+    { class: "table-wrap" },
+    el(
+      "table",
+      { class: "alarm-table" },
+      el("thead", {}, el("tr", {}, ...["Alarm", "Priority", "Onsets", "Time active", "First onset"].map((h) => el("th", {}, h)))),
+      el(
+        "tbody",
+        {},
+        ...rows.map((r) =>
+          el(
+            "tr",
+            {},
+            el("td", {}, alarmLabel(r.type)),
+            el("td", {}, el("span", { class: `prio-pill prio-${r.prio}` }, r.prio)),
+            el("td", { class: "num" }, String(r.onsets)),
+            el("td", { class: "num" }, r.activeS ? fmtDataTime(r.activeS) : "—"),
+            el("td", { class: "num" }, fmtDataTime(r.first)),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 function alarmTable(alarms) {

@@ -38,6 +38,7 @@ export class PatientView {
       alarms: (ev) => ev.detail.patient === this.p && this.renderAlarms(),
       alert: (ev) => ev.detail.patient === this.p && this.renderHistory(),
       state: (ev) => ev.detail.patient === this.p && this.renderNumbers(),
+      patients: () => this.renderNumbers(),
       beat: (ev) => ev.detail.patient === this.p && this.renderNumbers(),
     };
   }
@@ -61,7 +62,7 @@ export class PatientView {
         { class: "pv-head" },
         el("a", { href: "#/", class: "back" }, "← Station"),
         el("h1", {}, "Patient ", el("span", { class: "bed" }, p.id)),
-        p.known ? null : el("span", { class: "muted" }, "(not reported by the gateway yet)"),
+        (this.unknown = el("span", { class: "muted", hidden: p.known }, "(not reported by the gateway yet)")),
         this.lead,
         el("div", { class: "pv-vitals" }, el("span", { class: "hr-label" }, "HR bpm"), this.hr),
         el("div", { class: "pv-class" }, el("span", { class: "hr-label" }, "Last beat"), this.cls),
@@ -125,6 +126,7 @@ export class PatientView {
   }
 
   renderNumbers() {
+    this.unknown.hidden = this.p.known;
     this.hr.textContent = patientHr(this.p);
     const c = this.p.lastClass || "–";
     this.cls.textContent = c;
