@@ -24,7 +24,7 @@ from stream.schemas import BeatClass
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "cnn"
+DEFAULT_MODEL = "resnet"
 
 
 def model_path(name: str, models_dir: Path = MODELS_DIR) -> Path:

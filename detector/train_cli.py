@@ -49,7 +49,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(
             "--data-dir (ECGMON_DATA_DIR): point it at the MIT-BIH folder (../shared/data/mitdb)"
         )
-    from detector.training.pipeline import TrainOptions, run_training
+    from detector.training.pipeline import TrainOptions, rescore, run_training
+
+    if args.rescore:
+        rows = rescore(Path(args.out), settings.data_dir, args.families.split(","), _progress)
+        print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
+        return 0
 
     opts = TrainOptions(
         data_dir=settings.data_dir, out_dir=Path(args.out), families=args.families.split(","),
@@ -88,6 +93,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--val-records", default=None, help="override the DS1 validation records (tests)")
     parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
     parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no training: score the existing models on DS2 again and update their cards "
+                        "(after a QRS detector change)")
     parser.add_argument("--ucr", default=None, help="UCR file (e.g. ECG5000_TRAIN.txt): k-fold CV instead")
     parser.add_argument("--folds", type=int, default=5, help="folds for --ucr")
     parser.add_argument("--ucr-epochs", type=int, default=40, help="epochs per fold for --ucr")

@@ -90,7 +90,7 @@ class Settings:
     metrics_port: int = _f(0, "port of the Prometheus /metrics endpoint (0 = none)")
     # classifier
     model: str = _f(
-        "cnn", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "
+        "resnet", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "
         "or a path to an .onnx file"
     )
     # gateway

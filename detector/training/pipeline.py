@@ -73,6 +73,7 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
             else:
                 ev = evaluate(opts.data_dir, test_recs, OnnxClassifier(path), prepared=prepared)
                 card["ds2"] = ev.as_json()
+        card["detector_sha256"] = _detector_sha256()
         write_card(path.with_suffix(".json"), card)
         rows.append(_row(card))
         progress(f"{family}: {_row(card)}")
@@ -148,3 +149,35 @@ def _row(card: dict[str, Any]) -> dict[str, Any]:
     if "ds2_auroc" in card:
         row["auroc"] = round(card["ds2_auroc"], 4)
     return row
+
+
+def rescore(
+    models_dir: Path, data_dir: Path, families: list[str], progress: Progress
+) -> list[dict[str, Any]]:
+    """Score the existing ONNX models on DS2 again (after a detector change) and update their cards."""
+    import json
+
+    from detector.training.export import write_card
+
+    prepared: dict[str, PreparedRecord] = {}
+    rows = []
+    for family in families:
+        path = models_dir / f"{family}.onnx"
+        card = json.loads(path.with_suffix(".json").read_text())
+        opts = TrainOptions(data_dir=data_dir, out_dir=models_dir, families=[family])
+        progress(f"{family}: scoring DS2 end to end")
+        if family == "autoencoder":
+            card["ds2_auroc"] = _ds2_auroc(opts, path, prepared)
+        else:
+            card["ds2"] = evaluate(data_dir, list(DS2), OnnxClassifier(path), prepared=prepared).as_json()
+        card["detector_sha256"] = _detector_sha256()
+        write_card(path.with_suffix(".json"), card)
+        rows.append(_row(card))
+    return rows
+
+
+def _detector_sha256() -> str:
+    import hashlib
+
+    qrs = Path(__file__).resolve().parents[1] / "core" / "qrs.py"
+    return hashlib.sha256(qrs.read_bytes()).hexdigest()

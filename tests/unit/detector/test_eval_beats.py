@@ -1,0 +1,63 @@
+"""End-to-end beat classification on real DS2 records with the committed default model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.eval_beats import BeatEvaluation, evaluate, parse_records
+from detector.onnx_classifier import DEFAULT_MODEL, MODELS_DIR, OnnxClassifier
+from detector.training.data import DS1, DS2, match_nearest
+from stream import cli
+from stream.errors import ConfigError
+
+
+def test_parse_records() -> None:
+    assert parse_records("ds2") == list(DS2)
+    assert parse_records("100, 232") == ["100", "232"]
+    assert not set(DS1) & set(DS2)
+    with pytest.raises(ConfigError, match="paced"):
+        parse_records("100,217")
+
+
+def test_match_nearest_one_to_one() -> None:
+    ref = np.array([100, 200, 300])
+    test = np.array([95, 104, 260, 420])
+    got = match_nearest(ref, test, 54)
+    assert got.tolist() == [-1, 0, 2, -1] or got.tolist() == [0, -1, 2, -1]
+    assert match_nearest(ref, np.array([], np.int64), 54).tolist() == []
+
+
+def test_bxb_counting() -> None:
+    ev = BeatEvaluation()
+    ev.confusion[2, 2] = 9  # V called V
+    ev.confusion[2, 5] = 1  # V missed
+    ev.confusion[5, 2] = 3  # extra beat called V
+    ev.confusion[0, 0] = 100
+    m = ev.class_metrics()
+    assert m["V"]["se"] == pytest.approx(0.9) and m["V"]["ppv"] == pytest.approx(0.75)
+    assert ev.accuracy() == 1.0
+
+
+@pytest.mark.data
+def test_default_model_on_ds2_records(mitdb_dir: Path) -> None:
+    # Three DS2 patients with many V beats (200, 221, 233); never seen in training or selection.
+    clf = OnnxClassifier.load(DEFAULT_MODEL)
+    ev = evaluate(mitdb_dir, ["200", "221", "233"], clf)
+    m = ev.class_metrics()
+    assert m["N"]["se"] > 0.95 and m["N"]["ppv"] > 0.95, m["N"]
+    assert m["V"]["se"] > 0.90 and m["V"]["ppv"] > 0.90, m["V"]
+    assert ev.accuracy() > 0.95
+
+
+@pytest.mark.data
+def test_cli_reproduces_the_model_card(mitdb_dir: Path, tmp_path: Path) -> None:
+    card = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.json").read_text())
+    out = tmp_path / "beats.json"
+    assert cli.main(["eval", "beats", "--data-dir", str(mitdb_dir), "--records", "232",
+                     "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["confusion"] == card["ds2"]["records"]["232"]
