@@ -376,7 +376,9 @@ class QrsDetector:
         if c.value > thr1 and not is_t and (since is None or since > self.p.w_n):
             k = self.config.signal_weight
             self._spk = k * c.value + (1 - k) * self._spk
-            return self._accept(c, c.idx + self.p.w_n, searchback=False)
+            # beats of the learning period wait for its end (learn_end + w - 1 is its last sample)
+            decided = max(c.idx, self._learn_end - 1) + self.p.w_n
+            return self._accept(c, decided, searchback=False)
         k = self.config.signal_weight
         self._npk = k * c.value + (1 - k) * self._npk
         if not is_t:
