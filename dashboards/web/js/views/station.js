@@ -31,7 +31,7 @@ class Tile {
         dataset: { patient: patient.id },
         onclick: () => actions.openPatient(patient.id),
         onkeydown: (ev) => {
-          if (ev.key === "Enter") actions.openPatient(patient.id);
+          if (ev.key === "Enter" && ev.target === ev.currentTarget) actions.openPatient(patient.id);
         },
       },
       el("header", { class: "tile-head" }, el("span", { class: "bed" }, patient.id), this.lead, this.cls),
