@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# A local copy of MIT-BIH beside the repo is used when present; otherwise records are
+# downloaded from PhysioNet into ~/.cache/ecgmon.
+LOCAL_MITDB := $(abspath ../shared/data/mitdb)
+DEMO_DATA   := $(if $(ECGMON_DATA_DIR),$(ECGMON_DATA_DIR),$(if $(wildcard $(LOCAL_MITDB)/100.hea),$(LOCAL_MITDB),))
+
 ## demo: start a local broker + Redis and stream MIT-BIH patients through the pipeline
 demo: $(STAMP)
-	$(BIN)/ecgmon up
+	ECGMON_DATA_DIR=$(DEMO_DATA) $(BIN)/ecgmon up
 
 ## test: the whole test suite against a real broker and Redis started by the session
 test: $(STAMP)
