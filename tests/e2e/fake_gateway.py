@@ -636,7 +636,8 @@ async def main_async(args: argparse.Namespace) -> None:
     async with serve(gw.handler, "127.0.0.1", 0, process_request=gw.process_request) as inner:
         inner_port = inner.sockets[0].getsockname()[1]
         outer = await asyncio.start_server(lambda r, w: front(gw, inner_port, r, w), args.host, args.port)
-        logger.info("fake gateway on http://%s:%d/ (token %r)", args.host, args.port, args.token)
+        port = outer.sockets[0].getsockname()[1]  # the real one when --port 0
+        logger.info("fake gateway on http://%s:%d/ (token %r)", args.host, port, args.token)
         sim = asyncio.create_task(gw.run_sim())
         try:
             async with outer:
@@ -651,7 +652,7 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--port", type=int, default=8765, help="0 = any free port (logged)")
     ap.add_argument("--token", default="demo", help="bearer token the dashboard must send ('' = no auth)")
     ap.add_argument("--web-dir", default=str(WEB_DIR))
     ap.add_argument("--patients", type=int, default=10, help="number of beds (10 scripted, the rest sinus)")
