@@ -42,6 +42,7 @@ const actions = {
       await postAck(alarmId, user);
       store.onAcked(alarmId, user);
     } catch (err) {
+      store.markAckPending(alarmId, false);
       if (err instanceof AuthError) actions.authFailed();
       toast(`Acknowledge failed: ${err.message}`);
     }
@@ -64,7 +65,13 @@ function route() {
   const m = hash.match(/^#\/patient\/(.+)$/);
   view?.unmount();
   if (m) {
-    view = new PatientView(main, store, actions, decodeURIComponent(m[1]));
+    let id = m[1];
+    try {
+      id = decodeURIComponent(id);
+    } catch {
+      // a malformed escape: use the id as typed
+    }
+    view = new PatientView(main, store, actions, id);
   } else if (hash.startsWith("#/analyze")) {
     view = new AnalyzeView(main, store, actions);
   } else {

@@ -269,11 +269,11 @@ export class Store extends EventTarget {
     }
   }
 
-  markAckPending(alarmId) {
+  markAckPending(alarmId, pending = true) {
     for (const p of this.patients.values()) {
       const a = p.active.get(alarmId);
       if (a) {
-        a.ackPending = performance.now();
+        a.ackPending = pending ? performance.now() : 0;
         this.emit("alarms", { patient: p });
       }
     }
