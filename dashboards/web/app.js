@@ -37,7 +37,16 @@ const actions = {
   async ack(alarmId) {
     const user = getUser();
     store.markAckPending(alarmId);
-    if (conn.send({ type: "ack", alarm_id: alarmId, user })) return;
+    if (conn.send({ type: "ack", alarm_id: alarmId, user })) {
+      setTimeout(() => {
+        const a = store.findAlarm(alarmId);
+        if (a?.ackPending && !a.acknowledged_by) {
+          store.markAckPending(alarmId, false);
+          toast("The gateway did not confirm the acknowledgement: try again.");
+        }
+      }, 6000);
+      return;
+    }
     try {
       await postAck(alarmId, user);
       store.onAcked(alarmId, user);

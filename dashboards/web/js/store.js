@@ -245,7 +245,7 @@ export class Store extends EventTarget {
         priority: String(a.priority || prev?.priority || "low").toLowerCase(),
         technical: isTechnical(a, prev),
         acknowledged_by: a.acknowledged_by ?? null,
-        ackPending: !a.acknowledged_by && prev?.ackPending && now - prev.ackPending < 5000 ? prev.ackPending : 0,
+        ackPending: !a.acknowledged_by && prev?.ackPending && now - prev.ackPending < 8000 ? prev.ackPending : 0,
       });
     }
     const changed =
@@ -267,6 +267,14 @@ export class Store extends EventTarget {
         this.emit("alarms", { patient: p });
       }
     }
+  }
+
+  findAlarm(alarmId) {
+    for (const p of this.patients.values()) {
+      const a = p.active.get(alarmId);
+      if (a) return a;
+    }
+    return null;
   }
 
   markAckPending(alarmId, pending = true) {
