@@ -16,7 +16,7 @@ from stream.shutdown import stop_on_signals
 
 DETECT_FLAGS = (
     "kafka_bootstrap", "redis_url", "kafka_idempotence", "topic_prefix", "partitions",
-    "fetch_max_wait_ms", "linger_ms", "model", "metrics_port", "log_level", "log_format",
+    "fetch_max_wait_ms", "linger_ms", "model", "metrics_port", "metrics_host", "log_level", "log_format",
 )
 
 
@@ -48,7 +48,7 @@ def run_detect(settings: Settings, args: argparse.Namespace) -> int:
     from detector.service import serve
 
     registry = CollectorRegistry()
-    metrics.serve(settings.metrics_port, registry)
+    metrics.serve(settings.metrics_port, registry, settings.metrics_host)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -88,6 +88,9 @@ class Settings:
     )
     log_format: str = _f("json", "log line format", choices=("json", "text"))
     metrics_port: int = _f(0, "port of the Prometheus /metrics endpoint (0 = none)")
+    metrics_host: str = _f(
+        "127.0.0.1", "address /metrics listens on (0.0.0.0 in a container, for Prometheus)"
+    )
     # classifier
     model: str = _f(
         "resnet", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "

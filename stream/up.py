@@ -167,7 +167,7 @@ def _where(settings: Settings, parts: Sequence[Part], started: Sequence[LocalSer
 async def run_parts(settings: Settings, parts: Sequence[Part], stop: asyncio.Event) -> None:
     """Run every part until ``stop`` is set or one fails; then stop all and wait for them."""
     ctx = UpContext(settings, stop, CollectorRegistry())
-    metrics.serve(settings.metrics_port, ctx.registry)
+    metrics.serve(settings.metrics_port, ctx.registry, settings.metrics_host)
     tasks = {asyncio.create_task(p.run(ctx), name=p.name): p for p in parts}
     stopper = asyncio.create_task(stop.wait())
     failed: BaseException | None = None

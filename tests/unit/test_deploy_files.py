@@ -39,10 +39,7 @@ PLANNED_SUBCOMMANDS = frozenset({"up", "replay", "detect", "gateway", "analyze",
 SUBCOMMAND_MODULES = {"replay": "replay.cli", "detect": "detector.cli", "gateway": "detector.gateway_cli"}
 # ECGMON_* variables compose sets before stream.settings.Settings has their field.
 # Remove a name once its field lands; keep this list short.
-FUTURE_ENV = frozenset({
-    "ECGMON_AUTH_TOKEN",    # gateway bearer token (issue #6)
-    "ECGMON_METRICS_HOST",  # bind address of /metrics; 0.0.0.0 so Prometheus can scrape a container
-})
+FUTURE_ENV: frozenset[str] = frozenset()
 # The metric names the Grafana dashboard queries: the services must export exactly these.
 DASHBOARD_METRICS = frozenset({
     "ecgmon_chunk_to_consumed_seconds_bucket",
