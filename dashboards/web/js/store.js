@@ -17,6 +17,13 @@ function isTechnical(a, known) {
   return TECH_TYPES.has(String(a.alarm_type || known?.alarm_type || "").toLowerCase());
 }
 
+/** Redis stream ids "ms-seq" in order. */
+export function streamIdLess(a, b) {
+  const [am, as] = a.split("-").map(Number);
+  const [bm, bs] = b.split("-").map(Number);
+  return am < bm || (am === bm && as < bs);
+}
+
 class Patient {
   constructor(id) {
     this.id = id;
@@ -315,6 +322,11 @@ export class Store extends EventTarget {
   /** Merge GET /api/alerts history into a patient's table. */
   loadAlerts(patientId, alerts) {
     if (!Array.isArray(alerts)) return;
+    if (patientId === null && this.lastAlertId === null) {
+      // The newest alert of the whole history: a reconnect before any live alert resumes there.
+      const ids = alerts.map((a) => a.id).filter((id) => typeof id === "string" && /^\d+-\d+$/.test(id));
+      if (ids.length) this.lastAlertId = ids.reduce((a, b) => (streamIdLess(a, b) ? b : a));
+    }
     const touched = new Set();
     for (const a of alerts) {
       const alert = patientId === null ? a : { ...a, patient_id: a.patient_id ?? patientId };

@@ -159,6 +159,17 @@ test("store: alerts open and close alarms; state frames are authoritative; acked
   assert.equal(p.alerts.length, 3);
 });
 
+test("store: the newest id of the global alert history seeds last_alert_id, live ids win", () => {
+  const st = new Store();
+  const a = { patient_id: "1", alarm_id: "1:x:1", alarm_type: "pause", priority: "medium", phase: "onset", t_s: 1 };
+  st.loadAlerts(null, [{ ...a, id: "1700000000000-2", alert_id: "a" }, { ...a, id: "1700000000000-10", alert_id: "b" }, { ...a, id: "999-0", alert_id: "c" }]);
+  assert.equal(st.lastAlertId, "1700000000000-10");
+  st.handle({ type: "alert", ...a, id: "1700000000001-0", alert_id: "d" });
+  assert.equal(st.lastAlertId, "1700000000001-0");
+  st.loadAlerts(null, [{ ...a, id: "1800000000000-0", alert_id: "e" }]);
+  assert.equal(st.lastAlertId, "1700000000001-0");
+});
+
 test("store: waveform frames with gaps and beats with duplicates", () => {
   const st = new Store();
   st.handle({ type: "waveform", patient_id: "1", lead: "MLII", fs_hz: FS, first_sample_index: 0, t_s: 0, mv: samples(60) });
