@@ -79,7 +79,17 @@ export class PatientView {
       el(
         "div",
         { class: "card" },
-        el("h2", {}, "Alarm history ", this.historyStatus),
+        el(
+          "div",
+          { class: "card-head" },
+          el("h2", {}, "Alarm history ", this.historyStatus),
+          el(
+            "label",
+            { class: "inline" },
+            (this.showUpdates = el("input", { type: "checkbox", onchange: () => this.renderHistory() })),
+            el("span", {}, "show updates"),
+          ),
+        ),
         el(
           "div",
           { class: "table-wrap" },
@@ -89,7 +99,7 @@ export class PatientView {
             el(
               "thead",
               {},
-              el("tr", {}, ...["Time", "Alarm", "Priority", "Phase", "HR", "Message"].map((h) => el("th", {}, h))),
+              el("tr", {}, ...["Time", "Phase", "Alarm", "Priority", "HR", "Message"].map((h) => el("th", {}, h))),
             ),
             this.history,
           ),
@@ -140,7 +150,11 @@ export class PatientView {
   }
 
   renderHistory() {
-    const rows = [...this.p.alerts].reverse().slice(0, 200);
+    const all = this.showUpdates?.checked;
+    const rows = [...this.p.alerts]
+      .reverse()
+      .filter((a) => all || a.phase !== "update")
+      .slice(0, 200);
     if (!rows.length) {
       this.history.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No alarms recorded")));
       return;
@@ -152,9 +166,9 @@ export class PatientView {
           "tr",
           { class: `phase-${a.phase || "x"}` },
           el("td", { class: "num" }, fmtDataTime(a.t_s)),
+          el("td", {}, a.phase || ""),
           el("td", {}, alarmLabel(a.alarm_type)),
           el("td", {}, el("span", { class: `prio-pill prio-${prio}` }, prio)),
-          el("td", {}, a.phase || ""),
           el("td", { class: "num" }, fmtHr(a.heart_rate_bpm)),
           el("td", { class: "msg" }, a.message || ""),
         );
