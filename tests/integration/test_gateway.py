@@ -336,7 +336,9 @@ async def test_ack_over_rest_is_recorded_and_broadcast(gw: Running) -> None:
         assert abs(body["at_ms"] - time.time() * 1e3) < 5e3
         acked = await _next(ws, "acked")
         assert acked == {"type": "acked", **body}
-        state = await _next(ws, "state")
+        async with asyncio.timeout(5):  # a state frame computed just before the ack may come first
+            while not (state := await _next(ws, "state"))["active_alarms"][0]["acknowledged_by"]:
+                pass
         assert state["patient_id"] == "bed-7" and state["active_alarms"] == [
             {"alarm_id": alert.alarm_id, "alarm_type": "vtach", "priority": "high",
              "acknowledged_by": "nurse.k"}]
@@ -410,8 +412,12 @@ async def test_waveform_and_beats_from_kafka(gw: Running) -> None:
                 beat = Beat("mitdb-100", 360 * k, 360.0, BeatClass.N, 0.97, 1.0, time.time_ns(), 0)
                 await producer.send(gw.settings.topic("beats"), beat, "mitdb-100")
             await producer.flush()
-        waves = [await _next(ws, "waveform") for _ in range(3)]
-        beats = [await _next(ws, "beat") for _ in range(3)]
+        got: dict[str, list[dict[str, Any]]] = {"waveform": [], "beat": []}
+        async with asyncio.timeout(15):  # the two topics interleave in any order
+            while len(got["waveform"]) < 3 or len(got["beat"]) < 3:
+                frame = json.loads(await ws.recv())
+                got.setdefault(frame["type"], []).append(frame)
+        waves, beats = got["waveform"], got["beat"]
         assert (await _next(no_wave, "beat"))["sample_index"] == 360
         with pytest.raises(TimeoutError):
             await _next(no_wave, "waveform", 0.5)

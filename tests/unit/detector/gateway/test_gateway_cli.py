@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 import pytest
 
 from detector.gateway.uploads import json_safe
-from detector.gateway_cli import check_auth
-from stream.cli import build_parser
+from detector.gateway_cli import check_auth, register
 from stream.errors import ConfigError
 from stream.settings import load
 
@@ -27,7 +27,9 @@ def test_dev_no_auth_runs_open_with_a_loud_warning(caplog: pytest.LogCaptureFixt
 
 def test_token_from_env_or_flag() -> None:
     check_auth(load(environ={"ECGMON_AUTH_TOKEN": "t"}))
-    args = build_parser().parse_args(["gateway", "--auth-token", "t2", "--ws-queue-size", "9"])
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["gateway", "--auth-token", "t2", "--ws-queue-size", "9"])
     s = load(args, environ={})
     assert s.auth_token == "t2" and s.ws_queue_size == 9 and args.run is not None
     assert s.web_dir.name == "web" and s.web_dir.parent.name == "dashboards"
