@@ -89,7 +89,6 @@ async def _serve(settings: Settings, analyzer: Any = _analyzer) -> AsyncIterator
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                             ws="websockets-sansio", lifespan="on")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(20):
