@@ -331,9 +331,16 @@ async def serve(settings: Settings, stop: asyncio.Event, registry: CollectorRegi
 
 
 def up_part(settings: Settings) -> Any:
-    """``ecgmon up`` runs the detector as a child process (its own core, its own crash domain)."""
+    """``ecgmon up`` runs the detector as a child process (its own core, its own crash domain).
+
+    ``ecgmon up`` itself serves ``/metrics`` on ``metrics_port`` (replay); the detector
+    child serves its own on the next port, ``metrics_port + 1``.
+    """
     import sys
 
     from stream.up import child_process_part
 
-    return child_process_part("detector", [sys.executable, "-m", "stream.cli", "detect"])
+    argv = [sys.executable, "-m", "stream.cli", "detect"]
+    if settings.metrics_port:
+        argv += ["--metrics-port", str(settings.metrics_port + 1)]
+    return child_process_part("detector", argv)

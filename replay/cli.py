@@ -9,7 +9,10 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
+from prometheus_client import CollectorRegistry
+
 from replay.producer import Progress, log_progress, replay
+from stream import metrics
 from stream import settings as settings_mod
 from stream.errors import ConfigError
 from stream.kafka import Producer, ensure_topics
@@ -23,7 +26,7 @@ KAFKA_FLAGS = ("kafka_bootstrap", "kafka_idempotence", "topic_prefix", "partitio
                "replication_factor", "retention_s", "linger_ms", "batch_bytes", "connect_attempts")
 REPLAY_FLAGS = ("data_dir", "cache_dir", "physionet_db", "records", "speed", "chunk_s", "start_s",
                 "duration_s", "loop", "patients", "stagger_s", "progress_s")
-LOG_FLAGS = ("log_level", "log_format")
+LOG_FLAGS = ("metrics_port", "metrics_host", "log_level", "log_format")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,13 +56,14 @@ async def run_replay(
     settings: Settings,
     stop: asyncio.Event | None = None,
     show: Callable[[Progress], None] | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> Progress:
     """Create the topics, then replay with a producer of our own until done or stopped."""
     stop = stop or asyncio.Event()
     await ensure_topics(settings)
     show = show or progress_printer()
     async with Producer(settings) as producer:
-        progress = await replay(settings, producer, stop, on_progress=show)
+        progress = await replay(settings, producer, stop, on_progress=show, registry=registry)
     if show is not log_progress:
         sys.stderr.write("\n")
     return progress
@@ -69,7 +73,7 @@ def up_part(settings: Settings) -> Part:
     """The replay as a part of `ecgmon up` (progress as log lines: other parts log too)."""
 
     async def run_part(ctx: UpContext) -> None:
-        await run_replay(ctx.settings, ctx.stop, show=log_progress)
+        await run_replay(ctx.settings, ctx.stop, show=log_progress, registry=ctx.registry)
 
     return Part("replay", run_part)
 
@@ -81,10 +85,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             "or run `ecgmon up`, which starts a local broker and the replay together"
         )
 
+    registry = CollectorRegistry()
+    metrics.serve(settings.metrics_port, registry, settings.metrics_host)
+
     async def main() -> None:
         stop = asyncio.Event()
         with stop_on_signals(stop):
-            await run_replay(settings, stop)
+            await run_replay(settings, stop, registry=registry)
 
     try:
         asyncio.run(main())

@@ -20,7 +20,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+from prometheus_client import CollectorRegistry, Counter
+
 from replay.source import Recording, load_record
+from stream import metrics
 from stream.kafka import Producer
 from stream.schemas import SampleChunk
 from stream.settings import Settings
@@ -148,6 +151,7 @@ async def _play(
     clock: Clock,
     sleep: Sleep,
     t0: float,
+    sent: Counter | None = None,
 ) -> None:
     topic = settings.topic("samples")
     chunk_len = max(1, round(settings.chunk_s * rec.fs_hz))
@@ -171,6 +175,8 @@ async def _play(
             )
             await producer.send(topic, chunk, plan.patient_id)
             progress.messages += 1
+            if sent is not None:
+                sent.inc()
             progress.payload_bytes = producer.sent_bytes
             progress.signal_s += (b - a) / rec.fs_hz
             if delay == 0:
@@ -203,12 +209,16 @@ async def replay(
     on_progress: Callable[[Progress], None] = log_progress,
     clock: Clock = time.monotonic,
     sleep: Sleep | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> Progress:
     """Stream every planned patient concurrently until the records end or ``stop`` is set.
 
     Everything handed to the producer is flushed before returning.  ``clock`` and
     ``sleep`` are injectable for tests; the default sleep returns early on ``stop``.
+    With a ``registry``, chunks sent are counted in ``ecgmon_replay_messages_total``.
     """
+    sent = None if registry is None else metrics.counter(
+        "ecgmon_replay_messages_total", "sample chunks sent to the samples topic", registry)
     stop = stop or asyncio.Event()
     sleep = sleep or partial(_sleep_unless, stop)
     plans = plan_patients(settings)
@@ -226,7 +236,7 @@ async def replay(
         async with asyncio.TaskGroup() as group:
             for plan in plans:
                 group.create_task(_play(plan, recordings[plan.record], settings, producer,
-                                        progress, stop, clock, sleep, t0))
+                                        progress, stop, clock, sleep, t0, sent))
         await producer.flush()
     except ExceptionGroup as group_error:  # one failing patient stops all: report its error
         raise group_error.exceptions[0] from group_error
