@@ -24,8 +24,14 @@ DEMO_DATA   := $(if $(ECGMON_DATA_DIR),$(ECGMON_DATA_DIR),$(if $(wildcard $(LOCA
 demo: $(STAMP)
 	ECGMON_DATA_DIR=$(DEMO_DATA) $(BIN)/ecgmon up
 
+# The browser test (tests/e2e) drives Debian's Chromium (never a downloaded one): install it when missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || { echo "make test needs $(CHROMIUM): apt-get install -y chromium (as root)" >&2; exit 1; }
+	test -x $(CHROMIUM)
+
 ## test: the whole test suite against a real broker and Redis started by the session
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	ECGMON_TEST_DATA_DIR=$${ECGMON_TEST_DATA_DIR:-$(abspath ../shared/data)} $(BIN)/python -m pytest
 
 lint: $(STAMP)
