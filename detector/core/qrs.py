@@ -46,119 +46,27 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage, signal
 
-from detector.core.filters import (
-    Difference,
-    FloatArray,
-    HoldNan,
-    MovingSum,
-    SosFilter,
-    bandpass_sos,
-    group_delay_samples,
+from detector.core.filters import Difference, FloatArray, HoldNan, MovingSum, SosFilter
+from detector.core.qrs_types import (
+    Candidate,
+    Params,
+    QrsConfig,
+    QrsResult,
+    RPeak,
+    config_from_json,
+    config_to_json,
 )
-from detector.core.quality import QualityConfig, QualityEvent, QualityMonitor
+from detector.core.quality import QualityEvent, QualityMonitor
 
 __all__ = ["QrsConfig", "QrsDetector", "QrsResult", "RPeak", "detect_peaks"]
 
 _NEG = -np.inf
-
-
-@dataclass(frozen=True, slots=True)
-class QrsConfig:
-    """Detector parameters, all in physical units (converted to samples once, in ``_Params``).
-
-    ``band_hz`` QRS band; ``mwi_s`` integrator window; ``refractory_s`` minimum
-    beat spacing (also the candidate look-ahead, so the decision delay);
-    ``twave_s`` / ``twave_slope_ratio`` T-wave rule of [1]_; ``searchback_rr``
-    search-back after this many mean RR, ``searchback_decay`` level decay when
-    it finds nothing; ``noise_*`` the noise judge; ``learning_s`` initial
-    period; ``norm_tau_s`` time constant of each lead's running mean;
-    ``min_slope_mv_s`` floor of that mean; ``power`` slope exponent;
-    ``min_feature`` smallest candidate; ``signal_weight`` / ``threshold_fraction``
-    the level update and threshold of [1]_; ``default_rr_s`` RR before two beats;
-    ``secondary_weight`` weight of the leads after the first (primary) one.
-    """
-
-    band_hz: tuple[float, float] = (5.0, 15.0)
-    mwi_s: float = 0.15
-    refractory_s: float = 0.2
-    twave_s: float = 0.36
-    twave_slope_ratio: float = 0.5
-    searchback_rr: float = 1.66
-    searchback_decay: float = 0.7
-    noise_block_s: float = 5.0
-    noise_fraction: float = 0.4
-    learning_s: float = 2.0
-    norm_tau_s: float = 3.0
-    min_slope_mv_s: float = 1.0
-    power: float = 1.5
-    min_feature: float = 0.05
-    signal_weight: float = 0.125
-    threshold_fraction: float = 0.25
-    default_rr_s: float = 1.0
-    secondary_weight: float = 0.25
-    quality: QualityConfig = field(default_factory=QualityConfig)
-
-
-@dataclass(frozen=True, slots=True)
-class RPeak:
-    """One detected beat.
-
-    ``sample_index`` is the R-peak position in the stream; ``decided_at_sample``
-    is the last sample the decision needed (independent of chunking);
-    ``emitted_at_sample`` is the stream index at which ``update`` returned it
-    (the last sample of that chunk), for delay measurement.
-    """
-
-    sample_index: int
-    rr_prev_s: float | None
-    strength: float
-    amplitude_mv: float
-    searchback: bool
-    decided_at_sample: int
-    emitted_at_sample: int
-
-
-@dataclass(frozen=True, slots=True)
-class QrsResult:
-    """What one ``update`` call produced: beats and signal-quality events."""
-
-    peaks: list[RPeak]
-    quality: list[QualityEvent]
-
-
-@dataclass(slots=True)
-class _Candidate:
-    idx: int  # feature peak index
-    value: float
-    slope: float
-    loc: int  # R-peak estimate
-    amplitude_mv: float
-
-
-class _Params:
-    """Config converted to samples, once."""
-
-    def __init__(self, cfg: QrsConfig, fs_hz: float) -> None:
-        self.bp_sos = bandpass_sos(cfg.band_hz[0], cfg.band_hz[1], fs_hz)
-        centre = float(np.sqrt(cfg.band_hz[0] * min(cfg.band_hz[1], 0.45 * fs_hz)))
-        self.delay_n = int(round(group_delay_samples(self.bp_sos, centre, fs_hz)))
-        self.mwi_n = max(1, int(round(cfg.mwi_s * fs_hz)))
-        self.w_n = max(1, int(round(cfg.refractory_s * fs_hz)))
-        self.twave_n = int(round(cfg.twave_s * fs_hz))
-        self.learn_n = int(round(cfg.learning_s * fs_hz))
-        self.default_rr_n = int(round(cfg.default_rr_s * fs_hz))
-        self.noise_block_n = max(1, int(round(cfg.noise_block_s * fs_hz)))
-        self.ema_a = float(np.exp(-1.0 / (cfg.norm_tau_s * fs_hz)))
-        self.eps = cfg.min_slope_mv_s**cfg.power
-        # history kept: candidate window both sides + integrator + locating slack
-        self.hist_n = 2 * self.w_n + self.mwi_n + self.delay_n + 2
 
 
 class QrsDetector:
@@ -182,7 +90,7 @@ class QrsDetector:
         self.fs_hz = float(fs_hz)
         self.n_leads = int(n_leads)
         self.config = config or QrsConfig()
-        p = self.p = _Params(self.config, self.fs_hz)
+        p = self.p = Params(self.config, self.fs_hz)
         self._hold = HoldNan(n_leads)
         self._valid = np.zeros(n_leads, dtype=bool)  # band-pass seeded from a finite sample
         self._zi_ss = signal.sosfilt_zi(p.bp_sos)  # steady state per unit DC input
@@ -200,8 +108,8 @@ class QrsDetector:
         # decision state
         self._learning = True
         self._learn_end = self.p.learn_n
-        self._pending: list[_Candidate] = []  # scanned, not yet decided
-        self._noise: list[_Candidate] = []  # below threshold since last beat
+        self._pending: list[Candidate] = []  # scanned, not yet decided
+        self._noise: list[Candidate] = []  # below threshold since last beat
         self._spk = 0.0
         self._npk = 0.0
         self._last_qrs = -1
@@ -316,7 +224,7 @@ class QrsDetector:
             self._hist = self._hist[:, keep_from - self._hist_start :]
             self._hist_start = keep_from
 
-    def _candidate(self, i: int) -> _Candidate:
+    def _candidate(self, i: int) -> Candidate:
         p = self.p
         lo = max(0, i - p.mwi_n - p.delay_n)
         nl = self.n_leads
@@ -325,7 +233,7 @@ class QrsDetector:
         bp = self._hist[2 + lead, lo : i + 1]
         j = int(np.argmax(np.abs(bp)))
         loc = self._hist_start + lo + j - p.delay_n
-        return _Candidate(
+        return Candidate(
             idx=self._hist_start + i,
             value=float(self._hist[0, i]),
             slope=slope,
@@ -367,7 +275,7 @@ class QrsDetector:
                 out.append(pk)
         return out
 
-    def _classify(self, c: _Candidate) -> RPeak | None:
+    def _classify(self, c: Candidate) -> RPeak | None:
         thr1, _ = self._thresholds()
         since = c.idx - self._last_qrs if self._last_qrs >= 0 else None
         is_t = since is not None and since < self.p.twave_n and (
@@ -430,7 +338,7 @@ class QrsDetector:
             return self.p.default_rr_n
         return sum(self._rr) // len(self._rr)
 
-    def _accept(self, c: _Candidate, decided_at: int, *, searchback: bool) -> RPeak:
+    def _accept(self, c: Candidate, decided_at: int, *, searchback: bool) -> RPeak:
         rr_prev: float | None = None
         if self._last_qrs >= 0:
             rr = c.idx - self._last_qrs
@@ -455,7 +363,7 @@ class QrsDetector:
         """The complete state as ``.npz`` bytes; :meth:`from_snapshot` resumes exactly."""
         cands = [*self._pending, *self._noise]
         arrays: dict[str, Any] = {
-            "config": np.frombuffer(json.dumps(_config_to_json(self.config)).encode(), dtype=np.uint8),
+            "config": np.frombuffer(json.dumps(config_to_json(self.config)).encode(), dtype=np.uint8),
             "shape": np.array([self.fs_hz, self.n_leads], dtype=np.float64),
             "hold": self._hold.last,
             "valid": self._valid,
@@ -485,7 +393,7 @@ class QrsDetector:
         """Rebuild a detector from :meth:`snapshot` bytes."""
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
-        cfg = _config_from_json(json.loads(a["config"].tobytes().decode()))
+        cfg = config_from_json(json.loads(a["config"].tobytes().decode()))
         det = cls(float(a["shape"][0]), int(a["shape"][1]), cfg)
         det._hold.last = a["hold"]
         det._valid = a["valid"].astype(bool)
@@ -502,23 +410,12 @@ class QrsDetector:
         det._spk, det._npk, det._last_slope = (float(v) for v in a["levels"][:3])
         det._rr = [int(v) for v in a["rr"]]
         cands = [
-            _Candidate(int(i[0]), float(f[0]), float(f[1]), int(i[1]), float(f[2]))
+            Candidate(int(i[0]), float(f[0]), float(f[1]), int(i[1]), float(f[2]))
             for i, f in zip(a["cand_i"], a["cand_f"], strict=True)
         ]
         det._pending, det._noise = cands[:n_pending], cands[n_pending:]
         det._quality.restore({k[2:]: v for k, v in a.items() if k.startswith("q_")})
         return det
-
-
-def _config_to_json(cfg: QrsConfig) -> dict[str, Any]:
-    return asdict(cfg)
-
-
-def _config_from_json(raw: dict[str, Any]) -> QrsConfig:
-    raw = dict(raw)
-    raw["band_hz"] = tuple(raw["band_hz"])
-    raw["quality"] = QualityConfig(**raw["quality"])
-    return QrsConfig(**raw)
 
 
 def detect_peaks(signal_mv: npt.ArrayLike, fs_hz: float, chunk_s: float = 1.0) -> npt.NDArray[np.int64]:
