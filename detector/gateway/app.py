@@ -24,7 +24,7 @@ from detector.gateway.context import ApiError, Gateway
 from detector.gateway.feeds import STREAM_ID, Feeds, alert_frame, stored_beats
 from detector.gateway.uploads import Analyzer, AnalyzeRunner, onnx_analyzer
 from detector.gateway.ws import websocket_endpoint
-from stream.errors import ServiceUnavailable
+from stream.errors import ConfigError, ServiceUnavailable
 from stream.redis import AlarmState, AlertStore
 from stream.settings import Settings
 
@@ -39,8 +39,13 @@ class AckBody(BaseModel):
 
 def create_app(settings: Settings, registry: CollectorRegistry, store: AlertStore, feeds: Feeds,
                analyzer: Analyzer | None = None) -> FastAPI:
-    """The app; its lifespan starts the store (if needed) and the feeds, and stops the feeds."""
-    token = None if settings.dev_no_auth and not settings.auth_token else settings.auth_token
+    """The app; its lifespan starts the store (if needed) and the feeds, and stops the feeds.
+
+    Refuses to build an open app unless ``settings.dev_no_auth`` says so explicitly.
+    """
+    if not settings.auth_token and not settings.dev_no_auth:
+        raise ConfigError("the gateway needs ECGMON_AUTH_TOKEN (or dev_no_auth for development)")
+    token = settings.auth_token or None
     gw = Gateway(settings, registry, store, feeds, TokenAuth(token))
     runner = AnalyzeRunner(analyzer or onnx_analyzer(settings.model), settings.upload_max_bytes,
                            settings.analyze_timeout_s)

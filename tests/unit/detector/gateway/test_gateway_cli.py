@@ -47,3 +47,23 @@ def test_json_safe_turns_numpy_and_non_finite_into_json() -> None:
 
     out = json_safe({"a": np.float32(1.5), "b": [np.int64(2), float("nan")], "c": np.arange(2)})
     assert out == {"a": 1.5, "b": [2, None], "c": [0, 1]}
+
+
+def test_the_app_factory_refuses_to_build_an_open_app_by_accident() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from detector.gateway.app import create_app
+    from detector.gateway.clients import ClientHub
+    from detector.gateway.feeds import Feeds
+    from stream.redis import AlertStore
+
+    for env, ok in (({}, False), ({"ECGMON_DEV_NO_AUTH": "1"}, True), ({"ECGMON_AUTH_TOKEN": "t"}, True)):
+        settings = load(environ={"ECGMON_REDIS_URL": "redis://127.0.0.1:1/0", **env})
+        registry = CollectorRegistry()
+        store = AlertStore.from_settings(settings, registry)
+        feeds = Feeds(settings, store, ClientHub(registry, 4), registry)
+        if ok:
+            assert create_app(settings, registry, store, feeds).title == "ecgmon gateway"
+        else:
+            with pytest.raises(ConfigError, match="ECGMON_AUTH_TOKEN"):
+                create_app(settings, registry, store, feeds)
