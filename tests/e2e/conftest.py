@@ -167,8 +167,9 @@ def running_stack(mitdb_dir: Path, log_dir: Path, *, speed: str = "5") -> Iterat
     while http_port in (metrics_port, metrics_port + 1):
         http_port = free_port()
     log_path = log_dir / "ecgmon-up.log"
-    env = {**os.environ, "ECGMON_AUTH_TOKEN": token, "ECGMON_DATA_DIR": str(mitdb_dir),
-           "ECGMON_LOG_FORMAT": "text"}
+    # No ECGMON_* from the caller: a configured broker or Redis would replace the local ones.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECGMON_")}
+    env |= {"ECGMON_AUTH_TOKEN": token, "ECGMON_DATA_DIR": str(mitdb_dir), "ECGMON_LOG_FORMAT": "text"}
     cmd = [sys.executable, "-m", "stream.cli", "up", "--http-port", str(http_port),
            "--metrics-port", str(metrics_port), "--records", E2E_RECORDS, "--speed", speed, "--loop",
            "--progress-s", "0"]
