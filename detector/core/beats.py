@@ -27,7 +27,11 @@ so the model sees "premature for this patient" rather than an absolute interval.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import io
+import itertools
+import operator
 from collections import deque
 from dataclasses import dataclass
 
@@ -141,6 +145,10 @@ def rr_features(prev_s: float, next_s: float, local_s: float, long_s: float) -> 
     )
 
 
+def _interval_end(interval: tuple[int, float]) -> int:
+    return interval[0]
+
+
 @dataclass(slots=True)
 class _Pending:
     peak: int
@@ -213,18 +221,16 @@ class BeatFeatureExtractor:
 
     def _features(self, p: _Pending, next_rr: float) -> tuple[int, FloatArray, FloatArray]:
         prev_rr = p.prev_rr_s if p.prev_rr_s is not None else next_rr
-        local: list[float] = []
-        total, count = 0.0, 0
+        # intervals ending in [peak - LONG_TERM_S, peak], newest first (their ends increase)
         oldest = p.peak - LONG_TERM_S * self.fs_hz
-        for end, rr in reversed(self._intervals):  # intervals ending at or before this beat
-            if end > p.peak:
-                continue
-            if end < oldest:
-                break
-            if len(local) < LOCAL_BEATS:
-                local.append(rr)
-            total += rr
-            count += 1
+        lo = bisect.bisect_left(self._intervals, oldest, key=_interval_end)
+        hi = bisect.bisect_right(self._intervals, p.peak, key=_interval_end)
+        newest_first = [rr for _, rr in itertools.islice(self._intervals, lo, hi)][::-1]
+        local = newest_first[:LOCAL_BEATS]
+        # summed one by one, newest first (not pairwise, not compensated): the same floats
+        # as ever, so features and classes do not move
+        total = functools.reduce(operator.add, newest_first, 0.0)
+        count = len(newest_first)
         local_s = sum(local) / len(local) if local else prev_rr
         long_s = total / count if count else prev_rr
         assert p.window is not None
