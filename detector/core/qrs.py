@@ -116,8 +116,8 @@ class QrsDetector:
         self._last_slope = 0.0
         self._rr: list[int] = []
         self._deadline: int | None = None
-        # noise judge: [current block, samples above the feature mean in it, noisy since (-1 = clean)]
-        self._nz = [0, 0, -1]
+        # noise judge: [block, samples above the feature mean, above half of it, noisy since (-1 = clean)]
+        self._nz = [0, 0, 0, -1]
         self._events: list[QualityEvent] = []
 
     # ------------------------------------------------------------------ signal path
@@ -192,9 +192,9 @@ class QrsDetector:
     def flush(self) -> QrsResult:
         """End of stream: close open quality events (beats still undecided are dropped)."""
         events = self._events + self._quality.flush(self.n_seen)
-        if self._nz[2] >= 0:
-            events.append(QualityEvent(-1, "noise", self._nz[2], self.n_seen))
-            self._nz[2] = -1
+        if self._nz[3] >= 0:
+            events.append(QualityEvent(-1, "noise", self._nz[3], self.n_seen))
+            self._nz[3] = -1
         self._events = []
         return QrsResult([], events)
 
@@ -291,35 +291,43 @@ class QrsDetector:
         self._npk = k * c.value + (1 - k) * self._npk
         if not is_t:
             self._noise.append(c)
+            if len(self._noise) > 64:  # bound memory when no beat is found for minutes
+                del self._noise[0]
         return None
 
     def _noise_judge(self, first: int, seg: FloatArray) -> None:
-        """Judge fixed blocks of the feature: noisy when it is above its mean too often.
+        """Judge fixed blocks of the feature: noisy when it is above its mean too often,
+        or never far below it.
 
         Each lead's slope is divided by its running mean, so the fused feature
-        averages about the sum of the lead weights; clean ECG exceeds that only around QRS
-        complexes (~25-30 % of the time), noise in the QRS band much more often
-        (the noise-level idea of Hamilton and Tompkins [2]_ turned into a
-        duty-cycle).
+        averages about the sum of the lead weights.  Clean ECG exceeds that mean
+        only around QRS complexes (25-30 % of the time) and sits below half of
+        it between beats; noise in the QRS band is above the mean more often
+        (bursts), or always above half of it (steady noise).  This is the noise
+        level of Hamilton and Tompkins [2]_ turned into duty cycles.  Ventricular
+        flutter/fibrillation looks the same and is also reported as noise.
         """
         bn = self.p.noise_block_n
-        above = seg > 1.0 + self.config.secondary_weight * (self.n_leads - 1)
+        mean = 1.0 + self.config.secondary_weight * (self.n_leads - 1)
+        above = seg > mean
+        busy = seg > 0.5 * mean
         pos, stop = first, first + seg.shape[0]
-        cur, count, since = self._nz
+        cur, count, count_busy, since = self._nz
         while pos < stop:
             end = min(stop, (cur + 1) * bn)
             count += int(above[pos - first : end - first].sum())
+            count_busy += int(busy[pos - first : end - first].sum())
             pos = end
             if end == (cur + 1) * bn:
-                noisy = count > self.config.noise_fraction * bn
+                noisy = count > self.config.noise_fraction * bn or count_busy > 0.8 * bn
                 if noisy and since < 0:
                     since = cur * bn
                     self._events.append(QualityEvent(-1, "noise", since, None))
                 elif not noisy and since >= 0:
                     self._events.append(QualityEvent(-1, "noise", since, cur * bn))
                     since = -1
-                cur, count = cur + 1, 0
-        self._nz = [cur, count, since]
+                cur, count, count_busy = cur + 1, 0, 0
+        self._nz = [cur, count, count_busy, since]
 
     def _searchback(self, deadline: int) -> RPeak | None:
         _, thr2 = self._thresholds()

@@ -243,3 +243,11 @@ def test_clean_record_has_no_quality_events(mitdb_dir: Path) -> None:
     x, _ = _load(mitdb_dir, "100", 600.0)
     det = QrsDetector(FS, 2)
     assert det.update(x).quality == [] and det.flush().quality == []
+
+
+def test_steady_white_noise_is_reported() -> None:
+    noise = np.random.default_rng(1).normal(0.0, 0.2, (int(60 * FS), 2))
+    det = QrsDetector(FS, 2)
+    events = det.update(noise).quality + det.flush().quality
+    spans = [(ev.start_sample, ev.end_sample) for ev in events if ev.kind == "noise" and ev.end_sample]
+    assert sum(b - a for a, b in spans if b is not None) >= 50 * FS
