@@ -112,11 +112,12 @@ class DetectorService:
         self.dead = DeadLetterPublisher(producer, settings, registry)
         self.topic = settings.topic("samples")
         self.group_id = group_id(settings)
-        self.checkpoints = CheckpointStore(store.client, settings.topic_prefix, self.group_id)
+        self.checkpoints = CheckpointStore(store.client, settings.redis_prefix, self.group_id)
         self.slots: dict[str, _PatientSlot] = {}
         self.next_offsets: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._last_checkpoint = time.monotonic()
+        self._next_partition = -1
 
     # ------------------------------------------------------------------ main loop
     async def run(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
@@ -127,8 +128,8 @@ class DetectorService:
                 batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
                 if batch:
                     await self.process(batch)
-                if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
-                    await self.checkpoint()
+                if time.monotonic() - self._last_checkpoint >= self._checkpoint_every():
+                    await self._checkpoint_next()
                     self._update_lag(consumer)
         finally:
             await self.checkpoint()
@@ -228,7 +229,7 @@ class DetectorService:
         if not beats:
             return
         client = self.store.client
-        prefix = self.settings.topic_prefix
+        prefix = self.settings.redis_prefix
         last: dict[str, Beat] = {}
         async with client.pipeline(transaction=False) as pipe:
             for b in beats:
@@ -238,21 +239,55 @@ class DetectorService:
                           id=f"{b.sample_index}-1", maxlen=2000, approximate=True)
                 last[b.patient_id] = b
             await pipe.execute(raise_on_error=False)
-        for pid, b in last.items():
-            slot = self.slots.get(pid)
-            await self.store.update_patient(
-                pid, heart_rate_bpm=slot.hr_bpm if slot else None,
-                last_beat_class=b.beat_class, last_beat_sample=b.sample_index)
+        await self._update_patients(last)
+
+    async def _update_patients(self, last: dict[str, Beat]) -> None:
+        """What ``AlertStore.update_patient`` writes, for every patient of the batch in one
+        transaction (one round trip instead of one per patient)."""
+        client, prefix = self.store.client, self.store.prefix
+
+        async def write() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                for pid, b in last.items():
+                    slot = self.slots.get(pid)
+                    fields = {"last_beat_class": b.beat_class.value,
+                              "last_beat_sample": str(int(b.sample_index))}
+                    if slot is not None and slot.hr_bpm is not None:
+                        fields = {"heart_rate_bpm": repr(float(slot.hr_bpm)), **fields}
+                    pipe.sadd(f"{prefix}:patients", pid)
+                    pipe.hset(f"{prefix}:patient:{pid}", mapping=fields)  # type: ignore[arg-type]
+                await pipe.execute()
+
+        await self.store._call("update_patient", write)
 
     # ------------------------------------------------------------------ checkpoints
     async def checkpoint(self) -> None:
-        """Flush outputs, save snapshots + next offsets per partition, then commit."""
+        """Flush outputs, save snapshots + next offsets of every partition, then commit."""
         self._last_checkpoint = time.monotonic()
         if not self.next_offsets or self.consumer is None:
             return
+        await self._save(list(self.next_offsets))
+
+    def _checkpoint_every(self) -> float:
+        """Periodic checkpoints take one partition at a time, round robin: each partition is
+        still saved every ``checkpoint_s``, but a pause snapshots 1/n of the patients."""
+        return self.checkpoint_s / max(1, len(self.next_offsets))
+
+    async def _checkpoint_next(self) -> None:
+        self._last_checkpoint = time.monotonic()
+        if not self.next_offsets or self.consumer is None:
+            return
+        order = sorted(self.next_offsets, key=lambda tp: (tp.topic, tp.partition))
+        self._next_partition = (self._next_partition + 1) % len(order)
+        await self._save([order[self._next_partition]])
+
+    async def _save(self, tps: list[TopicPartition]) -> None:
+        """Checkpoint ``tps``: what was sent before is flushed first, the offsets committed after."""
+        assert self.consumer is not None
         await self.producer.flush()
         offsets: dict[TopicPartition, int] = {}
-        for tp, offset in self.next_offsets.items():
+        for tp in tps:
+            offset = self.next_offsets[tp]
             patients = {pid: s.monitor.snapshot() for pid, s in self.slots.items() if s.tp == tp}
             await self.checkpoints.save(tp.topic, tp.partition, Checkpoint(offset, patients))
             offsets[tp] = offset
@@ -315,9 +350,7 @@ async def serve(settings: Settings, stop: asyncio.Event, registry: CollectorRegi
                           "(or use `ecgmon up`, which starts one)")
     classifier = OnnxClassifier.load(settings.model)
     await ensure_topics(settings)
-    async with Producer(settings) as producer, AlertStore(
-        settings.redis_url, registry, prefix=settings.topic_prefix
-    ) as store:
+    async with Producer(settings) as producer, AlertStore.from_settings(settings, registry) as store:
         service = DetectorService(settings, classifier, registry, producer, store)
         consumer = await start_consumer(settings, group_id=service.group_id,
                                         max_partition_fetch_bytes=4 * 1024 * 1024)
