@@ -154,7 +154,7 @@ async def _recent_beats(gw: Gateway, patient_id: str) -> list[dict[str, Any]]:
     live = gw.feeds.live.patients.get(patient_id)
     if live is not None and live.recent:
         return [{k: v for k, v in b.items() if k != "type"} for b in list(live.recent)[-RECENT_BEATS:]]
-    return await stored_beats(gw.store, gw.settings.topic_prefix, patient_id, RECENT_BEATS)
+    return await stored_beats(gw.store, gw.settings.redis_prefix, patient_id, RECENT_BEATS)
 
 
 def _static(app: FastAPI, settings: Settings) -> None:

@@ -28,6 +28,7 @@ RECORDS = ("203", "207")
 
 def _settings(kafka: str, redis_url: str, prefix: str, mitdb: Path) -> Settings:
     return load(environ={}, kafka_bootstrap=kafka, redis_url=redis_url, topic_prefix=prefix,
+                redis_prefix=prefix,
                 kafka_idempotence=False, partitions=4, data_dir=mitdb,
                 records=",".join(RECORDS), speed="max", chunk_s=0.25,
                 duration_s=MINUTES * 60.0, progress_s=0)
@@ -45,9 +46,7 @@ async def _consume(settings: Settings, until_chunks: int, *, crash: bool = False
     (counted from its own start).  ``crash`` skips the final checkpoint, like kill -9."""
     registry = CollectorRegistry()
     classifier = OnnxClassifier.load(settings.model)
-    async with Producer(settings) as producer, AlertStore(
-        settings.redis_url or "", registry, prefix=settings.topic_prefix
-    ) as store:
+    async with Producer(settings) as producer, AlertStore.from_settings(settings, registry) as store:
         service = DetectorService(settings, classifier, registry, producer, store,
                                   checkpoint_s=1.0, max_records=200)
         consumer = await start_consumer(settings, group_id=service.group_id)
@@ -79,9 +78,9 @@ async def _outputs(settings: Settings) -> tuple[dict[str, set[int]], list[str], 
         beats: dict[str, set[int]] = {}
         for rec in RECORDS:
             pid = f"mitdb-{rec}"
-            entries = await client.xrange(f"{settings.topic_prefix}:beats:{pid}")
+            entries = await client.xrange(f"{settings.redis_prefix}:beats:{pid}")
             beats[pid] = {int(eid.split(b"-")[0]) for eid, _ in entries}
-        raw = await client.xrange(f"{settings.topic_prefix}:alerts")
+        raw = await client.xrange(f"{settings.redis_prefix}:alerts")
         redis_ids = [f[b"alert_id"].decode() for _, f in raw]
     finally:
         await client.aclose()
