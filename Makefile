@@ -32,6 +32,7 @@ $(CHROMIUM):
 
 ## test: the whole test suite against a real broker and Redis started by the session
 test: $(STAMP) $(CHROMIUM)
+	node --test dashboards/web/tests/
 	ECGMON_TEST_DATA_DIR=$${ECGMON_TEST_DATA_DIR:-$(abspath ../shared/data)} $(BIN)/python -m pytest
 
 lint: $(STAMP)
