@@ -35,6 +35,21 @@ test: $(STAMP) $(CHROMIUM)
 	node --test dashboards/web/tests/
 	ECGMON_TEST_DATA_DIR=$${ECGMON_TEST_DATA_DIR:-$(abspath ../shared/data)} $(BIN)/python -m pytest
 
+## eval: the full accuracy evaluations of BENCHMARKS.md (48 MIT-BIH records, nstdb, DS2)
+SHARED := $(abspath ../shared/data)
+eval: $(STAMP)
+	mkdir -p out
+	$(BIN)/ecgmon eval qrs --data-dir $(SHARED)/mitdb --json out/qrs_mitdb.json
+	$(BIN)/ecgmon eval qrs --data-dir $(SHARED)/nstdb --json out/qrs_nstdb.json
+	$(BIN)/ecgmon eval beats --data-dir $(SHARED)/mitdb --records ds2 --json out/beats_ds2.json
+	$(BIN)/ecgmon eval alarms --data-dir $(SHARED)/mitdb --json out/alarms.json
+
+## bench: replay throughput and the end-to-end pipeline benchmarks of BENCHMARKS.md
+bench: $(STAMP)
+	$(BIN)/python -m replay.bench --data-dir $(SHARED)/mitdb
+	ECGMON_DATA_DIR=$(SHARED)/mitdb $(BIN)/ecgmon bench --patients 1000 --duration 60 --json out/bench_realtime.json
+	ECGMON_DATA_DIR=$(SHARED)/mitdb $(BIN)/ecgmon bench --speed max --json out/bench_max.json
+
 lint: $(STAMP)
 	$(BIN)/ruff check stream replay detector tests
 	$(BIN)/mypy
