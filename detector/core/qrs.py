@@ -280,7 +280,7 @@ class QrsDetector:
         since = c.idx - self._last_qrs if self._last_qrs >= 0 else None
         is_t = since is not None and since < self.p.twave_n and (
             c.slope < self.config.twave_slope_ratio * self._last_slope
-        )
+        ) and c.value < self.config.twave_value_ratio * self._spk
         if c.value > thr1 and not is_t and (since is None or since > self.p.w_n):
             k = self.config.signal_weight
             self._spk = k * c.value + (1 - k) * self._spk

@@ -13,18 +13,20 @@ from detector.core.quality import QualityConfig, QualityEvent
 
 @dataclass(frozen=True, slots=True)
 class QrsConfig:
-    """Detector parameters, all in physical units (converted to samples once, in ``_Params``).
+    """Detector parameters, all in physical units (converted to samples once, in ``Params``).
 
     ``band_hz`` QRS band; ``mwi_s`` integrator window; ``refractory_s`` minimum
     beat spacing (also the candidate look-ahead, so the decision delay);
-    ``twave_s`` / ``twave_slope_ratio`` T-wave rule of [1]_; ``searchback_rr``
-    search-back after this many mean RR, ``searchback_decay`` level decay when
-    it finds nothing; ``noise_*`` the noise judge; ``learning_s`` initial
-    period; ``norm_tau_s`` time constant of each lead's running mean;
-    ``min_slope_mv_s`` floor of that mean; ``power`` slope exponent;
-    ``min_feature`` smallest candidate; ``signal_weight`` / ``threshold_fraction``
-    the level update and threshold of [1]_; ``default_rr_s`` RR before two beats;
-    ``secondary_weight`` weight of the leads after the first (primary) one.
+    ``twave_s`` / ``twave_slope_ratio`` T-wave rule of Pan and Tompkins (1985),
+    applied only to candidates below ``twave_value_ratio`` of the signal level
+    (wide early PVCs are not T waves); ``searchback_rr`` search-back after this
+    many mean RR, ``searchback_decay`` level decay when it finds nothing;
+    ``noise_*`` the noise judge; ``learning_s`` initial period; ``norm_tau_s``
+    time constant of each lead's running mean; ``min_slope_mv_s`` floor of that
+    mean; ``power`` slope exponent; ``min_feature`` smallest candidate;
+    ``signal_weight`` / ``threshold_fraction`` the level update and threshold of
+    Pan and Tompkins; ``default_rr_s`` RR before two beats; ``secondary_weight``
+    weight of the leads after the first (primary) one.  See :mod:`detector.core.qrs`.
     """
 
     band_hz: tuple[float, float] = (5.0, 15.0)
@@ -32,6 +34,7 @@ class QrsConfig:
     refractory_s: float = 0.2
     twave_s: float = 0.36
     twave_slope_ratio: float = 0.5
+    twave_value_ratio: float = 0.5
     searchback_rr: float = 1.66
     searchback_decay: float = 0.7
     noise_block_s: float = 5.0
