@@ -18,39 +18,53 @@ from stream.errors import EcgmonError
 
 logger = logging.getLogger(__name__)
 
-# (module, planned subcommands it registers), in the order help lists them.
-COMMAND_MODULES = (
-    "stream.up",          # up
-    "replay.cli",         # replay
-    "detector.cli",       # detect, analyze
-    "detector.eval_cli",  # eval qrs|beats|alarms
-    "detector.train_cli", # train
-    "detector.gateway_cli",  # gateway
-    "detector.bench_cli", # bench
-)
+# subcommand -> (module that registers it, one-line help for `ecgmon --help`).  Only the
+# module of the command being run is imported: `ecgmon --help` and light commands stay fast.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("stream.up", "start everything locally: broker, Redis, replay, detector, dashboard"),
+    "replay": ("replay.cli", "stream WFDB records into Kafka as live bedside monitors"),
+    "detect": ("detector.cli", "consume sample chunks, detect and classify beats, raise alarms"),
+    "analyze": ("detector.cli", "analyse one WFDB record or CSV file offline"),
+    "gateway": ("detector.gateway_cli", "serve the dashboard, REST API and WebSocket feed"),
+    "eval": ("detector.eval_cli", "score detection, classification or alarms on real records"),
+    "train": ("detector.train_cli", "train the beat classifiers (needs the train extra)"),
+    "bench": ("detector.bench_cli", "measure latency, throughput and memory of the pipeline"),
+}
+COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command's module is imported (others get a
+    placeholder that still lists them in ``--help``)."""
     parser = argparse.ArgumentParser(
         prog="ecgmon",
         description="Real-time ECG bedside monitor: replay, detect, classify, alarm.",
         epilog="Every flag can also be set with the ECGMON_* environment variable named in "
-        "its help.",
+        "its help. `ecgmon COMMAND --help` lists a command's flags.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command whose issue has not landed yet
-                continue
-            raise
-        module.register(sub)
+    loaded: set[str] = set()
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name in sub.choices:
+            continue  # registered along with another command of its module
+        if command is not None and name != command:
+            sub.add_parser(name, help=help_text)
+            continue
+        if module_name not in loaded:
+            importlib.import_module(module_name).register(sub)
+            loaded.add(module_name)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str:
+    """The subcommand named in ``argv`` ('' for none, e.g. ``ecgmon --help``)."""
+    first = next((a for a in argv if not a.startswith("-")), "")
+    return first if first in COMMANDS else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
         cfg = settings.load(args)
