@@ -113,7 +113,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- Parameters: {card['n_params']}; ONNX: {card['onnx_bytes']} bytes, sha256 `{card['onnx_sha256']}`",
         f"- Inference: {card['us_per_beat_batch64_1thread']:.1f} us/beat (batch 64, 1 onnxruntime thread)",
         f"- Training: {card['training_seconds']:.0f} s on CPU, best epoch {card['best_epoch']}",
-        f"- QRS detector (detector/core/qrs.py) sha256 when scored: `{card.get('detector_sha256', '?')}`",
+        f"- Detector code (sha256 over detector/core/*.py) when scored: `{card.get('detector_sha256', '?')}`",
         f"- Hyper-parameters: `{json.dumps(card['hyperparameters'])}`",
         "",
     ]

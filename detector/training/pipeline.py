@@ -177,7 +177,10 @@ def rescore(
 
 
 def _detector_sha256() -> str:
+    """sha256 over every ``detector/core/*.py`` file (QRS detector and feature code) when scored."""
     import hashlib
 
-    qrs = Path(__file__).resolve().parents[1] / "core" / "qrs.py"
-    return hashlib.sha256(qrs.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parents[1] / "core").glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
