@@ -132,9 +132,13 @@ def start_broker(port: int | None = None, timeout_s: float = 20.0) -> LocalServi
     return LocalService("kafka", port, proc)
 
 
-def start_redis(port: int | None = None, timeout_s: float = 20.0) -> LocalService:
+def start_redis(port: int | None = None, timeout_s: float = 20.0,
+                workdir: Path | None = None) -> LocalService:
+    """Redis with an append-only file in ``workdir`` (a new temporary folder if None).
+
+    Outage tests restart a killed Redis on its port and folder: it reloads its data."""
     port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="ecgmon-redis-"))
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="ecgmon-redis-"))
     cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
            "--appendonly", "yes", "--dir", str(workdir), "--daemonize", "no"]
     proc = _spawn(cmd)
