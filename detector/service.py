@@ -12,6 +12,7 @@ checkpoints go to Redis and offsets are committed (see
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -118,11 +119,17 @@ class DetectorService:
         self.consumer: AIOKafkaConsumer | None = None
         self._last_checkpoint = time.monotonic()
         self._next_partition = -1
+        self._stop: asyncio.Event | None = None
+
+    def _stopping(self) -> bool:
+        """Redis writes retry through an outage unless the service is stopping."""
+        return self._stop is None or self._stop.is_set()
 
     # ------------------------------------------------------------------ main loop
     async def run(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set; checkpoint and commit on the way out."""
         self.consumer = consumer
+        self._stop = stop
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
@@ -218,6 +225,11 @@ class DetectorService:
             await self.producer.send(beats_topic, beat, beat.patient_id)
         for alert, _ in out.alerts:
             await self.producer.send(alerts_topic, alert, alert.patient_id)
+        # Redis down: hold this batch (no more consuming, no commit) and retry until it is back;
+        # every write below is idempotent, so a retry of a half-written batch adds nothing twice.
+        await self.store.call_until_ok("deliver", lambda: self._write_redis(out), self._stopping)
+
+    async def _write_redis(self, out: _Outputs) -> None:
         await self._write_beats(out.beats)
         for alert, produced in out.alerts:
             await self.store.write_alert(alert)
@@ -289,7 +301,9 @@ class DetectorService:
         for tp in tps:
             offset = self.next_offsets[tp]
             patients = {pid: s.monitor.snapshot() for pid, s in self.slots.items() if s.tp == tp}
-            await self.checkpoints.save(tp.topic, tp.partition, Checkpoint(offset, patients))
+            save = functools.partial(self.checkpoints.save, tp.topic, tp.partition,
+                                     Checkpoint(offset, patients))
+            await self.store.call_until_ok("checkpoint", save, self._stopping)
             offsets[tp] = offset
         if offsets:
             await self.consumer.commit(offsets)

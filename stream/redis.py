@@ -193,6 +193,35 @@ class AlertStore:
                 delay = min(delay * 2, self.backoff_max_s)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def call_until_ok(self, op: str, fn: Callable[[], Awaitable[T]],
+                            give_up: Callable[[], bool], max_delay_s: float = 5.0) -> T:
+        """Like :meth:`_call`, but through an outage of any length: for a writer that must
+        never drop (the detector).  Retries with backoff (doubling up to ``max_delay_s``),
+        each retry counted in ``ecgmon_redis_retries_total{op}`` and logged, until ``fn``
+        succeeds or ``give_up()`` is true (shutting down), which raises ServiceUnavailable."""
+        delay = self.backoff_s
+        failed_at: float | None = None
+        while True:
+            try:
+                result = await self._call(op, fn)
+            except (ServiceUnavailable, *_RETRIABLE) as exc:
+                if give_up():
+                    raise ServiceUnavailable(
+                        f"Redis at {self.url} unreachable during {op} while stopping: {exc}"
+                    ) from exc
+                failed_at = failed_at or time.monotonic()
+                self._retries_total.labels(op=op).inc()
+                logger.warning("redis unavailable: outputs held, offsets not committed; retrying",
+                               extra={"op": op, "down_s": round(time.monotonic() - failed_at, 1),
+                                      "retry_in_s": delay, "error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay_s)
+                continue
+            if failed_at is not None:
+                logger.warning("redis reachable again", extra={
+                    "op": op, "down_s": round(time.monotonic() - failed_at, 1)})
+            return result
+
     # ------------------------------------------------------------------ keys
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))

@@ -1,0 +1,115 @@
+"""Issue #8: Redis dies (SIGKILL) for ~12 s while a DetectorService processes a replay.
+
+The service must not crash or drop anything: it holds the batch (no consuming, no
+commit), retries with backoff, and once a new Redis is up on the same port and folder
+(its append-only file restores the data) every beat and alert is there, each alert once,
+exactly as in an uninterrupted run.  The outage shows in ``ecgmon_redis_retries_total``
+and in WARNING log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from detector.onnx_classifier import OnnxClassifier
+from detector.service import DetectorService, Rebalance
+from stream.kafka import Producer, start_consumer
+from stream.redis import AlertStore
+from stream.services import LocalService, start_redis
+from stream.settings import Settings
+from tests.integration.test_detect_service import _consume, _outputs, _produce, _settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.data]
+
+OUTAGE_S = 12.0
+
+
+def _consumed(registry: CollectorRegistry) -> float:
+    return registry.get_sample_value("ecgmon_chunks_consumed_total") or 0.0
+
+
+async def _run_until(settings: Settings, registry: CollectorRegistry, n: int,
+                     service_box: list[DetectorService]) -> None:
+    """One in-process detector until it consumed ``n`` chunks; errors propagate (= a crash)."""
+    classifier = OnnxClassifier.load(settings.model)
+    async with Producer(settings) as producer, AlertStore.from_settings(settings, registry) as store:
+        service = DetectorService(settings, classifier, registry, producer, store,
+                                  checkpoint_s=1.0, max_records=200)
+        service_box.append(service)
+        consumer = await start_consumer(settings, group_id=service.group_id)
+        consumer.subscribe([service.topic], listener=Rebalance(service, [consumer]))
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while _consumed(registry) < n:  # noqa: ASYNC110 - polls a metric, no event exists
+                await asyncio.sleep(0.05)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await service.run(consumer, stop)
+        finally:
+            watcher.cancel()
+            await consumer.stop()
+
+
+async def test_redis_outage_holds_and_retries_then_nothing_lost_or_doubled(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base = _settings(kafka_bootstrap, redis_url, topic_prefix + "a", mitdb_dir)
+    n = await _produce(base)
+    await _consume(base, n)
+    expected = await _outputs(base)
+    assert expected[1], "the uninterrupted run raised no alert: nothing to compare"
+
+    redis = start_redis()
+    workdir = redis.workdir
+    assert workdir is not None
+    outage_url = f"redis://127.0.0.1:{redis.port}/0"
+    settings = _settings(kafka_bootstrap, outage_url, topic_prefix + "b", mitdb_dir)
+    await _produce(settings)
+    registry = CollectorRegistry()
+    box: list[DetectorService] = []
+    restarted: LocalService | None = None
+    caplog.set_level(logging.WARNING, logger="stream.redis")
+    try:
+        task = asyncio.create_task(_run_until(settings, registry, n, box))
+        async with asyncio.timeout(60):
+            while _consumed(registry) < n * 0.15:  # noqa: ASYNC110 - polls a metric
+                assert not task.done(), task
+                await asyncio.sleep(0.02)
+        redis.kill()
+        at_kill = _consumed(registry)
+        await asyncio.sleep(OUTAGE_S)
+        assert not task.done(), "the detector stopped during the Redis outage"
+        held = _consumed(registry)
+        restarted = start_redis(redis.port, workdir=workdir)
+        async with asyncio.timeout(60):
+            await task  # raises if the service gave up
+        got = await _outputs(settings)
+    finally:
+        if not task.done():
+            task.cancel()
+        if restarted is not None:
+            restarted.stop()  # also removes the folder
+        else:
+            redis.stop()
+
+    assert at_kill < n and held < n, "the replay was consumed before or during the outage"
+    retries = {s.labels["op"]: s.value for m in registry.collect()
+               if m.name == "ecgmon_redis_retries" for s in m.samples
+               if s.name == "ecgmon_redis_retries_total"}
+    assert retries.get("deliver", 0) + retries.get("checkpoint", 0) >= 3, retries
+    messages = [r.getMessage() for r in caplog.records if r.name == "stream.redis"]
+    assert any(m.startswith("redis unavailable") for m in messages), messages[:5]
+    assert "redis reachable again" in messages
+
+    assert got[0] == expected[0], "beats differ from the uninterrupted run"
+    assert sorted(got[1]) == sorted(expected[1]), "alert ids differ from the uninterrupted run"
+    assert len(got[1]) == len(set(got[1])), "an alert id was stored twice"
