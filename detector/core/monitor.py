@@ -183,6 +183,11 @@ class PatientMonitor:
         watermark = pending.stream_end - self._lag
         if self._waiting:
             watermark = min(watermark, self._waiting[0])
+        if self.qrs._learning:
+            # the beats of the learning period come out only at its end, up to learning_s
+            # late: alarm time must not pass them (the engine would stamp them all with the
+            # same sample, RR 0, heart rate inf, which the Alert encoder rejects)
+            watermark = min(watermark, self.base)
         watermark = max(watermark, self.engine.watermark)
         alarms = self.engine.update(
             [ClassifiedBeat(b.sample_index, b.beat_class, b.confidence) for b in beats],
