@@ -68,6 +68,10 @@ redis.call('HSET', KEYS[1], 'acked_at_ns', ARGV[2])
 return 1
 """
 
+# The gateway holds one blocking XREAD per WebSocket client; redis-py's default pool of 100
+# connections made client 101 on fail with MaxConnectionsError (issue #8, 1,000 clients).
+MAX_CONNECTIONS = 10_000
+
 _RETRIABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, ConnectionError, OSError)
 
 
@@ -117,13 +121,14 @@ class AlertStore:
         self, url: str, registry: CollectorRegistry, *, prefix: str = "ecgmon",
         maxlen: int = 100_000, id_ttl_s: int = 7 * 24 * 3600, retries: int = 5,
         backoff_s: float = 0.05, backoff_max_s: float = 2.0,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock_ns: Callable[[], int] = time.time_ns, max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if maxlen < 1 or id_ttl_s < 1 or retries < 0:
             raise ValueError("maxlen and id_ttl_s must be >= 1, retries >= 0")
         self.url, self.prefix, self.maxlen, self.id_ttl_s = url, prefix, maxlen, id_ttl_s
         self.retries, self.backoff_s, self.backoff_max_s = retries, backoff_s, backoff_max_s
         self._clock_ns = clock_ns
+        self.max_connections = max_connections
         self._client: aioredis.Redis | None = None
         self._write_seconds = latency_histogram(
             "ecgmon_redis_write_seconds", "time to store one alert in Redis, retries included",
@@ -145,7 +150,8 @@ class AlertStore:
     async def start(self) -> None:
         if self._client is not None:
             return
-        client = aioredis.Redis.from_url(self.url, decode_responses=False)
+        client = aioredis.Redis.from_url(self.url, decode_responses=False,
+                                         max_connections=self.max_connections)
         self._client = client
         self._write_script = client.register_script(_WRITE)
         self._ack_script = client.register_script(_ACK)
