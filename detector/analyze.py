@@ -95,24 +95,57 @@ def _report(
     }
 
 
+MAX_RECORD_SAMPLES = 24 * 3600 * 1000  # a day at 1 kHz, per signal
+
+
 def read_wfdb(path: Path) -> tuple[npt.NDArray[np.float64], float, list[str]]:
-    """Read a WFDB record (path without extension, or to its .hea) as mV."""
+    """Read a WFDB record (path without extension, or to its .hea) as mV.
+
+    The header's declared length is checked against the signal files first, so a damaged or
+    hostile header cannot make wfdb allocate memory for samples that do not exist.
+    """
     import wfdb
 
     stem = path.with_suffix("") if path.suffix in (".hea", ".dat") else path
     try:
+        header = wfdb.rdheader(str(stem))
+        _check_declared_length(header, stem.parent)
         rec = wfdb.rdrecord(str(stem))
-    except (OSError, ValueError) as exc:
-        raise AnalysisInputError(f"cannot read WFDB record {stem}: {exc}") from None
+    except AnalysisInputError:
+        raise
+    except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError,
+            ZeroDivisionError, OverflowError, MemoryError) as exc:
+        # wfdb reports damaged headers and files with any of these
+        raise AnalysisInputError(
+            f"cannot read WFDB record {stem.name}: {type(exc).__name__}: {exc}") from None
     if rec.p_signal is None:
         raise AnalysisInputError(f"WFDB record {stem} has no signal")
     return np.asarray(rec.p_signal, dtype=np.float64), float(rec.fs), list(rec.sig_name)
 
 
+def _check_declared_length(header: Any, folder: Path) -> None:
+    """Reject a header whose sample count the signal files cannot hold (>= 1 byte a sample)."""
+    n_sig = int(header.n_sig or 0)
+    sig_len = int(header.sig_len or 0)
+    if n_sig < 1 or sig_len < 1:
+        raise AnalysisInputError("the WFDB header declares no signals or no samples")
+    if sig_len > MAX_RECORD_SAMPLES:
+        raise AnalysisInputError(f"the WFDB header declares {sig_len} samples, over the "
+                                 f"{MAX_RECORD_SAMPLES} this service reads")
+    files = {str(f) for f in (header.file_name or [])}
+    on_disk = sum((folder / f).stat().st_size for f in files if (folder / f).is_file())
+    if sig_len * n_sig > 4 * on_disk:  # 4x leaves room for compressed formats
+        raise AnalysisInputError(f"the WFDB header declares {sig_len} samples x {n_sig} "
+                                 f"signals, more than its {on_disk}-byte signal files hold")
+
+
 def read_csv(text: str, fs_hz: float | None) -> tuple[npt.NDArray[np.float64], float, list[str]]:
     """CSV with a header row of lead names (an optional first ``time``/``t_s`` column is used
     for the rate when ``fs_hz`` is not given) and one row of mV values per sample."""
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise AnalysisInputError(f"unreadable CSV: {exc}") from None
     if len(rows) < 2:
         raise AnalysisInputError("CSV needs a header row of lead names and at least one sample row")
     header = [h.strip() for h in rows[0]]

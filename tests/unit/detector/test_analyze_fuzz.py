@@ -1,21 +1,14 @@
 """Fuzzed uploads (issue #8): CSV text and fake WFDB headers may only fail with the module's
 own errors (``AnalysisInputError``; ``ApiError`` at the gateway), never anything else.
 
-Findings, pinned as strict xfails until ``detector/analyze.py`` is fixed (it is not this
-test's module; each xfail turns into a failure once fixed, so the pin gets removed):
-
-- ``read_csv`` lets ``csv.Error`` through (a bare ``\r`` line end, a field over 131,072
-  characters).  The CSV fuzz tests below tolerate exactly ``csv.Error`` so
-  they still catch anything else.
-- a damaged WFDB header makes ``wfdb.rdrecord`` raise ``IndexError`` / ``KeyError`` /
-  ``TypeError``, which ``read_wfdb`` lets through (the gateway answers 500, not 422);
-- a header that declares 10^11 samples makes wfdb try to allocate 279 GiB
-  (``MemoryError``): the declared length is not bounded by the upload size.
+Findings of this fuzzing, fixed in ``detector/analyze.py`` and kept as regression tests:
+``csv.Error`` escaping ``read_csv``; ``IndexError``/``KeyError``/``TypeError`` from damaged
+WFDB headers escaping ``read_wfdb`` (a 500 at the gateway); a header declaring 10^11
+samples making wfdb allocate 279 GiB.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 from pathlib import Path
@@ -63,7 +56,7 @@ def test_read_csv_shaped_text_raises_only_analysis_input_error(
 ) -> None:
     try:
         out = read_csv(text, fs_hz)
-    except (AnalysisInputError, csv.Error):  # csv.Error: finding 1, see the module docstring
+    except AnalysisInputError:
         return
     _check_csv_result(out)
 
@@ -73,18 +66,20 @@ def test_read_csv_shaped_text_raises_only_analysis_input_error(
 def test_read_csv_any_text_raises_only_analysis_input_error(text: str, fs_hz: float | None) -> None:
     try:
         out = read_csv(text, fs_hz)
-    except (AnalysisInputError, csv.Error):  # csv.Error: finding 1, see the module docstring
+    except AnalysisInputError:
         return
     _check_csv_result(out)
 
 
-@pytest.mark.xfail(strict=True, raises=csv.Error,
-                   reason="finding: read_csv lets csv.Error through; detector/analyze.py "
-                   "should turn csv.Error into AnalysisInputError")
-@pytest.mark.parametrize("text", ["MLII\n" + "1" * 200_000 + "\n", "MLII\r1\r2", "\r1"])
+@pytest.mark.parametrize("text", ["MLII\n" + "1" * 200_000 + "\n", "\r1"])
 def test_read_csv_csv_module_errors_are_input_errors(text: str) -> None:
     with pytest.raises(AnalysisInputError):
         read_csv(text, 360.0)
+
+
+def test_read_csv_accepts_cr_line_endings() -> None:
+    x, fs, leads = read_csv("MLII\r1\r2", 360.0)
+    assert leads == ["MLII"] and fs == 360.0 and x[:, 0].tolist() == [1.0, 2.0]
 
 
 def _runner() -> AnalyzeRunner:
@@ -104,8 +99,6 @@ def test_csv_upload_raises_only_api_error(body: bytes, fs_hz: float | None) -> N
         out = _runner()._analyze({"x.csv": body}, fs_hz)
     except ApiError as exc:
         assert exc.status == 422
-        return
-    except csv.Error:  # finding 1
         return
     assert out["source"] == "csv" and math.isfinite(float(out["samples"]))
 
@@ -151,18 +144,11 @@ def test_wfdb_headers_the_gateway_rejects_with_422(mitdb_dir: Path) -> None:
     assert _upload_errors(mitdb_dir, headers) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="finding: a header declaring 10^11 samples makes wfdb allocate 279 GiB "
-                   "(MemoryError, 500); the declared length should be checked against the .dat")
 def test_wfdb_header_declaring_a_huge_length_is_a_422(mitdb_dir: Path) -> None:
     huge = (mitdb_dir / "100.hea").read_bytes().replace(b"650000", b"99999999999")
     assert _upload_errors(mitdb_dir, [huge]) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="finding: read_wfdb (detector/analyze.py) catches only OSError and "
-                   "ValueError; wfdb.rdrecord raises IndexError/KeyError/TypeError on damaged "
-                   "headers, which reach the gateway as 500")
 def test_fuzzed_wfdb_headers_raise_only_api_error(mitdb_dir: Path) -> None:
     bad = _upload_errors(mitdb_dir, _mutated_headers(mitdb_dir, 200, seed=0))
     assert bad == [], f"{len(bad)} of 200 escaped, e.g. {bad[:3]}"
