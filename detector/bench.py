@@ -369,6 +369,8 @@ async def _realtime(run: _Run, replay: _Proc, idle_rss: int) -> dict[str, Any]:
     }
     if opts.exact_latency:
         latency["chunk_to_beat_exact"] = st.exact_quantiles(exact)
+    h = "ecgmon_detect_batch_seconds"
+    batch = st.quantiles_from_buckets(st.bucket_delta(st.buckets(page_b, h), st.buckets(page_a, h)))
     det_rows = [r for k, r in rows.items() if k.startswith("detector")]
     det_rss = sum(r["rss_bytes"] for r in det_rows)
     lag = run.lag[lag_from:]
@@ -391,6 +393,8 @@ async def _realtime(run: _Run, replay: _Proc, idle_rss: int) -> dict[str, Any]:
         "lag": {"slope_msgs_per_s": round(st.slope(lag), 2), "max": max((v for _, v in lag), default=0),
                 "end": lag[-1][1] if lag else 0, "samples": [[round(t, 1), v] for t, v in lag]},
         "dead_letters": int(st.total(page_b, "ecgmon_dead_letters_total")),
+        "detect_batch_s": batch,
+        "chunks_per_batch": round((consumed - consumed_a) / max(1.0, batch["count"] or 0.0), 1),
         "chunk_fates": _fates(page_b),
         "processes": st.per_process(rows),
         "loadavg": [round(v, 2) for v in os.getloadavg()],
