@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
 from detector.checkpoint import Checkpoint, CheckpointStore
@@ -306,7 +307,14 @@ class DetectorService:
             await self.store.call_until_ok("checkpoint", save, self._stopping)
             offsets[tp] = offset
         if offsets:
-            await self.consumer.commit(offsets)
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # The group dropped this member (no poll for max_poll_interval_ms while a batch
+                # was held, or a broker restart).  The Redis checkpoint just saved is where a
+                # partition resumes, so nothing is lost: the consumer rejoins on its next poll.
+                logger.warning("offset commit refused: the group rebalanced; resuming from the "
+                               "Redis checkpoints", extra={"error": str(exc).splitlines()[0]})
 
     async def restore(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         for tp in assigned:

@@ -91,7 +91,7 @@ async def test_garbage_is_dead_lettered_with_its_reason_and_good_chunks_flow(
 
     registry = CollectorRegistry()
     box: list[DetectorService] = []
-    await _run_until(settings, registry, n, box)
+    await _run_until(settings, registry, n, box, records=n + len(garbage))
 
     letters = [serde.decode_as(v, DeadLetter) for v in await _read_all(settings, "deadletter")]
     assert sorted((d.payload, d.reason) for d in letters) == sorted(garbage)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -34,19 +35,24 @@ def _consumed(registry: CollectorRegistry) -> float:
 
 
 async def _run_until(settings: Settings, registry: CollectorRegistry, n: int,
-                     service_box: list[DetectorService]) -> None:
-    """One in-process detector until it consumed ``n`` chunks; errors propagate (= a crash)."""
+                     service_box: list[DetectorService], records: int | None = None,
+                     **consumer: Any) -> None:
+    """One in-process detector until it consumed ``n`` chunks and its positions add up to
+    ``records`` (default ``n``: all the topic holds, even after re-reading from a checkpoint);
+    errors propagate (= a crash)."""
     classifier = OnnxClassifier.load(settings.model)
     async with Producer(settings) as producer, AlertStore.from_settings(settings, registry) as store:
         service = DetectorService(settings, classifier, registry, producer, store,
                                   checkpoint_s=1.0, max_records=200)
         service_box.append(service)
-        consumer = await start_consumer(settings, group_id=service.group_id)
+        consumer = await start_consumer(settings, group_id=service.group_id, **consumer)
         consumer.subscribe([service.topic], listener=Rebalance(service, [consumer]))
         stop = asyncio.Event()
 
         async def watch() -> None:
-            while _consumed(registry) < n:  # noqa: ASYNC110 - polls a metric, no event exists
+            # polls a metric and the positions; no event exists
+            while (_consumed(registry) < n  # noqa: ASYNC110
+                   or sum(service.next_offsets.values()) < (records or n)):
                 await asyncio.sleep(0.05)
             stop.set()
 
@@ -58,10 +64,14 @@ async def _run_until(settings: Settings, registry: CollectorRegistry, n: int,
             await consumer.stop()
 
 
+@pytest.mark.parametrize("poll_interval_s", [300, 5], ids=["short", "longer-than-poll-interval"])
 async def test_redis_outage_holds_and_retries_then_nothing_lost_or_doubled(
     kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path,
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, poll_interval_s: int,
 ) -> None:
+    """``longer-than-poll-interval``: the held batch keeps the consumer from polling for
+    longer than ``max_poll_interval_ms``, so the group drops it and its commits are refused
+    once Redis is back; it must rejoin and resume from its checkpoints."""
     base = _settings(kafka_bootstrap, redis_url, topic_prefix + "a", mitdb_dir)
     n = await _produce(base)
     await _consume(base, n)
@@ -79,7 +89,8 @@ async def test_redis_outage_holds_and_retries_then_nothing_lost_or_doubled(
     restarted: LocalService | None = None
     caplog.set_level(logging.WARNING, logger="stream.redis")
     try:
-        task = asyncio.create_task(_run_until(settings, registry, n, box))
+        task = asyncio.create_task(_run_until(settings, registry, n, box,
+                                              max_poll_interval_ms=poll_interval_s * 1000))
         async with asyncio.timeout(60):
             while _consumed(registry) < n * 0.15:  # noqa: ASYNC110 - polls a metric
                 assert not task.done(), task
@@ -109,6 +120,9 @@ async def test_redis_outage_holds_and_retries_then_nothing_lost_or_doubled(
     messages = [r.getMessage() for r in caplog.records if r.name == "stream.redis"]
     assert any(m.startswith("redis unavailable") for m in messages), messages[:5]
     assert "redis reachable again" in messages
+    refused = [r for r in caplog.records if r.name == "detector.service"
+               and r.getMessage().startswith("offset commit refused")]
+    assert bool(refused) == (poll_interval_s * 1000 < OUTAGE_S * 1000), refused
 
     assert got[0] == expected[0], "beats differ from the uninterrupted run"
     assert sorted(got[1]) == sorted(expected[1]), "alert ids differ from the uninterrupted run"
