@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "processes and the replay (own process), and reports per-stage latency quantiles, CPU "
         "and RSS per process, beats/s, consumer lag over time and lost chunks.",
     )
-    parser.add_argument("--patients", type=int, default=100,
+    parser.add_argument("--patients", dest="bench_patients", type=int, default=100,
                         help="virtual patients streaming in real time (default 100)")
     parser.add_argument("--duration", type=float, default=60.0,
                         help="measured seconds, after the warm-up (default 60)")
@@ -87,9 +87,9 @@ def summary(r: dict[str, Any]) -> str:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from detector.bench import bench_settings
 
-    if args.patients < 1 or args.detectors < 1 or args.duration <= 0:
+    if args.bench_patients < 1 or args.detectors < 1 or args.duration <= 0:
         raise SystemExit("ecgmon bench: --patients, --detectors and --duration must be positive")
-    opts = BenchOptions(patients=args.patients, duration_s=args.duration, speed=args.speed,
+    opts = BenchOptions(patients=args.bench_patients, duration_s=args.duration, speed=args.speed,
                         detectors=args.detectors, warmup_s=args.warmup, phases=args.phases,
                         sample_s=args.sample_every, exact_latency=not args.no_exact_latency)
     if args.speed == "max" and args.chunk_s is None:
