@@ -29,11 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "processes and the replay (own process), and reports per-stage latency quantiles, CPU "
         "and RSS per process, beats/s, consumer lag over time and lost chunks.",
     )
-    parser.add_argument("--patients", dest="bench_patients", type=int, default=100,
+    parser.add_argument("--patients", dest="bench_patients", metavar="N", type=int, default=100,
                         help="virtual patients streaming in real time (default 100)")
     parser.add_argument("--duration", type=float, default=60.0,
                         help="measured seconds, after the warm-up (default 60)")
-    parser.add_argument("--speed", choices=("1", "max"), default="1",
+    parser.add_argument("--speed", dest="bench_speed", choices=("1", "max"), default="1",
                         help="1 = real time (latency); max = every record once, as fast as possible "
                         "(wall time)")
     parser.add_argument("--detectors", type=int, default=1,
@@ -89,10 +89,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.bench_patients < 1 or args.detectors < 1 or args.duration <= 0:
         raise SystemExit("ecgmon bench: --patients, --detectors and --duration must be positive")
-    opts = BenchOptions(patients=args.bench_patients, duration_s=args.duration, speed=args.speed,
+    opts = BenchOptions(patients=args.bench_patients, duration_s=args.duration, speed=args.bench_speed,
                         detectors=args.detectors, warmup_s=args.warmup, phases=args.phases,
                         sample_s=args.sample_every, exact_latency=not args.no_exact_latency)
-    if args.speed == "max" and args.chunk_s is None:
+    if args.bench_speed == "max" and args.chunk_s is None:
         settings = dataclasses.replace(settings, chunk_s=MAX_SPEED_CHUNK_S)
     with stack(bench_settings(settings, opts)) as (cfg, services):
         report = asyncio.run(run_bench(cfg, opts, services, _say))
