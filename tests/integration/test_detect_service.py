@@ -41,9 +41,12 @@ async def _produce(settings: Settings) -> int:
     return progress.messages
 
 
-async def _consume(settings: Settings, until_chunks: int, *, crash: bool = False) -> None:
-    """Run one service instance until it has consumed ``until_chunks`` chunks in total
-    (counted from its own start).  ``crash`` skips the final checkpoint, like kill -9."""
+async def _consume(settings: Settings, until_chunks: int = 0, *, drain_to: int = 0,
+                   crash: bool = False) -> None:
+    """Run one service instance until it has consumed ``until_chunks`` chunks (counted from
+    its own start) or, with ``drain_to``, until its positions summed over the partitions reach
+    that many messages (the end of the topic, also after resuming from a checkpoint).
+    ``crash`` skips the final checkpoint, like kill -9."""
     registry = CollectorRegistry()
     classifier = OnnxClassifier.load(settings.model)
     async with Producer(settings) as producer, AlertStore.from_settings(settings, registry) as store:
@@ -55,7 +58,11 @@ async def _consume(settings: Settings, until_chunks: int, *, crash: bool = False
 
         async def watch() -> None:
             # polls a metric the service updates; no event exists to wait on
-            while (registry.get_sample_value("ecgmon_chunks_consumed_total") or 0) < until_chunks:  # noqa: ASYNC110
+            def done() -> bool:
+                consumed = registry.get_sample_value("ecgmon_chunks_consumed_total") or 0
+                return consumed >= until_chunks and sum(service.next_offsets.values()) >= drain_to
+
+            while not done():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             if crash:
                 async def no_checkpoint() -> None:
@@ -130,7 +137,7 @@ async def test_crash_and_restart_lose_and_duplicate_nothing(
     crashed = _settings(kafka_bootstrap, redis_url, topic_prefix + "b", mitdb_dir)
     await _produce(crashed)
     await _consume(crashed, n // 2, crash=True)
-    await _consume(crashed, n - n // 2)  # resumes from the last checkpoint, re-does the rest
+    await _consume(crashed, drain_to=n)  # resumes from the last checkpoint, re-does the rest
     got = await _outputs(crashed)
 
     assert got[0] == expected[0]
