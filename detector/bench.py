@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -252,6 +253,7 @@ class _Run:
     watch: _ReplayWatch | None = None
     lag: list[tuple[float, float]] = field(default_factory=list)
     t0: float = 0.0
+    replay_end: float = math.inf
 
     async def tick(self, phase: str) -> tuple[st.Samples, int]:
         page = await _scrape_all(self.ports)
@@ -275,6 +277,7 @@ async def _drain(run: _Run, replay: _Proc, timeout_s: float) -> tuple[st.Samples
     while replay.popen is not None and replay.popen.poll() is None:
         await asyncio.sleep(run.opts.sample_s)
         await run.tick("run")
+    run.replay_end = time.monotonic() - run.t0
     if replay.popen is not None and replay.popen.returncode:
         raise BenchError(f"replay exited with code {replay.popen.returncode}:\n{_tail(replay)}")
     if run.watch is not None:
@@ -374,6 +377,7 @@ async def _realtime(run: _Run, replay: _Proc, idle_rss: int) -> dict[str, Any]:
     det_rows = [r for k, r in rows.items() if k.startswith("detector")]
     det_rss = sum(r["rss_bytes"] for r in det_rows)
     lag = run.lag[lag_from:]
+    live = [(t, v) for t, v in lag if t <= run.replay_end]  # the trend while patients stream
     beats = st.total(page_b, "ecgmon_beats_total") - st.total(page_a, "ecgmon_beats_total")
     return {
         "patients": opts.patients, "duration_s": round(wall, 1), "latency_s": latency,
@@ -390,7 +394,7 @@ async def _realtime(run: _Run, replay: _Proc, idle_rss: int) -> dict[str, Any]:
         "detector_idle_rss_bytes": idle_rss,
         "detector_rss_growth_bytes": int(det_rss - sum(_first_rss(p) for p in run.procs
                                                        if p.name.startswith("detector"))),
-        "lag": {"slope_msgs_per_s": round(st.slope(lag), 2), "max": max((v for _, v in lag), default=0),
+        "lag": {"slope_msgs_per_s": round(st.slope(live), 2), "max": max((v for _, v in lag), default=0),
                 "end": lag[-1][1] if lag else 0, "samples": [[round(t, 1), v] for t, v in lag]},
         "dead_letters": int(st.total(page_b, "ecgmon_dead_letters_total")),
         "detect_batch_s": batch,
