@@ -87,7 +87,8 @@ async def _serve(settings: Settings, analyzer: Any = _analyzer) -> AsyncIterator
     app = create_app(settings, registry, store, feeds, analyzer=analyzer)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                            ws="websockets-sansio", lifespan="on")
+                            ws="websockets-sansio", lifespan="on",
+                            timeout_graceful_shutdown=5)  # as `ecgmon gateway` runs it
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -100,7 +101,7 @@ async def _serve(settings: Settings, analyzer: Any = _analyzer) -> AsyncIterator
                           f"ws://127.0.0.1:{port}/ws", http)
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        await asyncio.wait_for(task, 30)
         await store.stop()
 
 
