@@ -52,8 +52,9 @@ from stream.errors import EcgmonError
 from stream.kafka import ensure_topics, start_reader
 from stream.schemas import Beat
 from stream.serde import decode_as
-from stream.services import LocalService, die_with_parent, free_port, start_broker, start_redis
+from stream.services import LocalService, die_with_parent, free_port
 from stream.settings import Settings
+from stream.up import start_missing_services
 
 logger = logging.getLogger(__name__)
 
@@ -109,15 +110,7 @@ def stack(settings: Settings) -> Iterator[tuple[Settings, list[LocalService]]]:
     """The configured services, or local ones (non-idempotent producer for the local broker)."""
     started: list[LocalService] = []
     try:
-        if not settings.kafka_bootstrap:
-            broker = start_broker()
-            started.append(broker)
-            settings = dataclasses.replace(settings, kafka_bootstrap=f"127.0.0.1:{broker.port}",
-                                           kafka_idempotence=False)
-        if not settings.redis_url:
-            redis = start_redis()
-            started.append(redis)
-            settings = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{redis.port}/0")
+        settings = start_missing_services(settings, started)
         yield settings, started
     finally:
         for service in reversed(started):

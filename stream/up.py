@@ -133,7 +133,7 @@ def _up_defaults(settings: Settings, args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _start_services(settings: Settings, started: list[LocalService]) -> Settings:
+def start_missing_services(settings: Settings, started: list[LocalService]) -> Settings:
     """Start what is not configured (from the main thread); append to ``started`` at once."""
     if not settings.kafka_bootstrap:
         broker = start_broker()
@@ -203,7 +203,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     settings = _up_defaults(settings, args)
     started: list[LocalService] = []
     try:
-        settings = _start_services(settings, started)
+        settings = start_missing_services(settings, started)
         parts = discover_parts(settings)
 
         async def main() -> None:
