@@ -155,7 +155,11 @@ def read_csv(text: str, fs_hz: float | None) -> tuple[npt.NDArray[np.float64], f
         raise AnalysisInputError(f"CSV values must be numbers: {exc}") from None
     if data.ndim != 2 or data.shape[1] != len(header):
         raise AnalysisInputError(f"every CSV row needs {len(header)} values, like the header")
+    if np.isinf(data).any():  # "1e400" parses as inf
+        raise AnalysisInputError("CSV values must be finite numbers (found an infinite one)")
     if header[0].lower() in ("time", "t", "t_s", "time_s", "seconds"):
+        if not np.isfinite(data[:, 0]).all():
+            raise AnalysisInputError("the CSV time column must hold finite numbers")
         if fs_hz is None and data.shape[0] > 1:
             dt = float(np.median(np.diff(data[:, 0])))
             if dt <= 0:

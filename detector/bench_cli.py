@@ -15,7 +15,7 @@ from stream.settings import Settings, add_flags
 
 BENCH_FLAGS = (
     "kafka_bootstrap", "redis_url", "kafka_idempotence", "partitions", "data_dir", "cache_dir",
-    "stagger_s", "chunk_s", "fetch_max_wait_ms", "linger_ms", "batch_bytes", "model",
+    "stagger_s", "chunk_s", "fetch_max_wait_ms", "poll_interval_ms", "linger_ms", "batch_bytes", "model",
     "log_level", "log_format",
 )
 MAX_SPEED_CHUNK_S = 10.0  # at max speed the cost is per message: few long chunks (see replay.bench)

@@ -16,7 +16,8 @@ from stream.shutdown import stop_on_signals
 
 DETECT_FLAGS = (
     "kafka_bootstrap", "redis_url", "kafka_idempotence", "topic_prefix", "partitions",
-    "fetch_max_wait_ms", "linger_ms", "model", "metrics_port", "metrics_host", "log_level", "log_format",
+    "fetch_max_wait_ms", "poll_interval_ms", "linger_ms", "model", "metrics_port", "metrics_host",
+    "log_level", "log_format",
 )
 
 

@@ -12,6 +12,7 @@ checkpoints go to Redis and offsets are committed (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -30,15 +31,39 @@ from detector.core.monitor import MonitorConfig, MonitorOutput, PatientMonitor, 
 from detector.core.rhythm import events_to_alerts
 from detector.core.sequencer import ChunkFate
 from stream import metrics
-from stream.errors import ConfigError, DecodeError
-from stream.kafka import DeadLetterPublisher, Producer
-from stream.redis import AlertStore
+from stream.errors import ConfigError, DecodeError, DeliveryFailed
+from stream.kafka import BROKER_WATCH, DeadLetterPublisher, Producer
+from stream.redis import AlertStore, beat_entry
 from stream.schemas import Alert, Beat, SampleChunk
 from stream.serde import decode_as
 from stream.settings import Settings, env_name
 
 logger = logging.getLogger(__name__)
 
+
+
+CHECKPOINT_BUDGET = 0.05  # periodic checkpoints may take this share of the detector's time
+# A periodic checkpoint snapshots its partition's patients a slice at a time, between batches,
+# so that no batch waits for a whole partition (~40-100 ms at 80 patients per partition).
+SNAPSHOT_SLICE_S = 0.005
+
+
+@dataclass
+class _Round:
+    """A periodic checkpoint of one partition in progress, taken a slice at a time.
+
+    ``offset`` is the partition's next offset when the round began; a patient
+    snapshotted later is ahead of it, which is safe: on restore, its sequencer drops
+    the chunks between (already-seen samples are ``DUPLICATE`` and produce nothing),
+    and everything those chunks produced was delivered before its snapshot was taken
+    (snapshots happen only between delivered batches; the producer is flushed before
+    the round is saved)."""
+
+    tp: TopicPartition
+    offset: int
+    todo: list[tuple[str, PatientMonitor]]
+    patients: dict[str, bytes] = field(default_factory=dict)
+    snapshot_s: float = 0.0
 
 
 def group_id(settings: Settings) -> str:
@@ -70,6 +95,10 @@ class _Metrics:
                                  ("partition",))
         self.patients = metrics.gauge("ecgmon_patients", "patients with live detector state",
                                       registry)
+        self.rewinds = metrics.counter(
+            "ecgmon_detector_rewinds_total",
+            "Kafka delivery failures after which the detector went back to its checkpoints",
+            registry)
 
 
 @dataclass(slots=True)
@@ -100,7 +129,7 @@ class DetectorService:
         self, settings: Settings, classifier: Classifier, registry: CollectorRegistry,
         producer: Producer, store: AlertStore, *, monitor_config: MonitorConfig | None = None,
         checkpoint_s: float = 5.0, max_records: int = 2000,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock_ns: Callable[[], int] = time.time_ns, snapshot_slice_s: float = SNAPSHOT_SLICE_S,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
@@ -108,6 +137,7 @@ class DetectorService:
         self.store = store
         self.monitor_config = monitor_config or MonitorConfig()
         self.checkpoint_s = checkpoint_s
+        self.snapshot_slice_s = snapshot_slice_s
         self.max_records = max_records
         self.clock_ns = clock_ns
         self.m = _Metrics(registry)
@@ -119,8 +149,15 @@ class DetectorService:
         self.next_offsets: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._last_checkpoint = time.monotonic()
+        self._last_poll = 0.0
         self._next_partition = -1
+        self._round: _Round | None = None
         self._stop: asyncio.Event | None = None
+        # True while a batch is ingested but its outputs are not yet all handed over: the
+        # in-memory state is then ahead of what is durable, and must not be checkpointed
+        self._undelivered = False
+        self._rewind_wait_s = 0.0
+        self._snapshot_s = 0.0  # CPU-bound time of the last checkpoint's snapshots (pacing)
 
     def _stopping(self) -> bool:
         """Redis writes retry through an outage unless the service is stopping."""
@@ -133,17 +170,39 @@ class DetectorService:
         self._stop = stop
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
-                if batch:
-                    await self.process(batch)
-                if time.monotonic() - self._last_checkpoint >= self._checkpoint_every():
-                    await self._checkpoint_next()
-                    self._update_lag(consumer)
+                try:
+                    await self._pace(stop)
+                    batch = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
+                    if batch:
+                        await self.process(batch)
+                        self._rewind_wait_s = 0.0
+                        BROKER_WATCH.reachable()
+                    if self._round is not None:
+                        await self._advance_round()
+                    elif time.monotonic() - self._last_checkpoint >= self._checkpoint_every():
+                        self._start_round()
+                        await self._advance_round()
+                        self._update_lag(consumer)
+                except DeliveryFailed as exc:
+                    await self._rewind(consumer, exc)
         finally:
             await self.checkpoint()
 
+    async def _pace(self, stop: asyncio.Event) -> None:
+        """Hold the next poll until ``poll_interval_ms`` after the previous one: at hundreds of
+        patients every poll otherwise returns a handful of chunks, and each cycle's fixed
+        cost (a fetch request on the broker, two Redis round trips, a produce request) is
+        paid hundreds of times a second.  Records wait at the broker meanwhile."""
+        interval = self.settings.poll_interval_ms / 1000
+        rest = self._last_poll + interval - time.monotonic()
+        if rest > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), rest)
+        self._last_poll = time.monotonic()
+
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
+        self._undelivered = True
         work: list[_Work] = []
         for tp, records in batch.items():
             for record in records:
@@ -153,6 +212,7 @@ class DetectorService:
                 self.next_offsets[tp] = record.offset + 1
         outputs = self._classify_and_alarm(work)
         await self._deliver(outputs)
+        self._undelivered = False
         self.m.batch.observe(time.perf_counter() - started)
 
     async def _ingest(self, tp: TopicPartition, record: Any) -> _Work | None:
@@ -237,8 +297,9 @@ class DetectorService:
             self.m.alert.observe(max(0.0, (self.clock_ns() - produced) / 1e9))
 
     async def _write_beats(self, beats: list[Beat]) -> None:
-        """Recent beats per patient in a bounded Redis stream whose ids are the sample indices
-        (so a re-emitted beat is rejected by Redis itself), and the patient's current state."""
+        """Recent beats per patient in a bounded Redis stream whose ids are the beats' data
+        times (``beat_entry``: a re-emitted beat is rejected by Redis itself), and the
+        patient's current state."""
         if not beats:
             return
         client = self.store.client
@@ -246,10 +307,9 @@ class DetectorService:
         last: dict[str, Beat] = {}
         async with client.pipeline(transaction=False) as pipe:
             for b in beats:
-                pipe.xadd(f"{prefix}:beats:{b.patient_id}",
-                          {"class": b.beat_class.value, "conf": f"{b.confidence:.3f}",
-                           "rr_s": f"{b.rr_prev_s:.4f}", "fs_hz": repr(b.fs_hz)},
-                          id=f"{b.sample_index}-1", maxlen=2000, approximate=True)
+                entry_id, fields = beat_entry(b)
+                pipe.xadd(f"{prefix}:beats:{b.patient_id}", fields,  # type: ignore[arg-type]
+                          id=entry_id, maxlen=2000, approximate=True)
                 last[b.patient_id] = b
             await pipe.execute(raise_on_error=False)
         await self._update_patients(last)
@@ -275,37 +335,93 @@ class DetectorService:
 
     # ------------------------------------------------------------------ checkpoints
     async def checkpoint(self) -> None:
-        """Flush outputs, save snapshots + next offsets of every partition, then commit."""
+        """Flush outputs, save snapshots + next offsets of every partition, then commit.
+
+        Skipped (the previous checkpoints stand, so the outputs since are produced again)
+        when the state is ahead of what was delivered: a batch failed half way, or Kafka
+        refused a message."""
         self._last_checkpoint = time.monotonic()
+        self._round = None  # a full save supersedes a round in progress
         if not self.next_offsets or self.consumer is None:
             return
-        await self._save(list(self.next_offsets))
+        if self._undelivered:  # e.g. a rebalance while a batch waits for Redis
+            logger.warning("a batch is not delivered yet: no checkpoint now; its partitions "
+                           "resume from their previous checkpoints")
+            return
+        try:
+            await self._save(list(self.next_offsets))
+        except DeliveryFailed as exc:
+            logger.error("kafka delivery failed: no checkpoint; the partitions resume from "
+                         "their previous checkpoints", extra={"error": str(exc)})
 
     def _checkpoint_every(self) -> float:
         """Periodic checkpoints take one partition at a time, round robin: each partition is
-        still saved every ``checkpoint_s``, but a pause snapshots 1/n of the patients."""
-        return self.checkpoint_s / max(1, len(self.next_offsets))
+        saved every ``checkpoint_s``, and its patients are snapshotted ``snapshot_slice_s``
+        at a time between batches (:class:`_Round`).  With many patients per partition the
+        pace slows so that snapshots take at most ``CHECKPOINT_BUDGET`` of the time (~0.5-1 ms
+        per patient); a restart then re-processes a little more, nothing is lost."""
+        round_robin = self.checkpoint_s / max(1, len(self.next_offsets))
+        return max(round_robin, self._snapshot_s / CHECKPOINT_BUDGET)
 
-    async def _checkpoint_next(self) -> None:
+    def _start_round(self) -> None:
+        """Begin the periodic checkpoint of the next partition, round robin."""
         self._last_checkpoint = time.monotonic()
         if not self.next_offsets or self.consumer is None:
             return
         order = sorted(self.next_offsets, key=lambda tp: (tp.topic, tp.partition))
         self._next_partition = (self._next_partition + 1) % len(order)
-        await self._save([order[self._next_partition]])
+        tp = order[self._next_partition]
+        self._round = _Round(tp, self.next_offsets[tp],
+                             [(pid, s.monitor) for pid, s in self.slots.items() if s.tp == tp])
+
+    async def _advance_round(self) -> None:
+        """Snapshot the next slice of the round's patients; save and commit once all are."""
+        rnd = self._round
+        if rnd is None:
+            return
+        if rnd.tp not in self.next_offsets:  # revoked meanwhile
+            self._round = None
+            return
+        started = time.perf_counter()
+        while rnd.todo:
+            pid, monitor = rnd.todo.pop()
+            slot = self.slots.get(pid)
+            if slot is None or slot.tp != rnd.tp:
+                continue
+            if slot.monitor is not monitor:
+                # restarted meanwhile (new sampling rate or leads): its chunks since the round
+                # began would meet a monitor of the other rate on restore; try again later
+                self._round = None
+                return
+            rnd.patients[pid] = monitor.snapshot()
+            if time.perf_counter() - started >= self.snapshot_slice_s:
+                break
+        rnd.snapshot_s += time.perf_counter() - started
+        if rnd.todo:
+            return
+        self._round = None
+        self._snapshot_s = rnd.snapshot_s
+        await self.producer.flush()  # every output before the last snapshot is acknowledged
+        await self._store_and_commit({rnd.tp: Checkpoint(rnd.offset, rnd.patients)})
+        self._last_checkpoint = time.monotonic()
 
     async def _save(self, tps: list[TopicPartition]) -> None:
         """Checkpoint ``tps``: what was sent before is flushed first, the offsets committed after."""
         assert self.consumer is not None
         await self.producer.flush()
+        await self._store_and_commit({
+            tp: Checkpoint(self.next_offsets[tp], {pid: s.monitor.snapshot()
+                                                   for pid, s in self.slots.items() if s.tp == tp})
+            for tp in tps})
+
+    async def _store_and_commit(self, checkpoints: dict[TopicPartition, Checkpoint]) -> None:
+        """Write the checkpoints to Redis (retried through an outage), then commit their offsets."""
+        assert self.consumer is not None
         offsets: dict[TopicPartition, int] = {}
-        for tp in tps:
-            offset = self.next_offsets[tp]
-            patients = {pid: s.monitor.snapshot() for pid, s in self.slots.items() if s.tp == tp}
-            save = functools.partial(self.checkpoints.save, tp.topic, tp.partition,
-                                     Checkpoint(offset, patients))
+        for tp, cp in checkpoints.items():
+            save = functools.partial(self.checkpoints.save, tp.topic, tp.partition, cp)
             await self.store.call_until_ok("checkpoint", save, self._stopping)
-            offsets[tp] = offset
+            offsets[tp] = cp.offset
         if offsets:
             try:
                 await self.consumer.commit(offsets)
@@ -316,11 +432,38 @@ class DetectorService:
                 logger.warning("offset commit refused: the group rebalanced; resuming from the "
                                "Redis checkpoints", extra={"error": str(exc).splitlines()[0]})
 
-    async def restore(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+    async def _rewind(self, consumer: AIOKafkaConsumer, exc: DeliveryFailed) -> None:
+        """Kafka refused an output: drop the state of every assigned partition and resume
+        from the last checkpoints, which were saved only after everything before them was
+        delivered.  Outputs since then are produced again (Redis ignores them by id, Kafka
+        consumers see them twice: at-least-once); nothing is lost."""
+        self.m.rewinds.inc()
+        self._rewind_wait_s = min(5.0, max(0.2, 2 * self._rewind_wait_s))
+        logger.error("kafka delivery failed: rewinding to the last checkpoints",
+                     extra={"error": str(exc), "retry_in_s": self._rewind_wait_s})
+        await asyncio.sleep(self._rewind_wait_s)
+        assigned = set(consumer.assignment())
+        self.forget(assigned)
+        self._undelivered = False
+        restored = await self.restore(consumer, assigned)
+        for tp in assigned - restored:  # no checkpoint yet: back to the committed offset
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        self._last_checkpoint = time.monotonic()
+
+    async def restore(
+        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
+    ) -> set[TopicPartition]:
+        """Load the checkpoints of ``assigned`` and seek there; returns those restored."""
+        restored: set[TopicPartition] = set()
         for tp in assigned:
             cp = await self.checkpoints.load(tp.topic, tp.partition)
             if cp is None:
                 continue
+            restored.add(tp)
             for pid, blob in cp.patients.items():
                 self.slots[pid] = _PatientSlot(PatientMonitor.from_snapshot(blob), tp)
             consumer.seek(tp, cp.offset)
@@ -329,8 +472,11 @@ class DetectorService:
                         extra={"partition": tp.partition, "offset": cp.offset,
                                "patients": len(cp.patients)})
         self.m.patients.set(len(self.slots))
+        return restored
 
     def forget(self, revoked: set[TopicPartition]) -> None:
+        if self._round is not None and self._round.tp in revoked:
+            self._round = None
         for pid in [p for p, s in self.slots.items() if s.tp in revoked]:
             del self.slots[pid]
         for tp in revoked:
@@ -354,8 +500,10 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
-            await self.service.checkpoint()
-            self.service.forget(set(revoked))
+            try:
+                await self.service.checkpoint()
+            finally:  # whatever happened, the next owner resumes from the last checkpoint
+                self.service.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.service.restore(self.consumer_ref[0], set(assigned))

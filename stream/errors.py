@@ -28,5 +28,10 @@ class ServiceUnavailable(EcgmonError):
     retriable = True
 
 
+class DeliveryFailed(ServiceUnavailable):
+    """Kafka did not take a produced message (refused, timed out): whoever sent it must
+    resend from its last durable point (the detector rewinds to its checkpoints)."""
+
+
 class DataUnavailable(EcgmonError):
     """A recording is neither in the data directory nor downloadable."""

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from prometheus_client import CollectorRegistry
 
 from stream import metrics, serde
-from stream.errors import DecodeError, ServiceUnavailable
+from stream.errors import DecodeError, DeliveryFailed, ServiceUnavailable
 from stream.schemas import DeadLetter, Message
 from stream.settings import Settings, env_name
 
@@ -29,6 +29,37 @@ logger = logging.getLogger(__name__)
 
 TOPICS = ("samples", "beats", "alerts", "deadletter")
 _TOPIC_ALREADY_EXISTS = 36
+
+
+class BrokerWatch(logging.Handler):
+    """ecgmon's own two lines for a broker outage, beside aiokafka's (rate-limited) flood.
+
+    Attached to the ``aiokafka`` logger: its first connection error logs WARNING
+    ``kafka broker unreachable: clients retry with backoff``; the caller that next gets an
+    answer from the broker calls :meth:`reachable`, which logs ``kafka broker reachable
+    again`` with ``down_s``.
+    """
+
+    MARKERS = ("Unable connect to node", "Unable to update metadata")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.down_since: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.down_since is None and str(record.msg).startswith(self.MARKERS):
+            self.down_since = time.monotonic()
+            logger.warning("kafka broker unreachable: clients retry with backoff",
+                           extra={"detail": record.getMessage()[:200]})
+
+    def reachable(self) -> None:
+        if self.down_since is not None:
+            down_s, self.down_since = time.monotonic() - self.down_since, None
+            logger.warning("kafka broker reachable again", extra={"down_s": round(down_s, 1)})
+
+
+BROKER_WATCH = BrokerWatch()
+logging.getLogger("aiokafka").addHandler(BROKER_WATCH)
 # Dead letters keep the bad payload for inspection, but never more than this.
 DEAD_PAYLOAD_LIMIT = 1024 * 1024
 
@@ -203,7 +234,10 @@ class Producer:
         self._raise_error()
         if self._producer is None:
             raise RuntimeError("Producer.send before start()")
-        future = await self._producer.send(topic, value, key=key)
+        try:
+            future = await self._producer.send(topic, value, key=key)
+        except KafkaError as exc:  # e.g. no metadata for the topic within request_timeout_ms
+            raise DeliveryFailed(f"Kafka delivery failed: {exc!r}") from exc
         self.sent_messages += 1
         self.sent_bytes += len(value)
         self._pending.add(future)
@@ -228,14 +262,16 @@ class Producer:
         if future.cancelled():
             return
         exc = future.exception()
-        if exc is not None and self._error is None:
+        if exc is None:
+            BROKER_WATCH.reachable()
+        elif self._error is None:
             self._error = exc
             logger.error("kafka delivery failed", extra={"error": repr(exc)})
 
     def _raise_error(self) -> None:
         if self._error is not None:
             exc, self._error = self._error, None
-            raise ServiceUnavailable(f"Kafka delivery failed: {exc}") from exc
+            raise DeliveryFailed(f"Kafka delivery failed: {exc!r}") from exc
 
 
 # --- consumer -------------------------------------------------------------------------------

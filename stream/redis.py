@@ -9,6 +9,8 @@ Layout, with ``P`` the key prefix (default ``ecgmon``)::
     P:active:{patient}       set of the patient's active alarm ids
     P:patient:{patient}      hash: heart rate, last beat class and sample, last alert id
     P:patients               set of patient ids seen
+    P:beats:{patient}        stream of the patient's recent beats (written by the detector,
+                             bounded): id = data time in microseconds (:func:`beat_entry`)
 
 ``write_alert`` runs as one Lua script, so a retry after a crash or a lost reply never
 adds an alert twice: the id marker and both stream entries are written together or not
@@ -32,7 +34,7 @@ from redis import exceptions as redis_errors
 from stream import serde
 from stream.errors import ConfigError, ServiceUnavailable
 from stream.metrics import counter, latency_histogram
-from stream.schemas import AlarmPhase, AlarmPriority, Alert, BeatClass
+from stream.schemas import AlarmPhase, AlarmPriority, Alert, Beat, BeatClass
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,28 @@ class PatientState:
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def beat_entry(beat: Beat) -> tuple[str, dict[str, str]]:
+    """Id and fields of a beat in ``P:beats:{patient}``.
+
+    The id is the beat's data time in microseconds, ``round(sample_index * 1e6 / fs_hz)``:
+    deterministic, so a beat re-emitted after a restart is rejected by Redis itself, and
+    increasing in time across a change of sampling rate (sample indices are not: at a lower
+    rate the same moment has a lower index). Beats are >= 200 ms apart, so ids never collide.
+    """
+    fields = {"sample": str(int(beat.sample_index)), "class": beat.beat_class.value,
+              "conf": f"{beat.confidence:.3f}", "rr_s": f"{beat.rr_prev_s:.4f}",
+              "fs_hz": repr(beat.fs_hz)}
+    return f"{round(beat.sample_index * 1_000_000 / beat.fs_hz)}-1", fields
+
+
+def beat_entry_sample(fields: dict[Any, Any]) -> int:
+    """The sample index of a ``P:beats:{patient}`` entry (raises KeyError/ValueError)."""
+    raw = fields.get("sample", fields.get(b"sample"))
+    if raw is None:
+        raise KeyError("sample")
+    return int(_s(raw))
 
 
 class AlertStore:

@@ -121,11 +121,15 @@ def redis_binary() -> str:
     return str(path)
 
 
-def start_broker(port: int | None = None, timeout_s: float = 20.0) -> LocalService:
+def start_broker(port: int | None = None, timeout_s: float = 20.0,
+                 advertised_port: int | None = None) -> LocalService:
+    """Tansu with memory storage on ``port``; it tells clients to connect to
+    ``advertised_port`` (default: the same), e.g. a proxy that a test can cut."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-           "--storage-engine", "memory://tansu/"]
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url",
+           advertised, "--storage-engine", "memory://tansu/"]
     proc = _spawn(cmd)
     _wait_port(port, proc, "Kafka broker (tansu)", timeout_s)
     logger.info("local broker started", extra={"service": "kafka", "port": port})

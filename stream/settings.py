@@ -56,6 +56,10 @@ class Settings:
     )
     fetch_max_wait_ms: int = _f(10, "consumer fetch wait; aiokafka's 500 ms default adds latency")
     linger_ms: int = _f(5, "producer batching delay in ms")
+    poll_interval_ms: int = _f(
+        0, "least time between two polls of a detector: fewer, larger batches (less broker "
+        "and per-batch CPU at hundreds of patients) for at most this much more latency"
+    )
     batch_bytes: int = _f(
         512 * 1024, "producer batch size per partition in bytes (bigger = more throughput)"
     )
@@ -93,7 +97,7 @@ class Settings:
     )
     # classifier
     model: str = _f(
-        "resnet", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "
+        "inception", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "
         "or a path to an .onnx file"
     )
     # gateway

@@ -32,7 +32,7 @@ from detector.gateway.clients import Client, ClientHub, dumps
 from stream import metrics, serde
 from stream.errors import DecodeError, ServiceUnavailable
 from stream.kafka import connect, make_consumer
-from stream.redis import AlarmState, AlertStore
+from stream.redis import AlarmState, AlertStore, beat_entry_sample
 from stream.schemas import Alert, Beat, SampleChunk
 from stream.settings import Settings
 
@@ -290,15 +290,16 @@ def _s(v: bytes | str) -> str:
 
 async def stored_beats(store: AlertStore, key_prefix: str, patient_id: str,
                        count: int) -> list[dict[str, Any]]:
-    """The detector's recent beats of a patient from Redis (``{prefix}:beats:{patient}``, ids
-    ``{sample_index}-1``), oldest first; for a gateway that restarted and has seen none live."""
+    """The detector's recent beats of a patient from Redis (``{prefix}:beats:{patient}``, see
+    ``stream.redis.beat_entry``), oldest first; for a gateway that restarted and has seen none
+    live."""
     rows: Any = await store.client.xrevrange(f"{key_prefix}:beats:{patient_id}", "+", "-",
                                              count=count)
     out: list[dict[str, Any]] = []
-    for sid, fields in reversed(rows or []):
+    for _, fields in reversed(rows or []):
         try:
             f = {_s(k): _s(v) for k, v in fields.items()}
-            sample, fs = int(_s(sid).split("-")[0]), float(f["fs_hz"])
+            sample, fs = beat_entry_sample(f), float(f["fs_hz"])
             rr = float(f.get("rr_s", "0"))
             out.append({"patient_id": patient_id, "sample_index": sample,
                         "t_s": round(sample / fs, 4), "class": f["class"],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +18,10 @@ from detector.onnx_classifier import OnnxClassifier
 from detector.service import DetectorService, Rebalance
 from replay.producer import replay
 from stream import serde
+from stream.errors import DeliveryFailed
 from stream.kafka import Producer, ensure_topics, start_consumer, start_reader
-from stream.redis import AlertStore
-from stream.schemas import Alert
+from stream.redis import AlertStore, beat_entry_sample
+from stream.schemas import Alert, Message
 from stream.settings import Settings, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.data]
@@ -41,27 +45,56 @@ async def _produce(settings: Settings) -> int:
     return progress.messages
 
 
+class _RefusingProducer(Producer):
+    """The real producer, except that Kafka "refuses" the ``nth`` beat sent (once): the
+    memory broker cannot be made to refuse a produce on cue."""
+
+    def __init__(self, settings: Settings, nth: int) -> None:
+        super().__init__(settings)
+        self.nth, self.beats = nth, 0
+
+    async def send(self, topic: str, message: Message, key: str) -> None:
+        if topic.endswith(".beats"):
+            self.beats += 1
+            if self.beats == self.nth:
+                raise DeliveryFailed("Kafka delivery failed: injected UnknownError")
+        await super().send(topic, message, key)
+
+
 async def _consume(settings: Settings, until_chunks: int = 0, *, drain_to: int = 0,
-                   crash: bool = False) -> None:
+                   crash: bool = False, refuse_beat: int = 0,
+                   fault: Callable[[], Awaitable[None]] | None = None,
+                   fault_at: int = 0, snapshot_slice_s: float = 0.005) -> CollectorRegistry:
     """Run one service instance until it has consumed ``until_chunks`` chunks (counted from
     its own start) or, with ``drain_to``, until its positions summed over the partitions reach
     that many messages (the end of the topic, also after resuming from a checkpoint).
-    ``crash`` skips the final checkpoint, like kill -9."""
+    ``crash`` skips the final checkpoint, like kill -9; ``refuse_beat`` makes Kafka refuse
+    that beat; ``fault`` is awaited once ``fault_at`` chunks are consumed, while the service
+    runs; ``snapshot_slice_s`` 0 snapshots one patient per batch in periodic checkpoints.
+    Returns the instance's metrics."""
     registry = CollectorRegistry()
     classifier = OnnxClassifier.load(settings.model)
-    async with Producer(settings) as producer, AlertStore.from_settings(settings, registry) as store:
+    producer = _RefusingProducer(settings, refuse_beat) if refuse_beat else Producer(settings)
+    async with producer, AlertStore.from_settings(settings, registry) as store:
         service = DetectorService(settings, classifier, registry, producer, store,
-                                  checkpoint_s=1.0, max_records=200)
+                                  checkpoint_s=1.0, max_records=200,
+                                  snapshot_slice_s=snapshot_slice_s)
         consumer = await start_consumer(settings, group_id=service.group_id)
         consumer.subscribe([service.topic], listener=Rebalance(service, [consumer]))
         stop = asyncio.Event()
 
         async def watch() -> None:
             # polls a metric the service updates; no event exists to wait on
-            def done() -> bool:
-                consumed = registry.get_sample_value("ecgmon_chunks_consumed_total") or 0
-                return consumed >= until_chunks and sum(service.next_offsets.values()) >= drain_to
+            def consumed() -> float:
+                return registry.get_sample_value("ecgmon_chunks_consumed_total") or 0
 
+            def done() -> bool:
+                return consumed() >= until_chunks and sum(service.next_offsets.values()) >= drain_to
+
+            if fault is not None:
+                while consumed() < fault_at:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                await fault()
             while not done():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             if crash:
@@ -76,6 +109,7 @@ async def _consume(settings: Settings, until_chunks: int = 0, *, drain_to: int =
         finally:
             watcher.cancel()
             await consumer.stop()
+    return registry
 
 
 async def _outputs(settings: Settings) -> tuple[dict[str, set[int]], list[str], list[str]]:
@@ -86,7 +120,7 @@ async def _outputs(settings: Settings) -> tuple[dict[str, set[int]], list[str], 
         for rec in RECORDS:
             pid = f"mitdb-{rec}"
             entries = await client.xrange(f"{settings.redis_prefix}:beats:{pid}")
-            beats[pid] = {int(eid.split(b"-")[0]) for eid, _ in entries}
+            beats[pid] = {beat_entry_sample(f) for _, f in entries}
         raw = await client.xrange(f"{settings.redis_prefix}:alerts")
         redis_ids = [f[b"alert_id"].decode() for _, f in raw]
     finally:
@@ -126,13 +160,44 @@ async def test_ventricular_alarms_beats_and_exactly_once_alerts(
     assert types_207 & {"ventricular_fibrillation", "ventricular_tachycardia"}, types_207
 
 
-async def test_crash_and_restart_lose_and_duplicate_nothing(
-    kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path
-) -> None:
-    base = _settings(kafka_bootstrap, redis_url, topic_prefix + "a", mitdb_dir)
+Outputs = tuple[dict[str, set[int]], list[str], list[str]]
+
+
+@pytest.fixture(scope="module")
+async def uninterrupted(
+    kafka_bootstrap: str, redis_url: str, mitdb_dir: Path
+) -> tuple[int, Outputs]:
+    """Chunks replayed and the outputs of one uninterrupted run, to compare faults against."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"  # topic_prefix is per test
+    base = _settings(kafka_bootstrap, redis_url, prefix, mitdb_dir)
     n = await _produce(base)
     await _consume(base, n)
-    expected = await _outputs(base)
+    return n, await _outputs(base)
+
+
+async def test_a_refused_kafka_delivery_rewinds_to_the_checkpoints_and_loses_nothing(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path,
+    uninterrupted: tuple[int, Outputs], caplog: pytest.LogCaptureFixture,
+) -> None:
+    n, expected = uninterrupted
+    refused = _settings(kafka_bootstrap, redis_url, topic_prefix + "r", mitdb_dir)
+    await _produce(refused)
+    registry = await _consume(refused, drain_to=n, refuse_beat=300)
+    got = await _outputs(refused)
+
+    assert registry.get_sample_value("ecgmon_detector_rewinds_total") == 1
+    assert any(r.getMessage() == "kafka delivery failed: rewinding to the last checkpoints"
+               for r in caplog.records)
+    assert got[0] == expected[0]  # every beat in Redis, as without the fault
+    assert sorted(got[1]) == sorted(expected[1]) and len(got[1]) == len(set(got[1]))
+    assert set(got[2]) == set(expected[2])  # Kafka: at-least-once, none missing
+
+
+async def test_crash_and_restart_lose_and_duplicate_nothing(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path,
+    uninterrupted: tuple[int, Outputs],
+) -> None:
+    n, expected = uninterrupted
 
     crashed = _settings(kafka_bootstrap, redis_url, topic_prefix + "b", mitdb_dir)
     await _produce(crashed)
@@ -146,3 +211,27 @@ async def test_crash_and_restart_lose_and_duplicate_nothing(
     # the Kafka alert topic is at-least-once: the same ids, re-sent ones allowed
     assert set(got[2]) == set(expected[2])
 
+
+
+async def test_crash_with_patients_snapshotted_at_different_offsets_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path,
+    uninterrupted: tuple[int, Outputs],
+) -> None:
+    """Periodic checkpoints snapshot a partition's patients a slice at a time between
+    batches, so a patient's snapshot can be ahead of the checkpoint's offset. Here both
+    patients share one partition and each batch snapshots one of them: after the crash
+    the patient saved later must drop the chunks it had already seen (counted as
+    ``duplicate``) and the outputs must still equal the uninterrupted run's."""
+    n, expected = uninterrupted
+    shared = replace(_settings(kafka_bootstrap, redis_url, topic_prefix + "s", mitdb_dir),
+                     partitions=1)
+    await _produce(shared)
+    await _consume(shared, n // 2, crash=True, snapshot_slice_s=0.0)
+    resumed = await _consume(shared, drain_to=n, snapshot_slice_s=0.0)
+    got = await _outputs(shared)
+
+    duplicates = resumed.get_sample_value("ecgmon_chunk_sequence_total", {"fate": "duplicate"})
+    assert duplicates, "no patient was restored ahead of the checkpoint offset"
+    assert got[0] == expected[0]
+    assert sorted(got[1]) == sorted(expected[1]) and len(got[1]) == len(set(got[1]))
+    assert set(got[2]) == set(expected[2])

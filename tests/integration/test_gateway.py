@@ -30,7 +30,7 @@ from detector.gateway.app import create_app
 from detector.gateway.clients import ClientHub
 from detector.gateway.feeds import Feeds
 from stream.kafka import Producer, ensure_topics
-from stream.redis import AlertStore
+from stream.redis import AlertStore, beat_entry
 from stream.schemas import AlarmPhase, AlarmPriority, Alert, Beat, BeatClass, SampleChunk
 from stream.services import free_port
 from stream.settings import Settings, load
@@ -362,9 +362,9 @@ async def test_patient_detail_falls_back_to_the_beats_the_detector_keeps_in_redi
     await gw.store.update_patient("bed-5", heart_rate_bpm=61.0, last_beat_class=BeatClass.V,
                                   last_beat_sample=720)
     for sample, cls in ((360, "N"), (720, "V")):
+        entry_id, fields = beat_entry(Beat("bed-5", sample, 360.0, BeatClass(cls), 0.9, 1.0, 0, 0))
         await gw.store.client.xadd(f"{gw.settings.topic_prefix}:beats:bed-5",
-                                   {"class": cls, "conf": "0.900", "rr_s": "1.0000", "fs_hz": "360.0"},
-                                   id=f"{sample}-1")
+                                   fields, id=entry_id)  # type: ignore[arg-type]
     detail = (await gw.http.get("/api/patients/bed-5", headers=AUTH)).json()
     assert detail["heart_rate_bpm"] == 61.0 and detail["last_class"] == "V"
     assert detail["recent_beats"] == [

@@ -23,6 +23,7 @@ from detector.service import DetectorService
 from replay.producer import replay
 from stream import serde
 from stream.kafka import Producer, ensure_topics, start_reader
+from stream.redis import beat_entry_sample
 from stream.schemas import Alert, Beat, BeatClass, DeadLetter, SampleChunk
 from stream.settings import Settings, load
 from tests.integration.test_reliability_redis import _run_until
@@ -131,8 +132,9 @@ def _chunks(mitdb: Path, pid: str) -> list[SampleChunk]:
 
 async def _fs_change_run(
     kafka_bootstrap: str, redis_url: str, prefix: str, mitdb: Path
-) -> tuple[DetectorService, list[Beat], list[float]]:
-    """The service over :func:`_chunks`: its state, the Kafka beats, the Redis beats' rates."""
+) -> tuple[DetectorService, list[Beat], list[tuple[int, float]]]:
+    """The service over :func:`_chunks`: its state, the Kafka beats, the Redis beats
+    (sample index, rate) in stream order."""
     settings = _settings(kafka_bootstrap, redis_url, prefix, mitdb)
     await ensure_topics(settings)
     chunks = _chunks(mitdb, "fs-change")
@@ -147,7 +149,7 @@ async def _fs_change_run(
         rows = await client.xrange(f"{settings.redis_prefix}:beats:fs-change")
     finally:
         await client.aclose()
-    return box[0], beats, [float(f[b"fs_hz"]) for _, f in rows]
+    return box[0], beats, [(beat_entry_sample(f), float(f[b"fs_hz"])) for _, f in rows]
 
 
 async def test_sampling_rate_change_restarts_the_patient_and_beats_go_on(
@@ -165,15 +167,14 @@ async def test_sampling_rate_change_restarts_the_patient_and_beats_go_on(
     assert all(7500 <= b.sample_index < 15000 for b in slow)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="finding: the Redis beat stream's ids are sample indices, so after a "
-                   "rate change the new (lower) indices are rejected by XADD until they pass the "
-                   "old ones: 16 of 37 beats at 250 Hz never reach Redis (they do reach Kafka)")
 async def test_after_a_rate_change_every_beat_reaches_the_redis_beat_stream(
     kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path,
 ) -> None:
-    _, beats, redis_fs = await _fs_change_run(kafka_bootstrap, redis_url, topic_prefix, mitdb_dir)
-    assert redis_fs.count(250.0) == sum(1 for b in beats if b.fs_hz == 250.0)
+    """Was a strict xfail: the stream ids were sample indices, so the lower indices after the
+    change to 250 Hz were rejected (16 of 37 beats never reached Redis). Ids are data time now."""
+    _, beats, stored = await _fs_change_run(kafka_bootstrap, redis_url, topic_prefix, mitdb_dir)
+    assert stored == [(b.sample_index, b.fs_hz) for b in beats]  # all of them, in time order
+    assert {fs for _, fs in stored} == {360.0, 250.0}
 
 
 def _damaged(mitdb: Path) -> dict[str, list[SampleChunk]]:
@@ -216,7 +217,8 @@ async def test_lead_off_and_saturation_give_the_defined_technical_alarm_or_keep_
             rows = await client.xrange(f"{settings.redis_prefix}:alerts:{pid}")
             alarms[pid] = [(f[b"alarm_type"].decode(), f[b"phase"].decode(),
                             serde.decode_as(f[b"alert"], Alert).technical) for _, f in rows]
-            ids = await client.xrange(f"{settings.redis_prefix}:beats:{pid}", f"{20 * 360}-0")
+            # beat entry ids are data time in microseconds (stream.redis.beat_entry)
+            ids = await client.xrange(f"{settings.redis_prefix}:beats:{pid}", f"{20 * 10**6}-0")
             beats_after[pid] = len(ids)
     finally:
         await client.aclose()
@@ -228,4 +230,8 @@ async def test_lead_off_and_saturation_give_the_defined_technical_alarm_or_keep_
     # one lead off: detection goes on from the other lead (~24 beats in 20 s), no asystole
     assert beats_after["one-lead-off"] >= 20 and beats_after["saturated"] >= 20, beats_after
     assert all(t != "asystole" for t, _, _ in alarms["one-lead-off"]), alarms["one-lead-off"]
+    # ... and says which lead: a low-priority technical lead_off alarm, not signal_inoperable
+    assert ("lead_off", "onset", True) in alarms["one-lead-off"], alarms["one-lead-off"]
+    assert all(t != "signal_inoperable" for t, _, _ in alarms["one-lead-off"])
+    assert all(t != "lead_off" for t, _, _ in alarms["both-leads-off"] + alarms["saturated"])
 

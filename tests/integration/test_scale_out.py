@@ -17,7 +17,7 @@ from detector.onnx_classifier import OnnxClassifier
 from detector.service import DetectorService, Rebalance
 from replay.producer import replay
 from stream.kafka import Producer, ensure_topics, start_consumer, start_reader
-from stream.redis import AlertStore
+from stream.redis import AlertStore, beat_entry_sample
 from stream.settings import Settings, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.data]
@@ -119,7 +119,7 @@ async def _outputs(settings: Settings) -> tuple[list[str], dict[str, set[int]]]:
         beats = {}
         for rec in RECORDS:
             entries = await client.xrange(f"{settings.topic_prefix}:beats:mitdb-{rec}")
-            beats[rec] = {int(eid.split(b"-")[0]) for eid, _ in entries}
+            beats[rec] = {beat_entry_sample(f) for _, f in entries}
     finally:
         await client.aclose()
     return alert_ids, beats

@@ -77,6 +77,15 @@ def test_read_csv_csv_module_errors_are_input_errors(text: str) -> None:
         read_csv(text, 360.0)
 
 
+@pytest.mark.parametrize("text", ["time\n1e400\n1e400", "time\n1e400\n1\n1e400",
+                                  "time,MLII\nnan,1\n0.1,2", "MLII\n1\n-1e400"])
+def test_read_csv_infinite_or_missing_times_are_input_errors(text: str) -> None:
+    """Found by the fuzzer (hypothesis, 2026-11-22): "1e400" is inf, and its difference a
+    RuntimeWarning instead of a 422."""
+    with pytest.raises(AnalysisInputError):
+        read_csv(text, None)
+
+
 def test_read_csv_accepts_cr_line_endings() -> None:
     x, fs, leads = read_csv("MLII\r1\r2", 360.0)
     assert leads == ["MLII"] and fs == 360.0 and x[:, 0].tolist() == [1.0, 2.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -72,3 +73,23 @@ async def test_no_bootstrap_is_a_clear_error() -> None:
 def test_topic_names() -> None:
     assert kafka.topic_names(load(environ={}, topic_prefix="t1")) == [
         "t1.samples", "t1.beats", "t1.alerts", "t1.deadletter"]
+
+
+def test_broker_watch_says_once_that_the_broker_is_gone_and_once_that_it_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from stream.kafka import BrokerWatch
+
+    watch = BrokerWatch()
+    caplog.set_level(logging.WARNING, logger="stream.kafka")
+    for _ in range(3):
+        watch.handle(logging.makeLogRecord({
+            "name": "aiokafka.conn", "levelno": logging.ERROR, "levelname": "ERROR",
+            "msg": "Unable connect to node with id %s: %s", "args": (1, "refused")}))
+    watch.reachable()
+    watch.reachable()
+    lines = [(r.getMessage(), getattr(r, "down_s", None)) for r in caplog.records
+             if r.name == "stream.kafka"]
+    assert [m for m, _ in lines] == ["kafka broker unreachable: clients retry with backoff",
+                                     "kafka broker reachable again"]
+    assert lines[1][1] is not None and lines[1][1] >= 0
