@@ -18,6 +18,20 @@ interpolated at ``MODEL_FS_HZ`` whatever the input rate (125-1000 Hz), each lead
 centred on its median and scaled by its standard deviation (per-window amplitude
 normalisation).
 
+Shape features (appended to the RR features, the same patient-relative idea for
+morphology): correlation of the window with the template, the RMS difference of
+the two in the P-wave region (0.25-0.08 s before the peak; ectopic atrial beats
+change the P wave, de Chazal et al. 2004 use P-wave features for S), the beat's
+amplitude over the template's (the per-window normalisation hides it), and the
+irregularity of the ten RR intervals before the beat (mean absolute successive
+difference over their mean: high in atrial fibrillation, where an early beat is
+not an ectopic one).  Last, a robust irregularity of the 30 intervals before the
+beat's own (median absolute successive difference over their median): isolated
+ectopic beats inflate the mean-based one and hide frequent APCs in a regular
+rhythm; the median ignores them but stays high in atrial fibrillation.  The beat
+models' S-versus-N rule uses it (:mod:`detector.training.train`, ``SRule``).
+Features are only ever appended, so a model trained on fewer sees a prefix.
+
 RR features follow de Chazal et al., "Automatic classification of heartbeats
 using ECG morphology and heartbeat interval features", IEEE TBME 51(7), 2004
 (pre-, post-, local and average RR), normalised per patient as in Llamedo &
@@ -54,12 +68,19 @@ RR_FEATURES = (
     "next_over_prev",
     "prev_s",
     "local_s",
+    "rr_irregularity",
+    "template_corr",
+    "p_wave_diff",
+    "amplitude_over_template",
+    "rr_irregularity_median",
 )
 N_RR = len(RR_FEATURES)
+IRREGULARITY_BEATS = 30  # robust irregularity: the 30 intervals before the beat's own
 TEMPLATE_ALPHA = 0.05  # running template: exponential average over about 20 regular beats
 TEMPLATE_RR_TOLERANCE = 0.15  # a beat is regular when its RR is within 15 % of the local average
 _RATIO_MAX = 5.0
-_SNAPSHOT_VERSION = 1
+_P_WAVE = slice(WINDOW_PRE - 32, WINDOW_PRE - 10)  # 0.25 to 0.08 s before the peak
+_SNAPSHOT_VERSION = 2
 _SECONDS_MAX = 3.0
 
 FloatArray = npt.NDArray[np.float32]
@@ -100,10 +121,42 @@ class BeatFeatures:
         )
 
 
+# np.median / np.std / np.mean spelled out with the same ufuncs and reduction order as
+# numpy's own (bit-identical results, property-tested) without their Python-level dispatch:
+# they run a few times per beat, ~10-20 us each.
+
+
+def _median(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``np.median(x, axis=-1, keepdims=True)`` for finite ``x``."""
+    n = x.shape[-1]
+    if n == 0 or not np.isfinite(x).all():
+        return np.asarray(np.median(x, axis=-1, keepdims=True), dtype=np.float64)
+    h = n // 2
+    if n % 2:
+        return np.partition(x, h, axis=-1)[..., h : h + 1]
+    part = np.partition(x, (h - 1, h), axis=-1)
+    out: npt.NDArray[np.float64] = (part[..., h - 1 : h] + part[..., h : h + 1]) / 2.0
+    return out
+
+
+def _std(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``np.std(x, axis=-1, keepdims=True)``."""
+    n = x.shape[-1]
+    d = x - np.add.reduce(x, axis=-1, keepdims=True) / n
+    out: npt.NDArray[np.float64] = np.sqrt(
+        np.add.reduce(np.multiply(d, d, out=d), axis=-1, keepdims=True) / n)
+    return out
+
+
+def _mean(x: npt.NDArray[np.float64]) -> float:
+    """``float(np.mean(x))`` of a 1-D float64 array."""
+    return float(np.add.reduce(x) / x.shape[0])
+
+
 def normalise_window(window: npt.NDArray[np.float64]) -> FloatArray:
     """Centre each lead (rows) on its median and divide by its standard deviation."""
-    centred = window - np.median(window, axis=-1, keepdims=True)
-    scale = centred.std(axis=-1, keepdims=True) + 1e-3
+    centred = window - _median(window)
+    scale = _std(centred) + 1e-3
     out: FloatArray = (centred / scale).astype(np.float32)
     return out
 
@@ -116,13 +169,31 @@ def resample_window(
     ``signal`` (n, leads) holds samples ``first_index ...``; positions outside it
     take the nearest edge value.
     """
-    offsets = np.arange(-WINDOW_PRE, WINDOW_POST, dtype=np.float64) * (fs_hz / MODEL_FS_HZ)
-    pos = np.clip(peak - first_index + offsets, 0.0, signal.shape[0] - 1.0)
-    lo = np.floor(pos).astype(np.int64)
+    offsets = _offsets(fs_hz)
+    pos = peak - first_index + offsets
+    if pos[0] < 0.0 or pos[-1] > signal.shape[0] - 1.0:
+        pos = np.clip(pos, 0.0, signal.shape[0] - 1.0)
+    lo = pos.astype(np.int64)  # pos >= 0: truncation is floor
     hi = np.minimum(lo + 1, signal.shape[0] - 1)
     frac = (pos - lo)[:, None]
     window = signal[lo] * (1.0 - frac) + signal[hi] * frac
-    return normalise_window(np.nan_to_num(window.T))
+    if not np.isfinite(window).all():
+        window = np.nan_to_num(window)
+    return normalise_window(window.T)
+
+
+@functools.lru_cache(maxsize=16)
+def _offsets(fs_hz: float) -> npt.NDArray[np.float64]:
+    """Window sample positions relative to the peak, in input samples (shared, read-only)."""
+    out = np.arange(-WINDOW_PRE, WINDOW_POST, dtype=np.float64) * (fs_hz / MODEL_FS_HZ)
+    out.flags.writeable = False
+    return out
+
+
+def window_amplitude(signal: npt.NDArray[np.float64], first_index: int, start: int, stop: int) -> float:
+    """Standard deviation (mV) of the first lead over absolute samples ``start:stop`` (clipped)."""
+    seg = signal[max(start - first_index, 0) : max(stop - first_index, 1), 0]
+    return float(_std(seg - _median(seg))[0]) + 1e-3 if len(seg) else 1e-3
 
 
 def rr_features(prev_s: float, next_s: float, local_s: float, long_s: float) -> FloatArray:
@@ -145,6 +216,38 @@ def rr_features(prev_s: float, next_s: float, local_s: float, long_s: float) -> 
     )
 
 
+def shape_features(
+    window: FloatArray, template: FloatArray, amplitude_ratio: float, prior_rr_s: list[float]
+) -> FloatArray:
+    """The shape and irregularity features appended to :func:`rr_features` (see the module doc)."""
+    w, t = window[0].astype(np.float64), template[0].astype(np.float64)
+    wc, tc = w - _mean(w), t - _mean(t)
+    denom = float(np.sqrt((wc @ wc) * (tc @ tc)))
+    corr = float(wc @ tc) / denom if denom > 1e-9 else 1.0
+    p_diff = float(np.sqrt(_mean((w[_P_WAVE] - t[_P_WAVE]) ** 2)))
+    irregularity = 0.0
+    if len(prior_rr_s) >= 2:
+        rr = np.asarray(prior_rr_s, dtype=np.float64)
+        irregularity = float(_mean(np.abs(rr[1:] - rr[:-1])) / _mean(rr))
+    return np.array(
+        [min(irregularity, _RATIO_MAX), corr, min(p_diff, _RATIO_MAX), min(amplitude_ratio, _RATIO_MAX)],
+        dtype=np.float32,
+    )
+
+
+def irregularity_median(prior_rr_s: list[float]) -> float:
+    """Median absolute successive difference of ``prior_rr_s`` (newest first, up to
+    ``IRREGULARITY_BEATS + 1`` intervals) over their median: near 0 for a regular rhythm
+    with isolated ectopic beats (they move the mean, not the median), high in atrial
+    fibrillation.  0 with fewer than 2 intervals."""
+    if len(prior_rr_s) < 2:
+        return 0.0
+    rr = np.asarray(prior_rr_s, dtype=np.float64)
+    centre = float(np.median(rr[:IRREGULARITY_BEATS]))
+    spread = float(np.median(np.abs(rr[1:] - rr[:-1])))
+    return min(spread / centre, _RATIO_MAX) if centre > 0 else 0.0
+
+
 def _interval_end(interval: tuple[int, float]) -> int:
     return interval[0]
 
@@ -154,6 +257,7 @@ class _Pending:
     peak: int
     prev_rr_s: float | None
     window: FloatArray | None = None
+    scale: float = 1.0  # lead-0 amplitude (standard deviation, mV) of the window
 
 
 class BeatFeatureExtractor:
@@ -183,6 +287,7 @@ class BeatFeatureExtractor:
         self._last_peak: int | None = None
         self._intervals: deque[tuple[int, float]] = deque()  # (peak ending it, rr in s)
         self._template: FloatArray | None = None
+        self._template_scale = 0.0  # running average of the regular beats' amplitudes
         self._n_template = 0
 
     def update(
@@ -235,18 +340,29 @@ class BeatFeatureExtractor:
         long_s = total / count if count else prev_rr
         assert p.window is not None
         template = p.window if self._template is None else self._template
+        # amplitudes unknown (0): no template yet, or a pending beat from a version 1 snapshot
+        ratio = p.scale / self._template_scale if p.scale > 0 and self._template_scale > 0 else 1.0
+        first = 1 if p.prev_rr_s is not None else 0  # the intervals before the beat's own
+        prior = newest_first[first : first + LOCAL_BEATS]
+        shape = shape_features(p.window, template, ratio, prior)
+        robust = irregularity_median(newest_first[first : first + IRREGULARITY_BEATS + 1])
         if abs(prev_rr / local_s - 1.0) <= TEMPLATE_RR_TOLERANCE:
-            self._update_template(p.window)
+            self._update_template(p.window, p.scale)
         stacked = np.concatenate([p.window, template])
-        return p.peak, stacked, rr_features(prev_rr, next_rr, local_s, long_s)
+        return p.peak, stacked, np.concatenate(
+            [rr_features(prev_rr, next_rr, local_s, long_s), shape, np.array([robust], np.float32)])
 
-    def _update_template(self, window: FloatArray) -> None:
+    def _update_template(self, window: FloatArray, scale: float) -> None:
         self._n_template += 1
         alpha = max(1.0 / self._n_template, TEMPLATE_ALPHA)
         if self._template is None:
             self._template = window.copy()
         else:
             self._template = ((1.0 - alpha) * self._template + alpha * window).astype(np.float32)
+        if self._template_scale <= 0 or scale <= 0:
+            self._template_scale = max(scale, self._template_scale)
+        else:
+            self._template_scale = (1.0 - alpha) * self._template_scale + alpha * scale
 
     def snapshot(self) -> bytes:
         """Complete state as ``.npz`` bytes (no pickle); :meth:`from_snapshot` resumes exactly."""
@@ -271,6 +387,8 @@ class BeatFeatureExtractor:
             pend_prev=np.array([np.nan if p.prev_rr_s is None else p.prev_rr_s for p in self._pending]),
             pend_window=windows,
             pend_has_window=has_window,
+            pend_scale=np.array([p.scale for p in self._pending], np.float64),
+            template_scale=np.float64(self._template_scale),
             int_end=np.array([e for e, _ in self._intervals], np.int64),
             int_rr=np.array([r for _, r in self._intervals], np.float64),
             template=template,
@@ -280,7 +398,7 @@ class BeatFeatureExtractor:
     @classmethod
     def from_snapshot(cls, blob: bytes) -> BeatFeatureExtractor:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            if int(z["version"]) != _SNAPSHOT_VERSION:
+            if int(z["version"]) not in (1, _SNAPSHOT_VERSION):  # v1: no amplitudes (taken as 1)
                 raise ValueError(f"unsupported beat extractor snapshot version {int(z['version'])}")
             fs_hz, n_leads, lag_s = (float(v) for v in z["header"])
             ext = cls(fs_hz, int(n_leads), lag_s)
@@ -289,11 +407,14 @@ class BeatFeatureExtractor:
             ext._last_peak = None if last_peak < 0 else last_peak
             ext._n_template = n_template
             ext._template = z["template"].copy() if z["template"].size else None
-            for peak, prev, window, has in zip(
-                z["pend_peak"], z["pend_prev"], z["pend_window"], z["pend_has_window"], strict=True
+            scales = z["pend_scale"] if "pend_scale" in z.files else np.zeros(len(z["pend_peak"]))
+            ext._template_scale = float(z["template_scale"]) if "template_scale" in z.files else 0.0
+            for peak, prev, window, has, scale in zip(
+                z["pend_peak"], z["pend_prev"], z["pend_window"], z["pend_has_window"], scales, strict=True
             ):
                 prev_rr = None if np.isnan(prev) else float(prev)
-                ext._pending.append(_Pending(int(peak), prev_rr, window.copy() if has else None))
+                window_or_none = window.copy() if has else None
+                ext._pending.append(_Pending(int(peak), prev_rr, window_or_none, float(scale)))
             ext._intervals.extend(
                 (int(e), float(r)) for e, r in zip(z["int_end"], z["int_rr"], strict=True)
             )
@@ -303,6 +424,8 @@ class BeatFeatureExtractor:
         for p in self._pending:
             if p.window is None and (final or p.peak + self._post < self._n_seen):
                 p.window = resample_window(self._buf, self._buf_first, p.peak, self.fs_hz)
+                start, stop = p.peak - self._pre, p.peak + self._post
+                p.scale = window_amplitude(self._buf, self._buf_first, start, stop)
 
     def _trim(self) -> None:
         oldest_needed = self._n_seen - self._post - self._lag - 1

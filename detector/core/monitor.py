@@ -104,7 +104,8 @@ class PatientMonitor:
         self._hold_deadline = self._max_hold + self._lag
         self.sequencer = ChunkSequencer()
         self.engine = AlarmEngine(
-            self.fs_hz, self.config.alarms, patient_id=patient_id, n_leads=len(self.lead_names)
+            self.fs_hz, self.config.alarms, patient_id=patient_id, n_leads=len(self.lead_names),
+            lead_names=self.lead_names,
         )
         self._restart(0)
         self._last_beat: int | None = None
@@ -133,7 +134,8 @@ class PatientMonitor:
         if seq.fate is ChunkFate.FIRST:
             self._restart(start)
             self.engine = AlarmEngine(self.fs_hz, self.config.alarms, patient_id=self.patient_id,
-                                      start_sample=start, n_leads=len(self.lead_names))
+                                      start_sample=start, n_leads=len(self.lead_names),
+                                      lead_names=self.lead_names)
         elif seq.fate is ChunkFate.GAP:
             if seq.gap_samples <= self._max_fill:
                 fill = np.full((seq.gap_samples, x.shape[1]), np.nan)
@@ -209,15 +211,15 @@ class PatientMonitor:
 
         Version 2: the VF detector's signal buffer (4 s of samples) is stored as a float64
         array beside the JSON instead of inside it (JSON float text was 40 % of the cost).
+        Version 3: its finite-sample mask too, and neither is ever made a Python list.
         """
-        engine = self.engine.snapshot()
-        vf = engine.get("vf_detector")
-        vf_buf = np.zeros(0, np.float64)
-        if isinstance(vf, dict) and "buf" in vf:
-            vf_buf = np.asarray(vf["buf"], dtype=np.float64)
-            engine = {**engine, "vf_detector": {k: v for k, v in vf.items() if k != "buf"}}
+        engine = self.engine.snapshot(arrays=True)
+        vf = dict(engine["vf_detector"])
+        vf_buf = np.asarray(vf.pop("buf"), dtype=np.float64)
+        vf_ok = np.asarray(vf.pop("ok"), dtype=bool)
+        engine = {**engine, "vf_detector": vf}
         meta = {
-            "version": 2, "patient_id": self.patient_id, "fs_hz": self.fs_hz,
+            "version": 3, "patient_id": self.patient_id, "fs_hz": self.fs_hz,
             "lead_names": list(self.lead_names), "classifier_leads": self.classifier_leads,
             "base": self.base, "next": self.sequencer.next_sample_index,
             "waiting": list(self._waiting), "last_beat": self._last_beat,
@@ -230,6 +232,7 @@ class PatientMonitor:
             qrs=np.frombuffer(self.qrs.snapshot(), dtype=np.uint8),
             extractor=np.frombuffer(self.extractor.snapshot(), dtype=np.uint8),
             vf_buf=vf_buf,
+            vf_ok=vf_ok,
         )
         return buf.getvalue()
 
@@ -239,10 +242,13 @@ class PatientMonitor:
             meta = json.loads(z["meta"].tobytes().decode())
             qrs_blob, ext_blob = z["qrs"].tobytes(), z["extractor"].tobytes()
             vf_buf = z["vf_buf"] if "vf_buf" in z.files else None
-        if meta.get("version") not in (1, 2):
+            vf_ok = z["vf_ok"] if "vf_ok" in z.files else None
+        if meta.get("version") not in (1, 2, 3):
             raise ValueError(f"unsupported monitor snapshot version {meta.get('version')!r}")
-        if meta["version"] == 2 and isinstance(meta["engine"].get("vf_detector"), dict):
-            meta["engine"]["vf_detector"]["buf"] = [] if vf_buf is None else vf_buf.tolist()
+        if meta["version"] >= 2 and isinstance(meta["engine"].get("vf_detector"), dict):
+            meta["engine"]["vf_detector"]["buf"] = np.zeros(0) if vf_buf is None else vf_buf
+        if meta["version"] >= 3:
+            meta["engine"]["vf_detector"]["ok"] = vf_ok
         mon = cls(meta["patient_id"], float(meta["fs_hz"]), tuple(meta["lead_names"]),
                   int(meta["classifier_leads"]), config)
         mon.base = int(meta["base"])

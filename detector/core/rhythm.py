@@ -23,177 +23,36 @@ samples (VF-filter leakage, :mod:`detector.core.vf`); without it no VF alarm is 
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from detector.core.rhythm_measures import af_features, mean_rate_bpm
-from detector.core.vf import VfConfig, VfDecision, VfDetector
-from stream.schemas import AlarmPhase, AlarmPriority, Alert, BeatClass
+from detector.core.alarms import (
+    DEFAULT_PRIORITIES,
+    EVENT_ALARMS,
+    QUALITY_KINDS,
+    TECHNICAL_ALARMS,
+    AlarmConfig,
+    AlarmEvent,
+    AlarmType,
+    ClassifiedBeat,
+    QualityLike,
+    SignalQualityEvent,
+    events_to_alerts,
+)
+from detector.core.rhythm_measures import af_features, integer_nrmssd, mean_rate_bpm
+from detector.core.vf import VfDecision, VfDetector
+from stream.schemas import AlarmPhase, BeatClass
 
-
-class AlarmType(enum.StrEnum):
-    ASYSTOLE = "asystole"
-    VFIB = "ventricular_fibrillation"
-    VTACH = "ventricular_tachycardia"
-    EXTREME_BRADY = "extreme_bradycardia"
-    EXTREME_TACHY = "extreme_tachycardia"
-    VRUN = "ventricular_run"
-    COUPLET = "ventricular_couplet"
-    BIGEMINY = "bigeminy"
-    TRIGEMINY = "trigeminy"
-    PAUSE = "pause"
-    AFIB = "atrial_fibrillation"
-    TECHNICAL = "signal_inoperable"
-
-
-DEFAULT_PRIORITIES: dict[AlarmType, AlarmPriority] = {
-    AlarmType.ASYSTOLE: AlarmPriority.HIGH,
-    AlarmType.VFIB: AlarmPriority.HIGH,
-    AlarmType.VTACH: AlarmPriority.HIGH,
-    AlarmType.EXTREME_BRADY: AlarmPriority.HIGH,
-    AlarmType.EXTREME_TACHY: AlarmPriority.HIGH,
-    AlarmType.VRUN: AlarmPriority.MEDIUM,
-    AlarmType.PAUSE: AlarmPriority.MEDIUM,
-    AlarmType.AFIB: AlarmPriority.MEDIUM,
-    AlarmType.TECHNICAL: AlarmPriority.MEDIUM,
-    AlarmType.COUPLET: AlarmPriority.LOW,
-    AlarmType.BIGEMINY: AlarmPriority.LOW,
-    AlarmType.TRIGEMINY: AlarmPriority.LOW,
-}
-
-# Alarms that latch for ``event_hold_s`` after each occurrence (the rest follow a condition).
-EVENT_ALARMS = frozenset({AlarmType.VRUN, AlarmType.COUPLET, AlarmType.PAUSE})
-
-QUALITY_KINDS = ("noise", "saturation", "flat", "lead_off", "nan", "gap", "clipped", "artefact")
-
-
-@dataclass(frozen=True, slots=True)
-class ClassifiedBeat:
-    """A detected beat with its AAMI class, as the classifier hands it to the alarm engine."""
-
-    sample_index: int
-    beat_class: BeatClass
-    confidence: float = 1.0
-
-
-class QualityLike(Protocol):
-    """What the engine reads from a quality report (:class:`detector.core.quality.QualityEvent`
-    and :class:`SignalQualityEvent` both fit; a report without ``lead`` counts as lead 0)."""
-
-    @property
-    def start_sample(self) -> int: ...
-    @property
-    def end_sample(self) -> int | None: ...
-    @property
-    def kind(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SignalQualityEvent:
-    """An unreadable stretch ``[start_sample, end_sample]`` of one lead; ``None`` = still open.
-
-    Close an open stretch later by sending the same ``kind``, ``lead`` and ``start_sample``
-    with the end filled in.  ``kind`` is one of :data:`QUALITY_KINDS`.
-    """
-
-    start_sample: int
-    end_sample: int | None
-    kind: str
-    lead: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmConfig:
-    """Alarm thresholds in physical units; ``disabled`` switches types off."""
-
-    asystole_s: float = 4.0
-    pause_s: float = 2.0
-    brady_bpm: float = 40.0
-    brady_beats: int = 5
-    tachy_bpm: float = 140.0
-    tachy_beats: int = 17
-    vt_beats: int = 5
-    vt_bpm: float = 100.0
-    vrun_min_beats: int = 3
-    bigeminy_cycles: int = 4
-    trigeminy_cycles: int = 3
-    afib_window_beats: int = 32
-    # AF thresholds: Dash et al. 2009 (TPR 0.54-0.77), nRMSSD/entropy chosen on MIT-BIH DS1 only
-    afib_nrmssd: float = 0.12
-    afib_entropy: float = 0.7
-    afib_tpr: tuple[float, float] = (0.54, 0.77)
-    technical_all_leads: bool = True  # False: one unreadable lead already suppresses
-    afib_end_beats: int = 16  # AF ends after this many beats in a row without irregularity
-    pattern_end_beats: int = 3  # bigeminy/trigeminy end after this many beats off pattern
-    vf_windows: int = 3  # consecutive VF windows (one per vf.step_s) to raise, and to end
-    vf_max_normal_beats: int = 1  # more non-V beats than this in the last vf.window_s: not VF
-    event_hold_s: float = 10.0
-    update_interval_s: float = 10.0
-    disabled: frozenset[AlarmType] = frozenset()
-    priorities: tuple[tuple[AlarmType, AlarmPriority], ...] = ()
-    vf: VfConfig = field(default_factory=VfConfig)
-
-    def priority(self, alarm: AlarmType) -> AlarmPriority:
-        return dict(self.priorities).get(alarm, DEFAULT_PRIORITIES[alarm])
-
-    def enabled(self, alarm: AlarmType) -> bool:
-        return alarm not in self.disabled
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["disabled"] = sorted(a.value for a in self.disabled)
-        d["priorities"] = [[a.value, p.value] for a, p in self.priorities]
-        d["afib_tpr"] = list(self.afib_tpr)
-        d["vf"] = {**d["vf"], "band_hz": list(self.vf.band_hz)}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AlarmConfig:
-        vf = d["vf"]
-        return cls(**{
-            **d,
-            "disabled": frozenset(AlarmType(a) for a in d["disabled"]),
-            "priorities": tuple((AlarmType(a), AlarmPriority(p)) for a, p in d["priorities"]),
-            "afib_tpr": tuple(d["afib_tpr"]),
-            "vf": VfConfig(**{**vf, "band_hz": tuple(vf["band_hz"])}),
-        })
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmEvent:
-    """One lifecycle event of an alarm, in data time; :meth:`to_alert` makes the wire message."""
-
-    patient_id: str
-    alarm_type: AlarmType
-    priority: AlarmPriority
-    phase: AlarmPhase
-    onset_sample_index: int
-    sample_index: int
-    heart_rate_bpm: float
-    message: str
-    technical: bool = False
-    details: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def alarm_id(self) -> str:
-        return f"{self.patient_id}:{self.alarm_type.value}:{self.onset_sample_index}"
-
-    def to_alert(self, fs_hz: float, created_at_ns: int, chunk_produced_at_ns: int) -> Alert:
-        return Alert(
-            patient_id=self.patient_id, alarm_type=self.alarm_type.value, priority=self.priority,
-            phase=self.phase, onset_sample_index=self.onset_sample_index,
-            sample_index=self.sample_index, fs_hz=fs_hz, heart_rate_bpm=self.heart_rate_bpm,
-            message=self.message, created_at_ns=created_at_ns,
-            chunk_produced_at_ns=chunk_produced_at_ns, technical=self.technical,
-            details=self.details,
-        )
+__all__ = [  # the alarm vocabulary lives in detector.core.alarms; importable from here too
+    "DEFAULT_PRIORITIES", "EVENT_ALARMS", "QUALITY_KINDS", "TECHNICAL_ALARMS", "AlarmConfig",
+    "AlarmEngine", "AlarmEvent", "AlarmType", "ClassifiedBeat", "QualityLike",
+    "SignalQualityEvent", "events_to_alerts",
+]
 
 
 @dataclass(slots=True)
@@ -228,23 +87,27 @@ def _sample_of(x: _Item) -> int:
 
 
 _MISSING = object()
+_DEFAULT_CONFIG = AlarmConfig()  # frozen: one shared default
 
 
 class AlarmEngine:
     """Per-patient alarm state machine; see the module docstring for the update contract."""
 
     def __init__(
-        self, fs_hz: float, config: AlarmConfig = AlarmConfig(), patient_id: str = "",
-        start_sample: int = 0, n_leads: int = 1,
+        self, fs_hz: float, config: AlarmConfig = _DEFAULT_CONFIG, patient_id: str = "",
+        start_sample: int = 0, n_leads: int = 1, lead_names: tuple[str, ...] = (),
     ) -> None:
         if fs_hz <= 0:
             raise ValueError(f"fs_hz={fs_hz}: must be > 0")
         self.fs_hz, self.config, self.patient_id, self.n_leads = fs_hz, config, patient_id, n_leads
+        self.lead_names = tuple(lead_names)
         self._bad_leads_needed = n_leads if config.technical_all_leads else 1
         c = config
         self._asystole = int(round(c.asystole_s * fs_hz))
         self._pause = int(round(c.pause_s * fs_hz))
         self._hold = int(round(c.event_hold_s * fs_hz))
+        self._lead_delay = int(round(c.lead_off_delay_s * fs_hz))
+        self._lead_from: int | None = None  # since when some, not all, leads are unreadable
         self._update_every = int(round(c.update_interval_s * fs_hz))
         keep = max(c.tachy_beats, c.brady_beats, c.vt_beats, 2 * c.bigeminy_cycles,
                    3 * c.trigeminy_cycles) + 1
@@ -328,13 +191,37 @@ class AlarmEngine:
             self._reset_rhythm(None)
             self._onset(AlarmType.TECHNICAL, sample, f"ECG unreadable ({q.kind})",
                         (("kind", q.kind),))
+        self._watch_leads(sample)
 
     def _quality_end(self, sample: int, key: tuple[str, int, int]) -> None:
         was = self._unreadable
-        if self._open_quality.pop(key, _MISSING) is _MISSING or not was or self._unreadable:
-            return
-        self._end(AlarmType.TECHNICAL, sample)
-        self._reset_rhythm(sample)
+        if self._open_quality.pop(key, _MISSING) is not _MISSING and was and not self._unreadable:
+            self._end(AlarmType.TECHNICAL, sample)
+            self._reset_rhythm(sample)
+        self._watch_leads(sample)
+
+    def _watch_leads(self, sample: int) -> None:
+        """LEAD_OFF follows "some leads unreadable, the rest readable" (raised by a timer once
+        it has held ``lead_off_delay_s``); all leads unreadable is the TECHNICAL alarm instead."""
+        # lead -1 (the QRS noise judge: the fused signal, no one lead) names no lead to check
+        partial = any(ld >= 0 for _, ld, _ in self._open_quality) and not self._unreadable
+        if not partial:
+            self._lead_from = None
+            self._end(AlarmType.LEAD_OFF, sample)
+        elif self._lead_from is None:
+            self._lead_from = sample
+
+    def _lead_name(self, lead: int) -> str:
+        return self.lead_names[lead] if 0 <= lead < len(self.lead_names) else f"lead {lead + 1}"
+
+    def _lead_off_onset(self, sample: int) -> None:
+        bad = sorted({(ld, k) for k, ld, _ in self._open_quality if ld >= 0})
+        leads = sorted({ld for ld, _ in bad})
+        names = ", ".join(self._lead_name(ld) for ld in leads)
+        kinds = ", ".join(sorted({k for _, k in bad}))
+        self._onset(AlarmType.LEAD_OFF, sample,
+                    f"ECG {names} unreadable ({kinds}): monitoring on the other lead(s)",
+                    (("leads", names), ("kind", kinds)))
 
     def _reset_rhythm(self, anchor: int | None) -> None:
         self._beats.clear()
@@ -347,8 +234,14 @@ class AlarmEngine:
             return
         c = self.config
         window = int(round(c.vf.window_s * self.fs_hz))
-        organised = sum(1 for b, k in self._beats if b > sample - window
-                        and k not in (BeatClass.V, BeatClass.U)) > c.vf_max_normal_beats
+        min_rr = c.vf_organised_min_rr_s * self.fs_hz
+        normal, prev = 0, None
+        for b, k in self._beats:
+            if (b > sample - window and k not in (BeatClass.V, BeatClass.U)
+                    and (prev is None or b - prev >= min_rr)):
+                normal += 1
+            prev = b
+        organised = normal > c.vf_max_normal_beats
         is_vf = v.is_vf and not organised
         if AlarmType.VFIB in self._active:
             self._vf_streak = 0 if is_vf else self._vf_streak + 1  # counts non-VF windows
@@ -374,6 +267,9 @@ class AlarmEngine:
             if self._pause_armed and self._beats:
                 due.append((self._anchor + self._pause, AlarmType.PAUSE))
         due += [(a.until, t) for t, a in self._active.items() if a.until is not None]
+        if (self._lead_from is not None and AlarmType.LEAD_OFF not in self._active
+                and self.config.enabled(AlarmType.LEAD_OFF)):
+            due.append((self._lead_from + self._lead_delay, AlarmType.LEAD_OFF))
         return min(due, default=None, key=lambda d: (d[0], str(d[1])))
 
     def _fire_timers(self, before: int) -> None:
@@ -386,8 +282,10 @@ class AlarmEngine:
             active = self._active.get(alarm)
             if active is not None and active.until is not None:
                 self._end(alarm, at)
+            elif alarm is AlarmType.LEAD_OFF:
+                self._lead_off_onset(at)
             elif alarm is AlarmType.ASYSTOLE:
-                for t in [t for t in self._active if t not in (AlarmType.TECHNICAL, AlarmType.PAUSE)]:
+                for t in [t for t in self._active if t not in TECHNICAL_ALARMS | {AlarmType.PAUSE}]:
                     self._end(t, at, reason="asystole")
                 self._onset(AlarmType.ASYSTOLE, at, f"asystole: no QRS for {self.config.asystole_s:g} s")
             else:
@@ -461,6 +359,8 @@ class AlarmEngine:
         c = self.config
         if len(self._nn) < c.afib_window_beats:
             return False
+        if integer_nrmssd(list(self._nn)) <= c.afib_nrmssd:
+            return False  # the usual case (regular rhythm): decided without af_features
         nrmssd, entropy, tpr = af_features(np.asarray(self._nn, dtype=np.float64))
         return nrmssd > c.afib_nrmssd and entropy > c.afib_entropy and c.afib_tpr[0] <= tpr <= c.afib_tpr[1]
 
@@ -474,7 +374,7 @@ class AlarmEngine:
         self._out.append(AlarmEvent(
             self.patient_id, alarm, self.config.priority(alarm), phase, onset, at,
             0.0 if alarm in (AlarmType.ASYSTOLE, AlarmType.TECHNICAL) else self._heart_rate(),
-            msg, alarm is AlarmType.TECHNICAL, details,
+            msg, alarm in TECHNICAL_ALARMS, details,
         ))
 
     def _onset(self, alarm: AlarmType, s: int, msg: str,
@@ -519,8 +419,9 @@ class AlarmEngine:
                 self._emit(alarm, AlarmPhase.UPDATE, active.onset, s, alarm.value.replace("_", " "))
 
     # ------------------------------------------------------------------ persistence
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-serialisable state; :meth:`from_snapshot` resumes exactly."""
+    def snapshot(self, arrays: bool = False) -> dict[str, Any]:
+        """JSON-serialisable state; :meth:`from_snapshot` resumes exactly. ``arrays``: the VF
+        detector's sample buffers as numpy arrays (see :meth:`VfDetector.snapshot`)."""
         return {
             "version": 1, "fs_hz": self.fs_hz, "patient_id": self.patient_id,
             "config": self.config.to_dict(), "now": self._now,
@@ -528,7 +429,8 @@ class AlarmEngine:
             "anchor": self._anchor, "pause_armed": self._pause_armed, "v_run": self._v_run,
             "vt_in_run": self._vt_in_run, "vf_streak": self._vf_streak,
             "off_streak": [[t.value, n] for t, n in self._off_streak.items()],
-            "n_leads": self.n_leads,
+            "n_leads": self.n_leads, "lead_names": list(self.lead_names),
+            "lead_from": self._lead_from,
             "open_quality": [[k, ld, s, e] for (k, ld, s), e in self._open_quality.items()],
             "active": [[t.value, a.onset, a.last_update, a.until] for t, a in self._active.items()],
             "pending_vf": [[v.sample_index, v.is_vf, v.leakage] for v in self._pending_vf
@@ -537,7 +439,7 @@ class AlarmEngine:
                               for b in self._pending if isinstance(b, ClassifiedBeat)],
             "pending_quality": [[q.start_sample, q.end_sample, q.kind, q.lead]
                                 for q in self._pending if isinstance(q, _Quality)],
-            "vf_detector": self._vf_detector.snapshot(),
+            "vf_detector": self._vf_detector.snapshot(arrays),
         }
 
     @classmethod
@@ -546,7 +448,9 @@ class AlarmEngine:
             raise ValueError(f"unsupported alarm engine snapshot version {snap.get('version')!r}")
         config = AlarmConfig.from_dict(snap["config"])
         eng = cls(float(snap["fs_hz"]), config, str(snap["patient_id"]), int(snap["now"]),
-                  int(snap["n_leads"]))
+                  int(snap["n_leads"]), tuple(snap.get("lead_names", ())))
+        lead_from = snap.get("lead_from")
+        eng._lead_from = None if lead_from is None else int(lead_from)
         eng._beats.extend((int(s), BeatClass(c)) for s, c in snap["beats"])
         eng._nn.extend(int(v) for v in snap["nn"])
         eng._anchor = None if snap["anchor"] is None else int(snap["anchor"])
@@ -565,10 +469,3 @@ class AlarmEngine:
                                                      int(ld))) for a, b, k, ld in snap["pending_quality"]]
         eng._vf_detector = VfDetector.from_snapshot(snap["vf_detector"], eng.fs_hz, config.vf)
         return eng
-
-
-def events_to_alerts(
-    events: Sequence[AlarmEvent], fs_hz: float, created_at_ns: int, chunk_produced_at_ns: int
-) -> list[Alert]:
-    """Wire messages for a batch of engine events (the adapter supplies the clocks)."""
-    return [e.to_alert(fs_hz, created_at_ns, chunk_produced_at_ns) for e in events]

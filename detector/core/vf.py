@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
+from detector.core.filters import SosFilter
+
 
 @dataclass(frozen=True, slots=True)
 class VfConfig:
@@ -51,21 +53,25 @@ def vf_leakage(window_mv: npt.NDArray[np.float64], cfg: VfConfig = VfConfig()) -
     ``nan`` for a window too flat, too short or not finite.
     """
     x = np.asarray(window_mv, dtype=np.float64)
-    if x.size < 4 or not np.all(np.isfinite(x)):
+    if x.size < 4 or not np.isfinite(x).all():
         return math.nan
-    x = x - float(np.mean(x))
-    if float(np.ptp(x)) < cfg.min_amplitude_mv:
+    # np.sum / np.mean / np.ptp spelled out as the ufunc reductions they are (bit-identical,
+    # without their Python-level dispatch): this runs once a second per patient
+    add = np.add.reduce
+    x = x - float(add(x) / x.size)
+    if float(np.maximum.reduce(x) - np.minimum.reduce(x)) < cfg.min_amplitude_mv:
         return math.nan
-    diff_sum = float(np.sum(np.abs(np.diff(x))))
+    ax = np.abs(x)
+    diff_sum = float(add(np.abs(x[1:] - x[:-1])))
     if diff_sum <= 0.0:
         return math.nan
     # pi * sum|x| / sum|dx| is half the mean period of a sinusoid, in samples.
-    half_period = int(math.floor(math.pi * float(np.sum(np.abs(x[1:]))) / diff_sum + 0.5))
+    half_period = int(math.floor(math.pi * float(add(ax[1:])) / diff_sum + 0.5))
     half_period = max(half_period, 1)
     if half_period >= x.size:
         return math.nan
     a, b = x[half_period:], x[:-half_period]
-    return float(np.sum(np.abs(a + b)) / (np.sum(np.abs(a)) + np.sum(np.abs(b))))
+    return float(add(np.abs(a + b)) / (add(ax[half_period:]) + add(ax[:-half_period])))
 
 
 class VfDetector:
@@ -84,8 +90,8 @@ class VfDetector:
         self.config = config
         self._win = max(int(round(config.window_s * fs_hz)), 2)
         self._step = max(int(round(config.step_s * fs_hz)), 1)
-        self._sos = sps.butter(2, config.band_hz, btype="bandpass", fs=fs_hz, output="sos")
-        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._filter = SosFilter(
+            sps.butter(2, config.band_hz, btype="bandpass", fs=fs_hz, output="sos"), 1)
         self._buf: npt.NDArray[np.float64] = np.zeros(0)  # filtered samples
         self._buf_end: int | None = None  # absolute index one past the buffer's last sample
         self._ok: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)  # input finite, per sample
@@ -96,12 +102,12 @@ class VfDetector:
             skip = self._buf_end - first_sample_index  # overlap: drop what we already have
             x, first_sample_index = x[skip:], first_sample_index + skip
         if self._buf_end is None or first_sample_index != self._buf_end:
-            self._buf, self._zi = np.zeros(0), np.zeros_like(self._zi)
+            self._buf, self._filter.zi[:] = np.zeros(0), 0.0
             self._ok = np.zeros(0, dtype=bool)
         finite = np.isfinite(x)
         # non-finite samples enter the filter as 0 (its state stays finite); windows that
         # hold one are refused below
-        filtered, self._zi = sps.sosfilt(self._sos, np.where(finite, x, 0.0), zi=self._zi)
+        filtered = self._filter(np.where(finite, x, 0.0)[None, :])[0]
         start = first_sample_index - self._buf.size
         buf = np.concatenate([self._buf, filtered])
         ok = np.concatenate([self._ok, finite])
@@ -117,9 +123,15 @@ class VfDetector:
         self._buf_end = end
         return out
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"buf": [float(v) for v in self._buf], "buf_end": self._buf_end,
-                "zi": self._zi.tolist(), "ok": [bool(v) for v in self._ok]}
+    def snapshot(self, arrays: bool = False) -> dict[str, Any]:
+        """JSON-serialisable state; with ``arrays`` the 4 s buffers stay numpy arrays (copies),
+        for a caller that stores them as binary (building 1,440 Python floats cost ~1.5 ms)."""
+        if arrays:
+            buf: Any = self._buf.copy()
+            ok: Any = self._ok.copy()
+        else:
+            buf, ok = [float(v) for v in self._buf], [bool(v) for v in self._ok]
+        return {"buf": buf, "buf_end": self._buf_end, "zi": self._filter.zi[0].tolist(), "ok": ok}
 
     @classmethod
     def from_snapshot(
@@ -128,6 +140,6 @@ class VfDetector:
         det = cls(fs_hz, config)
         det._buf = np.asarray(snap["buf"], dtype=np.float64)
         det._buf_end = None if snap["buf_end"] is None else int(snap["buf_end"])
-        det._zi = np.asarray(snap["zi"], dtype=np.float64).reshape(det._zi.shape)
+        det._filter.zi[0] = np.asarray(snap["zi"], dtype=np.float64).reshape(det._filter.zi[0].shape)
         det._ok = np.asarray(snap["ok"], dtype=bool)
         return det

@@ -155,3 +155,62 @@ def test_snapshot_resumes_exactly(cut_s: float) -> None:
     np.testing.assert_array_equal(got.sample_index, whole.sample_index)
     np.testing.assert_array_equal(got.beats, whole.beats)
     np.testing.assert_array_equal(got.rr, whole.rr)
+
+
+def test_shape_features_compare_the_beat_with_the_patient_template() -> None:
+    sig, peaks = _synthetic(360.0, [0.8] * 30)
+    i = 25
+    sig[peaks[i] - 40 : peaks[i] + 40] *= 2.0  # one beat twice as tall
+    f = extract_beats(sig, 360.0, peaks)
+    col = {name: k for k, name in enumerate(b.RR_FEATURES)}
+    regular = [k for k in range(12, 30) if k != i]
+    np.testing.assert_allclose(f.rr[regular, col["rr_irregularity"]], 0.0, atol=0.01)
+    assert np.all(f.rr[regular, col["template_corr"]] > 0.9)  # the baseline wander differs
+    np.testing.assert_allclose(f.rr[regular, col["amplitude_over_template"]], 1.0, atol=0.15)
+    assert f.rr[i, col["amplitude_over_template"]] > 1.5
+
+
+def test_irregular_rhythm_has_high_rr_irregularity() -> None:
+    rng = np.random.default_rng(0)
+    sig, peaks = _synthetic(360.0, list(rng.uniform(0.5, 1.1, 30)))
+    f = extract_beats(sig, 360.0, peaks)
+    assert float(np.median(f.rr[15:, b.RR_FEATURES.index("rr_irregularity")])) > 0.2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 400), st.integers(0, 2**32 - 1), st.booleans())
+def test_the_spelled_out_reductions_are_numpys_bit_for_bit(
+    leads: int, n: int, seed: int, flat_start: bool
+) -> None:
+    """beats._median/_std/_mean stand in for np.median/np.std/np.mean on the hot path; the
+    model cards are only reproducible if they give the very same floats."""
+    from detector.core.beats import _mean, _median, _std
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(leads, n)) * rng.uniform(0.01, 5) + rng.uniform(-3, 3)
+    if flat_start:
+        x[:, : n // 3] = 0.0
+    assert np.array_equal(_median(x), np.median(x, axis=-1, keepdims=True))
+    assert np.array_equal(_std(x), np.std(x, axis=-1, keepdims=True))
+    assert _mean(x[0]) == float(np.mean(x[0]))
+    x[0, n // 2] = np.nan  # the buffer can hold NaN (filled gaps): numpy's answer, NaN
+    assert np.array_equal(_median(x), np.median(x, axis=-1, keepdims=True), equal_nan=True)
+
+
+def test_robust_irregularity_ignores_isolated_ectopics_but_not_fibrillation() -> None:
+    regular = [0.8] * 31
+    with_ectopics = list(regular)
+    for k in (3, 12, 21):  # an early beat and its pause, three times
+        with_ectopics[k], with_ectopics[k + 1] = 0.5, 1.1
+    rng = np.random.default_rng(0)
+    fibrillation = list(rng.uniform(0.4, 1.0, 31))
+    assert b.irregularity_median(regular) == 0.0
+    assert b.irregularity_median(with_ectopics) == 0.0  # the median difference stays 0
+    assert b.irregularity_median(fibrillation) > 0.2
+    assert b.irregularity_median([0.8]) == 0.0  # too few intervals
+    # the mean-based feature is what the ectopics inflate
+    sig, peaks = _synthetic(360.0, [0.8] * 20 + with_ectopics)
+    f = extract_beats(sig, 360.0, peaks)
+    last = f.rr[-2]
+    assert last[b.RR_FEATURES.index("rr_irregularity")] > 0.1
+    assert last[b.RR_FEATURES.index("rr_irregularity_median")] == 0.0

@@ -199,6 +199,50 @@ def test_one_bad_lead_of_two_does_not_suppress_by_default() -> None:
     assert AlarmType.VTACH in types(events) and AlarmType.TECHNICAL not in types(events)
 
 
+def test_one_lead_off_raises_a_low_priority_lead_alarm_and_ends_when_the_lead_is_back() -> None:
+    eng = AlarmEngine(FS, patient_id="p1", n_leads=2, lead_names=("MLII", "V5"))
+    off = SignalQualityEvent(int(5 * FS), None, "flat", lead=1)
+    events = eng.update(sinus(0, 10), [off], int(10 * FS))
+    (onset,) = of(events, AlarmType.LEAD_OFF)
+    assert onset.sample_index == int(7 * FS)  # after lead_off_delay_s = 2 s
+    assert onset.technical and onset.priority is AlarmPriority.LOW
+    assert "V5" in onset.message and "MLII" not in onset.message
+    assert AlarmType.TECHNICAL not in types(events) and onset.heart_rate_bpm > 0
+    back = SignalQualityEvent(int(5 * FS), int(12 * FS), "flat", lead=1)
+    after = eng.update(sinus(10, 5), [back], int(15 * FS))
+    assert [(e.alarm_type, e.phase, e.sample_index) for e in after] == [
+        (AlarmType.LEAD_OFF, AlarmPhase.END, int(12 * FS))]
+
+
+def test_noise_of_the_fused_signal_names_no_lead() -> None:
+    """The QRS noise judge reports lead -1 (no one lead): that is not a lead off."""
+    eng = AlarmEngine(FS, n_leads=2)
+    noisy = SignalQualityEvent(int(5 * FS), None, "noise", lead=-1)
+    assert AlarmType.LEAD_OFF not in types(eng.update(sinus(0, 20), [noisy], int(20 * FS)))
+
+
+def test_a_lead_glitch_shorter_than_the_delay_raises_nothing() -> None:
+    eng = AlarmEngine(FS, n_leads=2)
+    glitch = SignalQualityEvent(int(5 * FS), int(6.5 * FS), "noise", lead=0)
+    assert eng.update(sinus(0, 20), [glitch], int(20 * FS)) == []
+
+
+def test_both_leads_off_replace_the_lead_alarm_by_the_technical_one() -> None:
+    eng = AlarmEngine(FS, n_leads=2)
+    one = SignalQualityEvent(int(5 * FS), None, "flat", lead=1)
+    both = SignalQualityEvent(int(9 * FS), None, "flat", lead=0)
+    events = eng.update(sinus(0, 9), [one, both], int(12 * FS))
+    assert [(e.alarm_type, e.phase) for e in events] == [
+        (AlarmType.LEAD_OFF, AlarmPhase.ONSET), (AlarmType.LEAD_OFF, AlarmPhase.END),
+        (AlarmType.TECHNICAL, AlarmPhase.ONSET)]
+    # lead 0 comes back, lead 1 stays off: technical ends, the lead alarm returns 2 s later
+    back = SignalQualityEvent(int(9 * FS), int(13 * FS), "flat", lead=0)
+    later = eng.update(sinus(13, 5), [back], int(18 * FS))
+    assert [(e.alarm_type, e.phase, e.sample_index) for e in later] == [
+        (AlarmType.TECHNICAL, AlarmPhase.END, int(13 * FS)),
+        (AlarmType.LEAD_OFF, AlarmPhase.ONSET, int(15 * FS))]
+
+
 def test_disabled_types_and_priority_overrides() -> None:
     beats = sinus(0, 10) + beats_at(10.0, 0.4, "VVVVVVVV") + sinus(13.6, 5)
     cfg = AlarmConfig(disabled=frozenset({AlarmType.VTACH}),
@@ -234,6 +278,29 @@ def test_ventricular_fibrillation_from_raw_signal() -> None:
     assert len(of(events, AlarmType.ASYSTOLE)) == len(asy_end) <= 1
     assert all(e.sample_index == vf[0].sample_index for e in asy_end)
     assert not of(events, AlarmType.VFIB, AlarmPhase.END)
+
+
+def _vf_run(beats_in_vf: list[ClassifiedBeat]) -> list[AlarmEvent]:
+    """10 s of sinus spikes, then 10 s of 4.5 Hz sine (VF) during which ``beats_in_vf`` come."""
+    t = np.arange(int(20 * FS)) / FS
+    ecg = np.zeros_like(t)
+    ecg[(np.arange(t.size) % int(0.8 * FS)) < 8] = 1.5
+    ecg[int(10 * FS):] = 0.8 * np.sin(2 * np.pi * 4.5 * t[int(10 * FS):])
+    eng, events, step = AlarmEngine(FS, patient_id="p1"), [], int(FS / 2)
+    all_beats = sinus(0, 10) + beats_in_vf
+    for i in range(0, t.size, step):
+        eng.update_signal(ecg[i:i + step], i)
+        events += eng.update([b for b in all_beats if i <= b.sample_index < i + step], [], i + step)
+    return events
+
+
+def test_vf_is_not_vetoed_by_flutter_waves_the_classifier_calls_normal() -> None:
+    """Detected "beats" at 270 bpm in VF, labelled N (record 207 with detected beats lost
+    VF episodes so): too fast to be an organised rhythm. At 75 bpm they do veto VF."""
+    flutter = beats_at(10.2, 60 / 270, "N" * 40)
+    assert of(_vf_run(flutter), AlarmType.VFIB)
+    organised = beats_at(10.2, 0.8, "N" * 12)
+    assert not of(_vf_run(organised), AlarmType.VFIB)
 
 
 def test_snapshot_restore_continues_identically() -> None:
@@ -278,7 +345,8 @@ _CLASSES = st.sampled_from([N, N, N, N, V, V, S, BeatClass.Q])
 
 
 @st.composite
-def streams(draw: st.DrawFn) -> tuple[list[ClassifiedBeat], list[SignalQualityEvent], int]:
+def streams(draw: st.DrawFn) -> tuple[list[ClassifiedBeat], list[SignalQualityEvent], int, int]:
+    leads = draw(st.sampled_from([1, 2]))
     n = draw(st.integers(0, 120))
     rr = draw(st.lists(st.sampled_from([0.3, 0.4, 0.6, 0.8, 1.0, 1.7, 2.5, 5.0]),
                        min_size=n, max_size=n))
@@ -292,19 +360,20 @@ def streams(draw: st.DrawFn) -> tuple[list[ClassifiedBeat], list[SignalQualityEv
     for _ in range(draw(st.integers(0, 2))):
         a = draw(st.integers(0, end))
         quality.append(SignalQualityEvent(a, min(end, a + draw(st.integers(1, int(10 * FS)))),
-                                          draw(st.sampled_from(["noise", "flat"]))))
-    return beats, quality, end
+                                          draw(st.sampled_from(["noise", "flat"])),
+                                          draw(st.integers(0, leads - 1))))
+    return beats, quality, end, leads
 
 
 @settings(max_examples=60, deadline=None)
 @given(streams(), st.lists(st.floats(0, 1), max_size=8))
 def test_events_do_not_depend_on_batching(
-    stream: tuple[list[ClassifiedBeat], list[SignalQualityEvent], int], cuts_frac: list[float]
+    stream: tuple[list[ClassifiedBeat], list[SignalQualityEvent], int, int], cuts_frac: list[float]
 ) -> None:
-    beats, quality, end = stream
-    whole = AlarmEngine(FS, patient_id="p").update(beats, quality, end)
+    beats, quality, end, leads = stream
+    whole = AlarmEngine(FS, patient_id="p", n_leads=leads).update(beats, quality, end)
     cuts = sorted({int(f * end) for f in cuts_frac} | {end})
-    eng, got, lo = AlarmEngine(FS, patient_id="p"), [], 0
+    eng, got, lo = AlarmEngine(FS, patient_id="p", n_leads=leads), [], 0
     for hi in cuts:
         b = [x for x in beats if lo <= x.sample_index < hi]
         q = [x for x in quality if lo <= x.start_sample < hi]

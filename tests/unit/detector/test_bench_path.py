@@ -1,0 +1,28 @@
+"""``python -m detector.bench_path`` runs the real service path on real records and says so."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from detector import bench_path
+
+pytestmark = pytest.mark.data
+
+
+def test_prints_cpu_per_patient_second_of_a_real_run(
+    mitdb_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench_path.main(["--data-dir", str(mitdb_dir), "--patients", "3", "--seconds", "12",
+                            "--warmup", "4", "--chunk-s", "1", "--repeat", "2"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"3 patients, 1 s chunks, 24 patient-seconds: CPU ([\d.]+) s .* = ([\d.]+) ms", out)
+    assert m and float(m.group(1)) > 0 and 0.01 < float(m.group(2)) < 100, out
+
+
+def test_without_records_it_says_where_to_point_it(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench_path.main(["--data-dir", str(tmp_path)])
+    assert exc.value.code == 2
