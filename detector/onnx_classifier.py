@@ -1,7 +1,7 @@
 """The ONNX Runtime implementation of :class:`detector.core.classifier.Classifier`.
 
 Models are ``detector/models/<name>.onnx`` with inputs ``beat`` (batch, 2 * leads,
-WINDOW_LEN) and ``rr`` (batch, N_RR), output ``probabilities`` (batch, classes);
+WINDOW_LEN) and ``rr`` (batch, N_RR or fewer), output ``probabilities`` (batch, classes);
 their metadata records the labels and the feature layout they were trained on,
 checked here against :mod:`detector.core.beats` so a model never silently gets
 features it was not trained for.
@@ -24,7 +24,7 @@ from stream.schemas import BeatClass
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "resnet"
+DEFAULT_MODEL = "inception"  # selection rule: BENCHMARKS.md "Beat classification"
 
 
 def model_path(name: str, models_dir: Path = MODELS_DIR) -> Path:
@@ -55,26 +55,36 @@ class OnnxClassifier:
         self._name = path.stem
         self._labels = tuple(BeatClass(x) for x in meta.get("labels", "N,S,V,F,Q").split(","))
         self._n_leads = int(meta.get("n_leads", "1"))
-        self._check_layout(meta, path)
+        self._n_rr = self._check_layout(meta, path)
 
     @classmethod
     def load(cls, name: str, intra_op_threads: int = 1, models_dir: Path = MODELS_DIR) -> OnnxClassifier:
         return cls(model_path(name, models_dir), intra_op_threads)
 
     @staticmethod
-    def _check_layout(meta: dict[str, str], path: Path) -> None:
+    def _check_layout(meta: dict[str, str], path: Path) -> int:
+        """Raise unless the model was trained on these features; return how many RR features
+        it takes (features are only appended, so a model trained before one was added
+        takes the first ones)."""
         expected = {
             "model_fs_hz": str(feat.MODEL_FS_HZ),
             "window_pre": str(feat.WINDOW_PRE),
             "window_post": str(feat.WINDOW_POST),
             "rr_features": ",".join(feat.RR_FEATURES),
         }
+        n_rr = feat.N_RR
+        if "rr_features" in meta:
+            trained = tuple(meta["rr_features"].split(","))
+            if trained == feat.RR_FEATURES[: len(trained)]:
+                n_rr = len(trained)
+                expected["rr_features"] = meta["rr_features"]
         for key, value in expected.items():
             if key in meta and meta[key] != value:
                 raise ConfigError(
                     f"{path}: trained with {key}={meta[key]!r} but the feature code has {value!r}; "
                     "retrain it with `ecgmon train`"
                 )
+        return n_rr
 
     @property
     def name(self) -> str:
@@ -97,7 +107,7 @@ class OnnxClassifier:
             ["probabilities"],
             {
                 "beat": np.ascontiguousarray(batch.beats, np.float32),
-                "rr": np.ascontiguousarray(batch.rr, np.float32),
+                "rr": np.ascontiguousarray(batch.rr[:, : self._n_rr], np.float32),
             },
         )
         probs = np.asarray(outputs[0], dtype=np.float32)

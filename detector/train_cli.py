@@ -33,7 +33,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         from detector.training.ucr import cross_validate
 
         result: dict[str, Any] = cross_validate(
-            Path(args.ucr), folds=args.folds, epochs=args.ucr_epochs, seed=args.seed,
+            Path(args.ucr), folds=args.folds or 5, epochs=args.ucr_epochs, seed=args.seed,
             threads=args.threads, progress=_progress,
         )
         print(  # noqa: T201 - the command's output
@@ -49,6 +49,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(
             "--data-dir (ECGMON_DATA_DIR): point it at the MIT-BIH folder (../shared/data/mitdb)"
         )
+    from detector.training.data import CV_FOLDS
     from detector.training.pipeline import TrainOptions, rescore, run_training
 
     if args.rescore:
@@ -59,8 +60,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     opts = TrainOptions(
         data_dir=settings.data_dir, out_dir=Path(args.out), families=args.families.split(","),
         epochs=args.epochs, peaks=args.peaks, seed=args.seed, threads=args.threads,
-        train_records=_split(args.train_records), val_records=_split(args.val_records),
-        evaluate_ds2=not args.no_ds2, cache_dir=settings.cache_dir / "beats",
+        records=_split(args.train_records), folds=args.folds or len(CV_FOLDS), evaluate_ds2=not args.no_ds2,
+        cache_dir=settings.cache_dir / "beats",
         max_train_beats=args.max_train_beats,
     )
     rows = run_training(opts, _progress)
@@ -75,29 +76,31 @@ def _split(raw: str | None) -> list[str] | None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "train", help="train the beat classifiers (MIT-BIH DS1) and export ONNX models with cards",
-        description="Train beat classifiers on MIT-BIH DS1 (validation patients carved from DS1), "
-        "score them end to end on DS2, export detector/models/<name>.onnx with model cards.  "
+        description="Train beat classifiers on MIT-BIH DS1: leave-patients-out cross-validation over DS1 "
+        "chooses the epoch count and the S/V logit offsets, then each model is trained on all of DS1, "
+        "scored end to end on DS2, export detector/models/<name>.onnx with model cards.  "
         "With --ucr, cross-validate on a UCR data set instead.",
     )
     add_flags(parser, ["data_dir", "cache_dir"])
     parser.add_argument("--families", default=ALL_FAMILIES, help=f"comma-separated (default {ALL_FAMILIES})")
     parser.add_argument("--epochs", type=int, default=10,
-                        help="maximum epochs (early stopping on the validation patients)")
+                        help="length of the cosine learning-rate schedule; DS1 CV picks the epoch to stop at")
     parser.add_argument("--peaks", default="auto", choices=("auto", "detected", "reference"),
                         help="R-peaks: our detector (auto when present) or reference positions +-20 ms")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs are reproducible)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "models"),
                         help="folder for <name>.onnx, .json and .md")
-    parser.add_argument("--train-records", default=None, help="override the DS1 training records (tests)")
-    parser.add_argument("--val-records", default=None, help="override the DS1 validation records (tests)")
+    parser.add_argument("--records", dest="train_records", default=None,
+                        help="use only these DS1 records (quick runs, tests)")
     parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
     parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
     parser.add_argument("--rescore", action="store_true",
                         help="no training: score the existing models on DS2 again and update their cards "
                         "(after a QRS detector change)")
     parser.add_argument("--ucr", default=None, help="UCR file (e.g. ECG5000_TRAIN.txt): k-fold CV instead")
-    parser.add_argument("--folds", type=int, default=5, help="folds for --ucr")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="cross-validation folds (DS1: 4 fixed patient folds; --ucr: 5 stratified)")
     parser.add_argument("--ucr-epochs", type=int, default=40, help="epochs per fold for --ucr")
     parser.add_argument("--out-json", default=None, help="with --ucr: write the result as JSON here")
     parser.set_defaults(run=_run)

@@ -102,9 +102,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += [
         "## Data", "",
         f"- Database: {data['database']}; R-peaks: {data['peak_source']}; lead(s): {data['leads']}",
-        f"- Training patients (DS1 minus validation): {', '.join(data['train_records'])}",
-        f"- Validation patients (from DS1, model selection and early stopping): "
-        f"{', '.join(data['validation_records'])}",
+        f"- Training patients (all of DS1): {', '.join(data['train_records'])}",
+        f"- Cross-validation folds (DS1 patients held out together; epoch count, S rule, offsets and "
+        f"model selection): {' | '.join(', '.join(f) for f in data['cv_folds'])}",
         f"- Test patients (DS2, never used for training or selection): {', '.join(data['test_records'])}",
         f"- Paced records excluded: {', '.join(data['excluded_records'])}",
         f"- Training beats per class: {data['train_beats_per_class']}",
@@ -112,11 +112,20 @@ def card_markdown(card: dict[str, Any]) -> str:
         "## Model", "",
         f"- Parameters: {card['n_params']}; ONNX: {card['onnx_bytes']} bytes, sha256 `{card['onnx_sha256']}`",
         f"- Inference: {card['us_per_beat_batch64_1thread']:.1f} us/beat (batch 64, 1 onnxruntime thread)",
-        f"- Training: {card['training_seconds']:.0f} s on CPU, best epoch {card['best_epoch']}",
+        f"- Training: {card['training_seconds']:.0f} s on CPU for the final model ({card['epochs_trained']} "
+        f"epochs), {card['training_with_cv_seconds']:.0f} s with the cross-validation",
         f"- Detector code (sha256 over detector/core/*.py) when scored: `{card.get('detector_sha256', '?')}`",
         f"- Hyper-parameters: `{json.dumps(card['hyperparameters'])}`",
         "",
     ]
+    lines += _cv_lines(card["cv"], "ds2_auroc" in card)
+    if "ds1_vf_alarm_check" in card:
+        vf = card["ds1_vf_alarm_check"]
+        lines += [f"DS1 alarm check (default-model safety rule): with detected beats and this model, "
+                  f"{vf['vf_detected']} of {vf['vf_episodes']} ventricular fibrillation episodes of "
+                  f"{vf['records']} raised an alarm ({vf['date']}; `{vf['command']}`).", ""]
+    if "ds2_looks" in card:
+        lines += [f"DS2 looked at: {card['ds2_looks']}", ""]
     if "ds2" in card and "classes" in card["ds2"]:
         ds2 = card["ds2"]
         lines += ["## DS2 (inter-patient test, our detector, 150 ms matching, bxb counting)", "",
@@ -135,3 +144,29 @@ def card_markdown(card: dict[str, Any]) -> str:
               f"`{card['reproduce']['eval']}`", "",
               "Record file sha256 (mitdb 1.0.0) are in the JSON card.", ""]
     return "\n".join(lines)
+
+
+def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:
+    """The card's DS1 cross-validation section (pooled held-out figures)."""
+    lines = ["## DS1 leave-patients-out cross-validation", ""]
+    per_epoch = ", ".join(f"{s:.3f}" for s in cv["score_per_epoch"])
+    if anomaly:
+        return lines + [f"Pooled held-out AUROC abnormal vs N per epoch: {per_epoch}; chosen epoch "
+                        f"{cv['best_epoch']} (AUROC {cv['score']:.4f}).", ""]
+    rule = cv.get("s_rule")
+    if rule:
+        chosen = (f"chosen epoch {cv['best_epoch']}; S rule: a beat the network calls N or S is S when "
+                  f"{rule['prematurity_feature']} < {rule['prematurity_max']} and "
+                  f"{rule['irregularity_feature']} < {rule['irregularity_max']}; V logit offset "
+                  f"{rule['v_offset']}.")
+        each = "each with its own S rule and V offset"
+    else:
+        chosen = f"chosen epoch {cv['best_epoch']}, logit offsets N S V F Q {cv['logit_bias']}."
+        each = "each with its own logit offsets"
+    lines += [f"Pooled held-out mean F1 of N, S, V per epoch ({each}): {per_epoch}; {chosen}", "",
+              "| class | Se | +P | F1 | Se / +P of the network alone |", "|---|---|---|---|---|"]
+    for c, m in cv["metrics"].items():
+        raw = cv["metrics_without_bias"][c]
+        lines.append(f"| {c} | {100 * m['se']:.1f} | {100 * m['ppv']:.1f} | {100 * m['f1']:.1f} | "
+                     f"{100 * raw['se']:.1f} / {100 * raw['ppv']:.1f} |")
+    return lines + ["", "(Held-out beats matched to reference beats: no missed or extra beats here.)", ""]

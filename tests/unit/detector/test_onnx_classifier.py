@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,8 +67,68 @@ def test_model_card_matches_the_onnx_file(name: str) -> None:
     assert card["onnx_bytes"] == len(onnx_bytes) < 5_000_000
     assert (MODELS_DIR / f"{name}.md").is_file()
     assert not set(card["data"]["train_records"]) & set(card["data"]["test_records"])
-    assert not set(card["data"]["validation_records"]) & set(card["data"]["test_records"])
+    cv_records = {r for fold in card["data"]["cv_folds"] for r in fold}
+    assert cv_records == set(card["data"]["train_records"])  # CV and the final model: DS1 only
     if name == "autoencoder":
         assert 0.5 < card["ds2_auroc"] <= 1.0
     else:
         assert set(card["ds2"]["classes"]) == {"N", "S", "V", "F", "Q"}
+
+
+def _tiny_model(path: Path, rr_features: tuple[str, ...]) -> np.ndarray:
+    """probabilities = softmax(rr @ W): an ONNX model built by hand, with the metadata of one
+    trained on ``rr_features``; returns W."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    n = len(rr_features)
+    weights = np.random.default_rng(0).standard_normal((n, 5)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["rr", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)],
+        "tiny",
+        [helper.make_tensor_value_info("beat", TensorProto.FLOAT, ["batch", 2, feat.WINDOW_LEN]),
+         helper.make_tensor_value_info("rr", TensorProto.FLOAT, ["batch", n])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 5])],
+        [helper.make_tensor("w", TensorProto.FLOAT, weights.shape, weights.ravel())],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in {"labels": "N,S,V,F,Q", "n_leads": "1", "rr_features": ",".join(rr_features),
+                       "model_fs_hz": str(feat.MODEL_FS_HZ), "window_pre": str(feat.WINDOW_PRE),
+                       "window_post": str(feat.WINDOW_POST)}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return weights
+
+
+def test_a_model_trained_before_a_feature_was_appended_gets_the_first_ones(tmp_path: Path) -> None:
+    older = feat.RR_FEATURES[:-1]
+    weights = _tiny_model(tmp_path / "older.onnx", older)
+    batch = _batch(8)
+    res = OnnxClassifier(tmp_path / "older.onnx").classify(batch)
+    logits = batch.rr[:, : len(older)].astype(np.float64) @ weights
+    want = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(res.probabilities, want, atol=1e-5)
+
+
+def test_a_model_with_other_features_is_refused(tmp_path: Path) -> None:
+    _tiny_model(tmp_path / "other.onnx", tuple(reversed(feat.RR_FEATURES)))
+    with pytest.raises(ConfigError, match="retrain it"):
+        OnnxClassifier(tmp_path / "other.onnx")
+
+
+def test_the_default_follows_the_selection_rule() -> None:
+    """BENCHMARKS.md: the best DS1 CV score among the families whose detected beats let the
+    alarm engine raise every ventricular fibrillation episode of DS1 (the check is in the
+    cards; a better-scoring family must be recorded as failing it). DS2 plays no part."""
+    cards = {n: json.loads((MODELS_DIR / f"{n}.json").read_text()) for n in CLASSIFIERS}
+    for name in sorted(cards, key=lambda n: -cards[n]["cv"]["score"]):
+        check = cards[name].get("ds1_vf_alarm_check")
+        assert check is not None, f"{name}: run the DS1 alarm check before choosing a default"
+        if check["vf_detected"] == check["vf_episodes"] > 0:
+            assert name == DEFAULT_MODEL
+            return
+        assert name != DEFAULT_MODEL
+    pytest.fail("no family passes the DS1 VF alarm check")

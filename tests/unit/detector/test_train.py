@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +13,29 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - CI must install the train extra
     pytest.fail("training tests need PyTorch: pip install -e '.[dev,train]'", pytrace=False)
 
-from detector.core.beats import BeatFeatures
+from detector.core.beats import RR_FEATURES, BeatFeatures
 from detector.onnx_classifier import OnnxClassifier
-from detector.training.data import VALIDATION, load_beats
+from detector.training.cv import cross_validate as cv_patients
+from detector.training.cv import folds_for
+from detector.training.data import CV_FOLDS, DS1, load_beats
 from detector.training.pipeline import TrainOptions, run_training
-from detector.training.train import TrainConfig, train_classifier
+from detector.training.train import (
+    IRREGULARITY_FEATURE,
+    PREMATURITY_FEATURE,
+    SRule,
+    SRuleParams,
+    TrainConfig,
+    apply_s_rule,
+    choose_s_rule,
+    train_classifier,
+)
 from detector.training.ucr import cross_validate
 
 
 def test_tiny_training_run_exports_loadable_onnx(mitdb_dir: Path, tmp_path: Path) -> None:
     opts = TrainOptions(
         data_dir=mitdb_dir, out_dir=tmp_path, families=["cnn", "autoencoder"], epochs=1,
-        train_records=["119", "209"], val_records=["220"], evaluate_ds2=False, max_train_beats=1500,
+        records=["119", "209", "220"], folds=3, evaluate_ds2=False, max_train_beats=1500,
     )
     rows = run_training(opts, lambda _: None)
     assert [r["model"] for r in rows] == ["cnn", "autoencoder"]
@@ -34,14 +46,31 @@ def test_tiny_training_run_exports_loadable_onnx(mitdb_dir: Path, tmp_path: Path
     assert float(np.mean(res.class_index == np.maximum(feats.label, 0))) > 0.5
     for name in ("cnn", "autoencoder"):
         assert (tmp_path / f"{name}.json").is_file() and (tmp_path / f"{name}.md").is_file()
+    card = json.loads((tmp_path / "cnn.json").read_text())
+    assert sorted(r for f in card["cv"]["folds"] for r in f) == ["119", "209", "220"]
+    assert card["epochs_trained"] == card["cv"]["best_epoch"] == 1
+
+
+def test_cv_folds_cover_ds1_once() -> None:
+    held = [r for f in CV_FOLDS for r in f]
+    assert sorted(held) == sorted(DS1) and len(set(held)) == len(held)
+    assert folds_for(DS1) == [list(f) for f in CV_FOLDS]
+    assert folds_for(["119", "209", "220"], 3) == [["119"], ["209"], ["220"]]
+
+
+def test_cross_validation_pools_every_held_out_beat(mitdb_dir: Path) -> None:
+    beats, _ = load_beats(mitdb_dir, ["119", "209", "220"], n_leads=1)
+    cfg = TrainConfig(family="mlp", epochs=2, max_train_beats=600)
+    cv = cv_patients(beats, cfg, lambda _: None, folds_for(["119", "209", "220"], 3))
+    assert cv.best_epoch in (1, 2) and len(cv.score_per_epoch) == 2 and len(cv.fold_metrics) == 3
+    assert cv.score == max(cv.score_per_epoch) and len(cv.bias) == 5
 
 
 def test_training_is_reproducible(mitdb_dir: Path) -> None:
-    beats, _ = load_beats(mitdb_dir, ["119", VALIDATION[2]], n_leads=1)
-    is_val = beats.record == VALIDATION[2]
+    beats, _ = load_beats(mitdb_dir, ["119", "220"], n_leads=1)
     cfg = TrainConfig(family="mlp", epochs=1, max_train_beats=600)
-    a = train_classifier(beats.take(~is_val), beats.take(is_val), cfg, lambda _: None)
-    b = train_classifier(beats.take(~is_val), beats.take(is_val), cfg, lambda _: None)
+    a = train_classifier(beats, cfg, lambda _: None)
+    b = train_classifier(beats, cfg, lambda _: None)
     for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
 
@@ -53,3 +82,46 @@ def test_ucr_cross_validation_runs(data_root: Path) -> None:
 
 def test_empty_features_concat() -> None:
     assert len(BeatFeatures.concat([], 1)) == 0
+
+
+def _rule_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 2.0, (n, 5)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    rr = rng.uniform(0.5, 1.3, (n, len(RR_FEATURES))).astype(np.float32)
+    rr[:, RR_FEATURES.index(IRREGULARITY_FEATURE)] = rng.uniform(0.0, 0.3, n)
+    return probs.astype(np.float32), rr
+
+
+def test_s_rule_module_gives_the_classes_of_the_numpy_rule() -> None:
+    """The ONNX-exported SRule and the CV's numpy rule must decide alike (CV figures = model)."""
+    probs, rr = _rule_inputs(4000)
+    params = SRuleParams(prematurity_max=0.85, irregularity_max=0.15, v_offset=0.5)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, beat: torch.Tensor, rr_: torch.Tensor) -> torch.Tensor:
+            return torch.log(beat[:, 0, :5])  # the given probabilities as logits
+
+    beat = np.zeros((len(probs), 1, 5), np.float32)
+    beat[:, 0, :] = probs
+    module = SRule(Fixed(), params, RR_FEATURES).eval()
+    with torch.no_grad():
+        out = torch.softmax(module(torch.from_numpy(beat), torch.from_numpy(rr)), dim=1).numpy()
+    want = apply_s_rule(probs, rr, params, RR_FEATURES)
+    assert np.array_equal(out.argmax(axis=1), want)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    prem = rr[:, RR_FEATURES.index(PREMATURITY_FEATURE)]
+    irr = rr[:, RR_FEATURES.index(IRREGULARITY_FEATURE)]
+    fires = (prem < 0.85) & (irr < 0.15)
+    assert np.all(fires[want == 1])  # S only where premature and regular
+    assert not np.any((want == 0) & fires)  # and N never there
+    assert 0 < int(np.sum(want == 1)) < len(want)
+
+
+def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
+    probs, rr = _rule_inputs(6000, seed=1)
+    truth = SRuleParams(prematurity_max=0.84, irregularity_max=0.1, v_offset=0.0)
+    label = apply_s_rule(probs, rr, truth, RR_FEATURES)
+    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES)
+    assert (chosen.prematurity_max, chosen.irregularity_max) == (0.84, 0.1)
+    assert metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
