@@ -22,7 +22,9 @@ from stream.settings import Settings, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.data]
 
-RECORDS = ("100", "203", "207", "208", "210", "233")
+# Every partition holds a patient (by the default partitioner: 208 210 -> 0, 200 -> 1,
+# 207 233 -> 2, 100 -> 3), so whichever partitions B is given, it has work to do.
+RECORDS = ("100", "200", "207", "208", "210", "233")
 MINUTES = 8
 PARTITIONS = 4
 
@@ -61,7 +63,12 @@ class _Instance:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     service: DetectorService | None = None
+    consumer: Any = None
     assigned_sizes: list[int] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: hold after a batch
+
+    def __post_init__(self) -> None:
+        self.gate.set()
 
     def consumed(self) -> float:
         return self.registry.get_sample_value("ecgmon_chunks_consumed_total") or 0.0
@@ -80,9 +87,10 @@ class _Instance:
                     await process(batch)
                     self.assigned_sizes.append(len(consumer.assignment()))
                     await asyncio.sleep(self.throttle_s)  # keep data left for the rebalances
+                    await self.gate.wait()
 
                 service.process = slow  # type: ignore[method-assign]
-            consumer = await start_consumer(s, group_id=service.group_id)
+            consumer = self.consumer = await start_consumer(s, group_id=service.group_id)
             consumer.subscribe([service.topic], listener=Rebalance(service, [consumer]))
             try:
                 await service.run(consumer, self.stop)
@@ -156,12 +164,19 @@ async def test_two_detectors_split_partitions_and_rebalance_exactly_once(
                 f"A assignments {sorted(set(a.assigned_sizes))}, B {sorted(set(b.assigned_sizes))}")
 
     try:
-        await _wait(lambda: a.consumed() >= total * 0.2, 60, state)
+        # B joins before A can have finished any partition (each holds >= 1/6 of the data), and
+        # A holds still until B has its share: both then have unread data in their partitions.
+        await _wait(lambda: a.consumed() >= total * 0.05, 60, state)
+        a.gate.clear()
         task_b = asyncio.create_task(b.run())
-        await _wait(lambda: b.consumed() >= total * 0.1, 60, state)
+        await _wait(lambda: b.consumer is not None and b.consumer.assignment(), 60, state)
+        a.gate.set()
+        await _wait(lambda: b.consumed() >= total * 0.1
+                    and min(a.assigned_sizes) < PARTITIONS, 60, state)
         await _stop_all((b, task_b))
         await _wait(lambda: _done(a, ends), 120, state)
     finally:
+        a.gate.set()
         await _stop_all((a, task_a), *([(b, task_b)] if task_b is not None else []))
 
     assert 0 < min(b.assigned_sizes) and max(b.assigned_sizes) < PARTITIONS
