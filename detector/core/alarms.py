@@ -116,6 +116,14 @@ class AlarmConfig:
     afib_tpr: tuple[float, float] = (0.54, 0.77)
     technical_all_leads: bool = True  # False: one unreadable lead already suppresses
     lead_off_delay_s: float = 2.0  # a lead unreadable this long (others fine) raises LEAD_OFF
+    # True: the QRS detector's noise verdict (lead -1, every lead judged together) alone makes
+    # the ECG unreadable (VF detection goes on).  Off by default: that judge also calls some
+    # real VT runs noise (MIT-BIH 205: 3 of 6 VT episodes lost; noise stress test: false VT
+    # 138 -> 53), see BENCHMARKS.md "Alarms in noise".
+    noise_verdict_unreadable: bool = False
+    # Readable this long before the technical alarm ends and arrhythmia analysis resumes: a
+    # flapping artefact is one technical alarm, and no analysis restarts in 1 s gaps of noise.
+    technical_clear_s: float = 10.0
     afib_end_beats: int = 16  # AF ends after this many beats in a row without irregularity
     pattern_end_beats: int = 3  # bigeminy/trigeminy end after this many beats off pattern
     vf_windows: int = 3  # consecutive VF windows (one per vf.step_s) to raise, and to end

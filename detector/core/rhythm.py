@@ -108,6 +108,9 @@ class AlarmEngine:
         self._hold = int(round(c.event_hold_s * fs_hz))
         self._lead_delay = int(round(c.lead_off_delay_s * fs_hz))
         self._lead_from: int | None = None  # since when some, not all, leads are unreadable
+        self._clear = int(round(c.technical_clear_s * fs_hz))
+        self._suppressed = False  # unreadable, or readable for less than technical_clear_s
+        self._clear_from: int | None = None  # readable again since (while still suppressed)
         self._update_every = int(round(c.update_interval_s * fs_hz))
         keep = max(c.tachy_beats, c.brady_beats, c.vt_beats, 2 * c.bigeminy_cycles,
                    3 * c.trigeminy_cycles) + 1
@@ -174,8 +177,18 @@ class AlarmEngine:
         return out
 
     @property
+    def _leads_unreadable(self) -> bool:
+        """Enough leads unreadable right now; the QRS detector's whole-signal noise verdict
+        (lead -1) counts as one lead.  VF detection stops only then."""
+        return len({ld for _, ld, _ in self._open_quality}) >= self._bad_leads_needed
+
+    @property
     def _unreadable(self) -> bool:
-        return len({lead for _, lead, _ in self._open_quality}) >= self._bad_leads_needed
+        """Unreadable right now: enough leads, or (``noise_verdict_unreadable``) the noise
+        verdict alone."""
+        if self.config.noise_verdict_unreadable and any(ld < 0 for _, ld, _ in self._open_quality):
+            return True
+        return self._leads_unreadable
 
     def _quality_start(self, sample: int, q: _Quality) -> None:
         key = (q.kind, q.lead, q.start_sample)
@@ -183,28 +196,42 @@ class AlarmEngine:
             if q.end_sample is not None:  # the closing report of an open stretch
                 self._open_quality[key] = max(q.end_sample, sample)
             return
-        was = self._unreadable
         self._open_quality[key] = None if q.end_sample is None else max(q.end_sample, sample)
-        if not was and self._unreadable:
-            for t in [t for t in self._active if t is not AlarmType.TECHNICAL]:
-                self._end(t, sample, reason="signal unreadable")
-            self._reset_rhythm(None)
-            self._onset(AlarmType.TECHNICAL, sample, f"ECG unreadable ({q.kind})",
-                        (("kind", q.kind),))
+        if self._unreadable:
+            self._clear_from = None  # unreadable again before the clear time: one episode
+            if not self._suppressed:
+                self._suppressed = True
+                vf_on = not self._leads_unreadable  # VF detection goes on (see _vf)
+                keep = {AlarmType.TECHNICAL} | ({AlarmType.VFIB} if vf_on else set())
+                for t in [t for t in self._active if t not in keep]:
+                    self._end(t, sample, reason="signal unreadable")
+                streak = self._vf_streak
+                self._reset_rhythm(None)
+                if vf_on:
+                    self._vf_streak = streak
+                self._onset(AlarmType.TECHNICAL, sample, f"ECG unreadable ({q.kind})",
+                            (("kind", q.kind),))
         self._watch_leads(sample)
 
     def _quality_end(self, sample: int, key: tuple[str, int, int]) -> None:
-        was = self._unreadable
-        if self._open_quality.pop(key, _MISSING) is not _MISSING and was and not self._unreadable:
-            self._end(AlarmType.TECHNICAL, sample)
-            self._reset_rhythm(sample)
+        if (self._open_quality.pop(key, _MISSING) is not _MISSING and self._suppressed
+                and not self._unreadable and self._clear_from is None):
+            self._clear_from = sample  # analysis resumes once readable for technical_clear_s
+        self._watch_leads(sample)
+
+    def _readable_again(self, sample: int) -> None:
+        self._suppressed, self._clear_from = False, None
+        self._end(AlarmType.TECHNICAL, sample)
+        streak = self._vf_streak  # VF detection ran through a noise verdict: keep its count
+        self._reset_rhythm(sample)
+        self._vf_streak = streak
         self._watch_leads(sample)
 
     def _watch_leads(self, sample: int) -> None:
         """LEAD_OFF follows "some leads unreadable, the rest readable" (raised by a timer once
         it has held ``lead_off_delay_s``); all leads unreadable is the TECHNICAL alarm instead."""
         # lead -1 (the QRS noise judge: the fused signal, no one lead) names no lead to check
-        partial = any(ld >= 0 for _, ld, _ in self._open_quality) and not self._unreadable
+        partial = any(ld >= 0 for _, ld, _ in self._open_quality) and not self._suppressed
         if not partial:
             self._lead_from = None
             self._end(AlarmType.LEAD_OFF, sample)
@@ -230,7 +257,7 @@ class AlarmEngine:
         self._anchor, self._pause_armed = anchor, True
 
     def _vf(self, sample: int, v: VfDecision) -> None:
-        if self._unreadable:
+        if self._leads_unreadable:  # (the noise verdict alone does not stop VF detection)
             return
         c = self.config
         window = int(round(c.vf.window_s * self.fs_hz))
@@ -261,12 +288,14 @@ class AlarmEngine:
     def _next_timer(self) -> tuple[int, AlarmType | tuple[str, int, int]] | None:
         due: list[tuple[int, AlarmType | tuple[str, int, int]]] = []
         due += [(e, k) for k, e in self._open_quality.items() if e is not None]
-        if self._anchor is not None and AlarmType.VFIB not in self._active:
+        if self._anchor is not None and AlarmType.VFIB not in self._active and not self._suppressed:
             if AlarmType.ASYSTOLE not in self._active:
                 due.append((self._anchor + self._asystole, AlarmType.ASYSTOLE))
             if self._pause_armed and self._beats:
                 due.append((self._anchor + self._pause, AlarmType.PAUSE))
         due += [(a.until, t) for t, a in self._active.items() if a.until is not None]
+        if self._clear_from is not None:
+            due.append((self._clear_from + self._clear, AlarmType.TECHNICAL))
         if (self._lead_from is not None and AlarmType.LEAD_OFF not in self._active
                 and self.config.enabled(AlarmType.LEAD_OFF)):
             due.append((self._lead_from + self._lead_delay, AlarmType.LEAD_OFF))
@@ -280,7 +309,9 @@ class AlarmEngine:
                 self._quality_end(at, alarm)
                 continue
             active = self._active.get(alarm)
-            if active is not None and active.until is not None:
+            if alarm is AlarmType.TECHNICAL:
+                self._readable_again(at)
+            elif active is not None and active.until is not None:
                 self._end(alarm, at)
             elif alarm is AlarmType.LEAD_OFF:
                 self._lead_off_onset(at)
@@ -294,7 +325,9 @@ class AlarmEngine:
 
     # ------------------------------------------------------------------ beats
     def _beat(self, s: int, cls: BeatClass) -> None:
-        if self._unreadable:
+        if self._suppressed:  # no arrhythmia analysis; the VF check still sees the beats
+            if not self._leads_unreadable:
+                self._beats.append((s, cls))
             return
         self._end(AlarmType.ASYSTOLE, s)
         prev = self._beats[-1] if self._beats else None
@@ -430,7 +463,8 @@ class AlarmEngine:
             "vt_in_run": self._vt_in_run, "vf_streak": self._vf_streak,
             "off_streak": [[t.value, n] for t, n in self._off_streak.items()],
             "n_leads": self.n_leads, "lead_names": list(self.lead_names),
-            "lead_from": self._lead_from,
+            "lead_from": self._lead_from, "suppressed": self._suppressed,
+            "clear_from": self._clear_from,
             "open_quality": [[k, ld, s, e] for (k, ld, s), e in self._open_quality.items()],
             "active": [[t.value, a.onset, a.last_update, a.until] for t, a in self._active.items()],
             "pending_vf": [[v.sample_index, v.is_vf, v.leakage] for v in self._pending_vf
@@ -451,6 +485,8 @@ class AlarmEngine:
                   int(snap["n_leads"]), tuple(snap.get("lead_names", ())))
         lead_from = snap.get("lead_from")
         eng._lead_from = None if lead_from is None else int(lead_from)
+        clear_from = snap.get("clear_from")
+        eng._clear_from = None if clear_from is None else int(clear_from)
         eng._beats.extend((int(s), BeatClass(c)) for s, c in snap["beats"])
         eng._nn.extend(int(v) for v in snap["nn"])
         eng._anchor = None if snap["anchor"] is None else int(snap["anchor"])
@@ -460,6 +496,8 @@ class AlarmEngine:
         eng._off_streak = {AlarmType(t): int(n) for t, n in snap["off_streak"]}
         eng._open_quality = {(str(k), int(ld), int(s)): (None if e is None else int(e))
                              for k, ld, s, e in snap["open_quality"]}
+        # snapshots before technical_clear_s: suppressed exactly while unreadable
+        eng._suppressed = bool(snap.get("suppressed", eng._unreadable))
         eng._active = {AlarmType(t): _Active(int(o), int(u), None if h is None else int(h))
                        for t, o, u, h in snap["active"]}
         eng._pending_vf = [VfDecision(int(s), bool(v), float(x)) for s, v, x in snap["pending_vf"]]

@@ -235,12 +235,55 @@ def test_both_leads_off_replace_the_lead_alarm_by_the_technical_one() -> None:
     assert [(e.alarm_type, e.phase) for e in events] == [
         (AlarmType.LEAD_OFF, AlarmPhase.ONSET), (AlarmType.LEAD_OFF, AlarmPhase.END),
         (AlarmType.TECHNICAL, AlarmPhase.ONSET)]
-    # lead 0 comes back, lead 1 stays off: technical ends, the lead alarm returns 2 s later
+    # lead 0 comes back, lead 1 stays off: technical ends once lead 0 has been readable for
+    # technical_clear_s (10 s), the lead alarm follows lead_off_delay_s (2 s) later
     back = SignalQualityEvent(int(9 * FS), int(13 * FS), "flat", lead=0)
-    later = eng.update(sinus(13, 5), [back], int(18 * FS))
+    later = eng.update(sinus(13, 17), [back], int(30 * FS))
     assert [(e.alarm_type, e.phase, e.sample_index) for e in later] == [
-        (AlarmType.TECHNICAL, AlarmPhase.END, int(13 * FS)),
-        (AlarmType.LEAD_OFF, AlarmPhase.ONSET, int(15 * FS))]
+        (AlarmType.TECHNICAL, AlarmPhase.END, int(23 * FS)),
+        (AlarmType.LEAD_OFF, AlarmPhase.ONSET, int(25 * FS))]
+
+
+def test_flapping_artefact_is_one_technical_alarm_and_no_analysis_in_its_gaps() -> None:
+    """Unreadable 1 s stretches with readable 3 s gaps (electrode motion): one technical
+    alarm from the first stretch to technical_clear_s after the last, and the V beats in
+    the gaps raise no VT (they were the noise-stress-test false VT alarms)."""
+    eng = AlarmEngine(FS, patient_id="p1")
+    bursts = [SignalQualityEvent(int(t * FS), int((t + 1) * FS), "artefact") for t in (10, 14, 18)]
+    noise_vt = beats_at(15.1, 0.4, "VVVVVVV")  # 15.1-17.5 s: between two bursts
+    events = eng.update(sinus(0, 10) + noise_vt + sinus(30, 10), bursts, int(40 * FS))
+    assert [(e.alarm_type, e.phase, e.sample_index) for e in events] == [
+        (AlarmType.TECHNICAL, AlarmPhase.ONSET, int(10 * FS)),
+        (AlarmType.TECHNICAL, AlarmPhase.END, int(29 * FS))]
+    # with the old behaviour (no clear time) the same input raises VT in a gap
+    flapping = run(sinus(0, 10) + noise_vt + sinus(30, 10), now_s=40, quality=bursts,
+                   config=AlarmConfig(technical_clear_s=0.0))
+    assert len(of(flapping, AlarmType.TECHNICAL)) == 3 and of(flapping, AlarmType.VTACH)
+
+
+def test_snapshot_in_the_clear_time_resumes_identically() -> None:
+    q = [SignalQualityEvent(int(10 * FS), int(12 * FS), "flat")]
+    beats = sinus(0, 10) + sinus(12, 20)
+    whole = run(beats, now_s=32, quality=q)
+    eng = AlarmEngine(FS, patient_id="p1")
+    part = eng.update([b for b in beats if b.sample_index < 16 * FS], q, int(16 * FS))
+    again = AlarmEngine.from_snapshot(json.loads(json.dumps(eng.snapshot())))
+    part += again.update([b for b in beats if b.sample_index >= 16 * FS], [], int(32 * FS))
+    assert part == whole and of(whole, AlarmType.TECHNICAL, AlarmPhase.END)[0].sample_index == 22 * FS
+
+
+def test_noise_verdict_alone_suppresses_only_when_configured() -> None:
+    """The QRS detector's noise verdict (lead -1) is one lead of two by default (it also
+    calls some real VT runs noise); ``noise_verdict_unreadable`` makes it enough alone."""
+    noisy = [SignalQualityEvent(int(10 * FS), int(15 * FS), "noise", lead=-1)]
+    beats = sinus(0, 10) + beats_at(10.2, 0.4, "VVVVVVVV") + sinus(14, 30)
+    default = AlarmEngine(FS, n_leads=2).update(beats, noisy, int(44 * FS))
+    assert AlarmType.VTACH in types(default) and AlarmType.TECHNICAL not in types(default)
+    cfg = AlarmConfig(noise_verdict_unreadable=True)
+    strict = AlarmEngine(FS, cfg, n_leads=2).update(beats, noisy, int(44 * FS))
+    assert [(e.alarm_type, e.phase, e.sample_index) for e in strict] == [
+        (AlarmType.TECHNICAL, AlarmPhase.ONSET, int(10 * FS)),
+        (AlarmType.TECHNICAL, AlarmPhase.END, int(25 * FS))]
 
 
 def test_disabled_types_and_priority_overrides() -> None:
@@ -361,7 +404,7 @@ def streams(draw: st.DrawFn) -> tuple[list[ClassifiedBeat], list[SignalQualityEv
         a = draw(st.integers(0, end))
         quality.append(SignalQualityEvent(a, min(end, a + draw(st.integers(1, int(10 * FS)))),
                                           draw(st.sampled_from(["noise", "flat"])),
-                                          draw(st.integers(0, leads - 1))))
+                                          draw(st.integers(-1, leads - 1))))
     return beats, quality, end, leads
 
 
