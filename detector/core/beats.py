@@ -243,8 +243,8 @@ def irregularity_median(prior_rr_s: list[float]) -> float:
     if len(prior_rr_s) < 2:
         return 0.0
     rr = np.asarray(prior_rr_s, dtype=np.float64)
-    centre = float(np.median(rr[:IRREGULARITY_BEATS]))
-    spread = float(np.median(np.abs(rr[1:] - rr[:-1])))
+    centre = float(_median(rr[:IRREGULARITY_BEATS])[0])
+    spread = float(_median(np.abs(rr[1:] - rr[:-1]))[0])
     return min(spread / centre, _RATIO_MAX) if centre > 0 else 0.0
 
 

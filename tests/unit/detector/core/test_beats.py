@@ -214,3 +214,18 @@ def test_robust_irregularity_ignores_isolated_ectopics_but_not_fibrillation() ->
     last = f.rr[-2]
     assert last[b.RR_FEATURES.index("rr_irregularity")] > 0.1
     assert last[b.RR_FEATURES.index("rr_irregularity_median")] == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0.2, 3.0), min_size=0, max_size=b.IRREGULARITY_BEATS + 1))
+def test_robust_irregularity_is_the_np_median_formula_bit_for_bit(rr: list[float]) -> None:
+    """irregularity_median runs per beat through the spelled-out median: it must give the
+    float np.median gives, or the committed models would score differently."""
+    got = b.irregularity_median(rr)
+    if len(rr) < 2:
+        assert got == 0.0
+        return
+    a = np.asarray(rr, dtype=np.float64)
+    centre = float(np.median(a[: b.IRREGULARITY_BEATS]))
+    spread = float(np.median(np.abs(a[1:] - a[:-1])))
+    assert got == min(spread / centre, b._RATIO_MAX)
