@@ -321,13 +321,13 @@ class DetectorService:
 
         async def write() -> None:
             async with client.pipeline(transaction=True) as pipe:
+                pipe.sadd(f"{prefix}:patients", *last)  # one command for the batch's patients
                 for pid, b in last.items():
                     slot = self.slots.get(pid)
                     fields = {"last_beat_class": b.beat_class.value,
                               "last_beat_sample": str(int(b.sample_index))}
                     if slot is not None and slot.hr_bpm is not None:
                         fields = {"heart_rate_bpm": repr(float(slot.hr_bpm)), **fields}
-                    pipe.sadd(f"{prefix}:patients", pid)
                     pipe.hset(f"{prefix}:patient:{pid}", mapping=fields)  # type: ignore[arg-type]
                 await pipe.execute()
 

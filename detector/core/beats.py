@@ -129,12 +129,14 @@ class BeatFeatures:
 def _median(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``np.median(x, axis=-1, keepdims=True)`` for finite ``x``."""
     n = x.shape[-1]
-    if n == 0 or not np.isfinite(x).all():
+    if n == 0 or not np.logical_and.reduce(np.isfinite(x), axis=None):
         return np.asarray(np.median(x, axis=-1, keepdims=True), dtype=np.float64)
     h = n // 2
+    part = x.copy()  # np.partition(x, ...) is this copy and the in-place method
     if n % 2:
-        return np.partition(x, h, axis=-1)[..., h : h + 1]
-    part = np.partition(x, (h - 1, h), axis=-1)
+        part.partition(h, axis=-1)
+        return part[..., h : h + 1]
+    part.partition((h - 1, h), axis=-1)
     out: npt.NDArray[np.float64] = (part[..., h - 1 : h] + part[..., h : h + 1]) / 2.0
     return out
 
@@ -177,7 +179,7 @@ def resample_window(
     hi = np.minimum(lo + 1, signal.shape[0] - 1)
     frac = (pos - lo)[:, None]
     window = signal[lo] * (1.0 - frac) + signal[hi] * frac
-    if not np.isfinite(window).all():
+    if not np.logical_and.reduce(np.isfinite(window), axis=None):
         window = np.nan_to_num(window)
     return normalise_window(window.T)
 

@@ -148,11 +148,13 @@ class PatientMonitor:
         peaks = np.array([p.sample_index for p in result.peaks], dtype=np.int64)
         self.engine.update_signal(x[:, self._order[0]], start)
         stream_end = start + x.shape[0]
-        parts = [self.extractor.update(self._classifier_view(x))]
         abs_peaks = [int(p) + self.base for p in peaks]
         if self._waiting and abs_peaks and abs_peaks[0] > self._waiting[-1] + self._max_hold:
+            parts = [self.extractor.update(self._classifier_view(x))]
             parts.append(self._release_waiting())  # the next beat came after the hold: no RR link
-        parts.append(self.extractor.update(np.zeros((0, self.classifier_leads)), peaks))
+            parts.append(self.extractor.update(np.zeros((0, self.classifier_leads)), peaks))
+        else:  # the same beats and features as the three steps above, in one pass
+            parts = [self.extractor.update(self._classifier_view(x), peaks)]
         self._waiting.extend(abs_peaks)
         if self._waiting and stream_end - self._waiting[-1] >= self._hold_deadline:
             parts.append(self._release_waiting())

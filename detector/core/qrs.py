@@ -50,9 +50,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage, signal
 
-from detector.core.filters import Difference, FloatArray, HoldNan, MovingSum, SosFilter
+from detector.core.filters import (
+    Difference,
+    FloatArray,
+    HoldNan,
+    MovingSum,
+    SosFilter,
+    one_pole_sos,
+    sosfilt_zi,
+)
 from detector.core.qrs_types import (
     Candidate,
     Params,
@@ -93,11 +100,10 @@ class QrsDetector:
         p = self.p = Params(self.config, self.fs_hz)
         self._hold = HoldNan(n_leads)
         self._valid = np.zeros(n_leads, dtype=bool)  # band-pass seeded from a finite sample
-        self._zi_ss = signal.sosfilt_zi(p.bp_sos)  # steady state per unit DC input
+        self._zi_ss = sosfilt_zi(p.bp_sos)  # steady state per unit DC input
         self._bp = SosFilter(p.bp_sos, n_leads)
         self._diff = Difference(n_leads, self.fs_hz)
-        ema_sos = signal.tf2sos([1.0 - p.ema_a, 0.0], [1.0, -p.ema_a])
-        self._ema = SosFilter(np.asarray(ema_sos, dtype=np.float64), n_leads)
+        self._ema = SosFilter(one_pole_sos(p.ema_a), n_leads)
         self._mwi = MovingSum(p.mwi_n, scale=2.0**24, max_value=1e6)
         self._quality = QualityMonitor(self.fs_hz, n_leads, self.config.quality)
         self.n_seen = 0  # samples consumed
@@ -207,15 +213,11 @@ class QrsDetector:
         f = self._hist[0]
         lo = self._scanned - self._hist_start
         hi = stop - self._hist_start
-        win = f[max(0, lo - w) : hi + w]
-        full = ndimage.maximum_filter1d(win, size=2 * w + 1, mode="constant", cval=_NEG)
-        off = lo - max(0, lo - w)
         seg = f[lo:hi]
         self._noise_judge(self._scanned, seg)
-        peak = (seg >= full[off : off + hi - lo]) & (seg > self.config.min_feature)
-        for i in (np.flatnonzero(peak) + lo).tolist():
+        for i in self._window_maxima(f, lo, hi, w):
             left = f[max(0, i - w) : i]
-            if left.size and left.max() >= f[i]:
+            if left.size and np.maximum.reduce(left) >= f[i]:
                 continue  # plateau: keep its first sample only
             self._pending.append(self._candidate(i))
         self._scanned = stop
@@ -224,12 +226,33 @@ class QrsDetector:
             self._hist = self._hist[:, keep_from - self._hist_start :]
             self._hist_start = keep_from
 
+    def _window_maxima(self, f: FloatArray, lo: int, hi: int, w: int) -> list[int]:
+        """Indices ``i`` in ``[lo, hi)`` with ``f[i] > min_feature`` and ``f[i]`` the maximum of
+        ``f[i - w : i + w + 1]`` (clipped to ``f``): ``maximum_filter1d`` with a -inf border,
+        evaluated only where ``f[i]`` is at least both neighbours (every window maximum is),
+        a few samples per second of the smooth integrated feature."""
+        a, b = max(0, lo - 1), min(f.shape[0], hi + 1)
+        ext = f[a:b]
+        if a == lo:  # no sample left of lo: the -inf border
+            ext = np.concatenate(([_NEG], ext))
+        if b == hi:
+            ext = np.concatenate((ext, [_NEG]))
+        mid = ext[1:-1]
+        local = (mid >= ext[:-2]) & (mid >= ext[2:]) & (mid > self.config.min_feature)
+        out = []
+        n = f.shape[0]
+        for j in np.flatnonzero(local).tolist():
+            i = lo + j
+            if f[i] >= np.maximum.reduce(f[max(0, i - w) : min(n, i + w + 1)]):
+                out.append(i)
+        return out
+
     def _candidate(self, i: int) -> Candidate:
         p = self.p
         lo = max(0, i - p.mwi_n - p.delay_n)
         nl = self.n_leads
-        slope = float(self._hist[1, lo : i + 1].max())
-        lead = int(np.argmax(self._hist[2 + nl :, lo : i + 1].max(axis=1)))
+        slope = float(np.maximum.reduce(self._hist[1, lo : i + 1]))
+        lead = int(np.argmax(np.maximum.reduce(self._hist[2 + nl :, lo : i + 1], axis=1)))
         bp = self._hist[2 + lead, lo : i + 1]
         j = int(np.argmax(np.abs(bp)))
         loc = self._hist_start + lo + j - p.delay_n
@@ -315,8 +338,8 @@ class QrsDetector:
         cur, count, count_busy, since = self._nz
         while pos < stop:
             end = min(stop, (cur + 1) * bn)
-            count += int(above[pos - first : end - first].sum())
-            count_busy += int(busy[pos - first : end - first].sum())
+            count += int(np.count_nonzero(above[pos - first : end - first]))
+            count_busy += int(np.count_nonzero(busy[pos - first : end - first]))
             pos = end
             if end == (cur + 1) * bn:
                 noisy = count > self.config.noise_fraction * bn or count_busy > 0.8 * bn

@@ -85,10 +85,13 @@ class QualityMonitor:
 
     def _classify(self, block: FloatArray) -> list[str | None]:
         """Kind of trouble of each lead (column) in one block, or None."""
-        hi, lo = block.max(axis=0), block.min(axis=0)  # NaN propagates into both
-        finite = np.isfinite(hi) & np.isfinite(lo)
-        ptp = hi - lo
-        at_rail = ((block == hi).sum(axis=0) >= self.clip_n) | ((block == lo).sum(axis=0) >= self.clip_n)
+        # per lead along contiguous rows (reducing a (n, leads) block over axis 0 is ~4x slower)
+        rows = np.ascontiguousarray(block.T)
+        hi, lo = np.maximum.reduce(rows, axis=1), np.minimum.reduce(rows, axis=1)  # NaN propagates
+        finite = (np.isfinite(hi) & np.isfinite(lo)).tolist()
+        ptp = (hi - lo).tolist()
+        at_rail = ((np.add.reduce(rows == hi[:, None], axis=1) >= self.clip_n)
+                   | (np.add.reduce(rows == lo[:, None], axis=1) >= self.clip_n)).tolist()
         kinds: list[str | None] = []
         for lead in range(self.n_leads):
             if not finite[lead]:

@@ -20,7 +20,12 @@ def mean_rate_bpm(rr_samples: Sequence[int] | npt.NDArray[np.float64], fs_hz: fl
     """Heart rate in bpm from the mean of RR intervals given in samples (0 if none)."""
     if len(rr_samples) == 0:
         return 0.0
-    mean_rr = float(np.mean(np.asarray(rr_samples, dtype=np.float64)))
+    if isinstance(rr_samples, list) and all(type(v) is int for v in rr_samples):
+        # whole samples: the integer sum is exact and one division is correctly rounded,
+        # the float np.mean gives the same value (pairwise sums of integers are exact too)
+        mean_rr = sum(rr_samples) / len(rr_samples)
+    else:
+        mean_rr = float(np.mean(np.asarray(rr_samples, dtype=np.float64)))
     return 60.0 * fs_hz / mean_rr if mean_rr > 0 else math.inf
 
 

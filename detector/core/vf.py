@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
 
-from detector.core.filters import SosFilter
+from detector.core.filters import SosFilter, butter_bandpass_sos
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,7 @@ def vf_leakage(window_mv: npt.NDArray[np.float64], cfg: VfConfig = VfConfig()) -
     ``nan`` for a window too flat, too short or not finite.
     """
     x = np.asarray(window_mv, dtype=np.float64)
-    if x.size < 4 or not np.isfinite(x).all():
+    if x.size < 4 or not np.logical_and.reduce(np.isfinite(x), axis=None):
         return math.nan
     # np.sum / np.mean / np.ptp spelled out as the ufunc reductions they are (bit-identical,
     # without their Python-level dispatch): this runs once a second per patient
@@ -91,7 +90,7 @@ class VfDetector:
         self._win = max(int(round(config.window_s * fs_hz)), 2)
         self._step = max(int(round(config.step_s * fs_hz)), 1)
         self._filter = SosFilter(
-            sps.butter(2, config.band_hz, btype="bandpass", fs=fs_hz, output="sos"), 1)
+            butter_bandpass_sos(2, config.band_hz[0], config.band_hz[1], fs_hz), 1)
         self._buf: npt.NDArray[np.float64] = np.zeros(0)  # filtered samples
         self._buf_end: int | None = None  # absolute index one past the buffer's last sample
         self._ok: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)  # input finite, per sample
@@ -116,7 +115,7 @@ class VfDetector:
         first_end = ((start + self._win + self._step - 1) // self._step) * self._step
         for win_end in range(first_end, end + 1, self._step):
             lo, hi = win_end - self._win - start, win_end - start
-            leak = vf_leakage(buf[lo:hi], self.config) if ok[lo:hi].all() else math.nan
+            leak = vf_leakage(buf[lo:hi], self.config) if np.logical_and.reduce(ok[lo:hi]) else math.nan
             out.append(VfDecision(win_end, bool(leak < self.config.leakage_threshold), leak))
         self._buf = buf[-(self._win - 1) :] if self._win > 1 else np.zeros(0)
         self._ok = ok[-(self._win - 1) :] if self._win > 1 else np.zeros(0, dtype=bool)
