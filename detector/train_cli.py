@@ -62,7 +62,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         epochs=args.epochs, peaks=args.peaks, seed=args.seed, threads=args.threads,
         records=_split(args.train_records), folds=args.folds or len(CV_FOLDS), evaluate_ds2=not args.no_ds2,
         cache_dir=settings.cache_dir / "beats",
-        max_train_beats=args.max_train_beats,
+        max_train_beats=args.max_train_beats, ensemble=args.ensemble,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -89,6 +89,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="R-peaks: our detector (auto when present) or reference positions +-20 ms")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs are reproducible)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="members per classifier, trained with seeds SEED, SEED+1, ...; one ONNX "
+                        "model averages their probabilities (CV and S rule use the average too)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "models"),
                         help="folder for <name>.onnx, .json and .md")
     parser.add_argument("--records", dest="train_records", default=None,

@@ -30,7 +30,7 @@ from detector.training.train import (
     per_class_metrics,
     selection_score,
     train_autoencoder,
-    train_classifier,
+    train_ensemble,
 )
 
 
@@ -85,7 +85,7 @@ def cross_validate(
     for i, fold in enumerate(folds):
         held = np.isin(beats.record, fold)
         progress(f"{cfg.family} CV fold {i + 1}/{len(folds)}: held out {', '.join(fold)}")
-        trainer = train_autoencoder if is_ae else train_classifier
+        trainer = train_autoencoder if is_ae else train_ensemble
         res = trainer(beats.take(~held), cfg, progress, heldout=beats.take(held))
         pooled = [out if not len(p) else np.concatenate([p, out]) for p, out in zip(pooled, res.heldout,
                                                                                   strict=True)]

@@ -185,5 +185,20 @@ def build(family: str, n_leads: int, n_rr: int, window: int) -> nn.Module:
     raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES + ('autoencoder',)}")
 
 
+class Ensemble(nn.Module):
+    """Members trained with different seeds; returns the log of their mean class probabilities
+    (a softmax on top gives the averaged probabilities back)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, beat: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(beat, rr), dim=1) for m in self.members]).mean(dim=0)
+        return torch.log(probs + 1e-12)
+
+
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -25,7 +25,7 @@ from detector.training.train import (
     auroc,
     config_dict,
     train_autoencoder,
-    train_classifier,
+    train_ensemble,
 )
 
 # How often DS2 results were seen (the model card says it; the issue asks for it).
@@ -65,6 +65,7 @@ class TrainOptions:
     cache_dir: Path | None = None
     max_train_beats: int = 0
     n_leads: int = 1
+    ensemble: int = 1  # members per classifier (seeds seed, seed + 1, ...); the autoencoder has one
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -80,9 +81,10 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
     rows = []
     for family in opts.families:
         cfg = TrainConfig(family=family, epochs=opts.epochs, seed=opts.seed, threads=opts.threads,
-                          max_train_beats=opts.max_train_beats)
+                          max_train_beats=opts.max_train_beats,
+                          ensemble=1 if family == "autoencoder" else opts.ensemble)
         cv = cross_validate(beats, cfg, progress, folds)
-        trainer = train_autoencoder if family == "autoencoder" else train_classifier
+        trainer = train_autoencoder if family == "autoencoder" else train_ensemble
         progress(f"{family}: final model on all {len(recs)} DS1 records, {cv.best_epoch} epochs")
         result = trainer(beats, cfg, progress, epochs=cv.best_epoch)
         if family == "autoencoder":
@@ -143,7 +145,8 @@ def _card(
         "training_with_cv_seconds": round(result.train_seconds + cv.seconds, 1),
         "training_machine": f"{platform.machine()} CPU, torch {torch.__version__}, {opts.threads} thread(s)",
         "reproduce": {
-            "train": f"ecgmon train --data-dir ../shared/data/mitdb --families {fam}",
+            "train": f"ecgmon train --data-dir ../shared/data/mitdb --families {fam}"
+            + (f" --ensemble {result.config.ensemble}" if result.config.ensemble > 1 else ""),
             "eval": f"ecgmon eval beats --data-dir ../shared/data/mitdb --model {fam} --records ds2",
         },
     }

@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from detector.training.data import BeatSet
-from detector.training.models import N_CLASSES, build, n_params
+from detector.training.models import N_CLASSES, Ensemble, build, n_params
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     max_train_beats: int = 0  # 0 = all; >0 subsamples beats per epoch (tiny runs, tests)
+    # >1: that many members trained with seeds seed, seed + 1, ..., their class probabilities
+    # averaged, in the CV as in the exported model (less seed-to-seed variance on new patients)
+    ensemble: int = 1
 
 
 @dataclass
@@ -209,6 +212,28 @@ def train_classifier(
     model.eval()
     result.train_seconds = time.perf_counter() - start
     return result
+
+
+def train_ensemble(
+    train: BeatSet, cfg: TrainConfig, progress: Progress, *, epochs: int | None = None,
+    heldout: BeatSet | None = None,
+) -> TrainResult:
+    """:func:`train_classifier` for ``cfg.ensemble`` seeds (``cfg.seed`` + 0, 1, ...): one model
+    (:class:`~detector.training.models.Ensemble` of the members) whose held-out probabilities
+    per epoch are the members' mean."""
+    k = max(1, cfg.ensemble)
+    if k == 1:
+        return train_classifier(train, cfg, progress, epochs=epochs, heldout=heldout)
+    members = []
+    for i in range(k):
+        progress(f"{cfg.family} ensemble member {i + 1}/{k} (seed {cfg.seed + i})")
+        members.append(train_classifier(train, replace(cfg, seed=cfg.seed + i, ensemble=1), progress,
+                                        epochs=epochs, heldout=heldout))
+    model = Ensemble([m.model for m in members]).eval()
+    mean_heldout = [np.mean(np.stack(per_epoch), axis=0).astype(np.float32)
+                    for per_epoch in zip(*(m.heldout for m in members), strict=True)]
+    return TrainResult(model, cfg, members[0].epochs_run, sum(m.train_seconds for m in members),
+                       n_params(model), mean_heldout)
 
 
 def train_autoencoder(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from detector.onnx_classifier import OnnxClassifier
 from detector.training.cv import cross_validate as cv_patients
 from detector.training.cv import folds_for
 from detector.training.data import CV_FOLDS, DS1, load_beats
+from detector.training.export import export_onnx
 from detector.training.pipeline import TrainOptions, run_training
 from detector.training.train import (
     IRREGULARITY_FEATURE,
@@ -27,7 +29,9 @@ from detector.training.train import (
     TrainConfig,
     apply_s_rule,
     choose_s_rule,
+    predict,
     train_classifier,
+    train_ensemble,
 )
 from detector.training.ucr import cross_validate
 
@@ -73,6 +77,28 @@ def test_training_is_reproducible(mitdb_dir: Path) -> None:
     b = train_classifier(beats, cfg, lambda _: None)
     for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
+
+
+def test_an_ensemble_averages_its_seeds_in_the_cv_and_in_the_exported_model(
+    mitdb_dir: Path, tmp_path: Path
+) -> None:
+    beats, _ = load_beats(mitdb_dir, ["119", "220"], n_leads=1)
+    train, held = beats.take(beats.record == "119"), beats.take(beats.record == "220")
+    cfg = TrainConfig(family="mlp", epochs=2, max_train_beats=600, ensemble=2)
+    ens = train_ensemble(train, cfg, lambda _: None, heldout=held)
+    singles = [train_classifier(train, replace(cfg, seed=s, ensemble=1), lambda _: None, heldout=held)
+               for s in (0, 1)]
+    assert not np.allclose(singles[0].heldout[-1], singles[1].heldout[-1])  # the seeds differ
+    for epoch in range(2):
+        want = (singles[0].heldout[epoch] + singles[1].heldout[epoch]) / 2
+        np.testing.assert_allclose(ens.heldout[epoch], want, atol=1e-6)
+    assert ens.n_params == 2 * singles[0].n_params
+    # the exported graph gives the averaged probabilities of the final epoch's members
+    export_onnx(ens.model, tmp_path / "ens.onnx", 1, "mlp")
+    res = OnnxClassifier(tmp_path / "ens.onnx").classify(held.features)
+    np.testing.assert_allclose(res.probabilities, ens.heldout[-1], atol=1e-5)
+    np.testing.assert_allclose(
+        predict(ens.model, held.features.beats, held.features.rr), ens.heldout[-1], atol=1e-6)
 
 
 def test_ucr_cross_validation_runs(data_root: Path) -> None:
