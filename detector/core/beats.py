@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import io
 import itertools
 import operator
 from collections import deque
@@ -51,6 +50,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from detector.core.arrays import pack as pack_arrays
+from detector.core.arrays import unpack as unpack_arrays
 
 MODEL_FS_HZ = 128.0
 WINDOW_PRE = 36  # samples at MODEL_FS_HZ before the peak (0.281 s)
@@ -367,7 +369,8 @@ class BeatFeatureExtractor:
             self._template_scale = (1.0 - alpha) * self._template_scale + alpha * scale
 
     def snapshot(self) -> bytes:
-        """Complete state as ``.npz`` bytes (no pickle); :meth:`from_snapshot` resumes exactly."""
+        """Complete state as bytes (:mod:`detector.core.arrays`, no pickle); :meth:`from_snapshot`
+        resumes exactly (and reads the ``.npz`` snapshots of earlier versions)."""
         n_pend = len(self._pending)
         windows = np.zeros((n_pend, self.n_leads, WINDOW_LEN), np.float32)
         has_window = np.zeros(n_pend, bool)
@@ -375,9 +378,7 @@ class BeatFeatureExtractor:
             if p.window is not None:
                 windows[i], has_window[i] = p.window, True
         template = self._template if self._template is not None else np.zeros((0,), np.float32)
-        out = io.BytesIO()
-        np.savez(
-            out,
+        return pack_arrays(dict(
             version=np.int64(_SNAPSHOT_VERSION),
             header=np.array([self.fs_hz, self.n_leads, self._lag / self.fs_hz], np.float64),
             counters=np.array(
@@ -394,32 +395,31 @@ class BeatFeatureExtractor:
             int_end=np.array([e for e, _ in self._intervals], np.int64),
             int_rr=np.array([r for _, r in self._intervals], np.float64),
             template=template,
-        )
-        return out.getvalue()
+        ))
 
     @classmethod
     def from_snapshot(cls, blob: bytes) -> BeatFeatureExtractor:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            if int(z["version"]) not in (1, _SNAPSHOT_VERSION):  # v1: no amplitudes (taken as 1)
-                raise ValueError(f"unsupported beat extractor snapshot version {int(z['version'])}")
-            fs_hz, n_leads, lag_s = (float(v) for v in z["header"])
-            ext = cls(fs_hz, int(n_leads), lag_s)
-            buf_first, n_seen, last_peak, n_template = (int(v) for v in z["counters"])
-            ext._buf, ext._buf_first, ext._n_seen = z["buf"].copy(), buf_first, n_seen
-            ext._last_peak = None if last_peak < 0 else last_peak
-            ext._n_template = n_template
-            ext._template = z["template"].copy() if z["template"].size else None
-            scales = z["pend_scale"] if "pend_scale" in z.files else np.zeros(len(z["pend_peak"]))
-            ext._template_scale = float(z["template_scale"]) if "template_scale" in z.files else 0.0
-            for peak, prev, window, has, scale in zip(
-                z["pend_peak"], z["pend_prev"], z["pend_window"], z["pend_has_window"], scales, strict=True
-            ):
-                prev_rr = None if np.isnan(prev) else float(prev)
-                window_or_none = window.copy() if has else None
-                ext._pending.append(_Pending(int(peak), prev_rr, window_or_none, float(scale)))
-            ext._intervals.extend(
-                (int(e), float(r)) for e, r in zip(z["int_end"], z["int_rr"], strict=True)
-            )
+        z = unpack_arrays(blob)
+        if int(z["version"]) not in (1, _SNAPSHOT_VERSION):  # v1: no amplitudes (taken as 1)
+            raise ValueError(f"unsupported beat extractor snapshot version {int(z['version'])}")
+        fs_hz, n_leads, lag_s = (float(v) for v in z["header"])
+        ext = cls(fs_hz, int(n_leads), lag_s)
+        buf_first, n_seen, last_peak, n_template = (int(v) for v in z["counters"])
+        ext._buf, ext._buf_first, ext._n_seen = z["buf"].copy(), buf_first, n_seen
+        ext._last_peak = None if last_peak < 0 else last_peak
+        ext._n_template = n_template
+        ext._template = z["template"].copy() if z["template"].size else None
+        scales = z["pend_scale"] if "pend_scale" in z else np.zeros(len(z["pend_peak"]))
+        ext._template_scale = float(z["template_scale"]) if "template_scale" in z else 0.0
+        for peak, prev, window, has, scale in zip(
+            z["pend_peak"], z["pend_prev"], z["pend_window"], z["pend_has_window"], scales, strict=True
+        ):
+            prev_rr = None if np.isnan(prev) else float(prev)
+            window_or_none = window.copy() if has else None
+            ext._pending.append(_Pending(int(peak), prev_rr, window_or_none, float(scale)))
+        ext._intervals.extend(
+            (int(e), float(r)) for e, r in zip(z["int_end"], z["int_rr"], strict=True)
+        )
         return ext
 
     def _cut_windows(self, final: bool) -> None:

@@ -15,7 +15,6 @@ arrhythmia alarms), a long gap restarts detection at the new index.
 
 from __future__ import annotations
 
-import io
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from detector.core.arrays import pack as pack_arrays
+from detector.core.arrays import unpack as unpack_arrays
 from detector.core.beats import BeatFeatureExtractor, BeatFeatures
 from detector.core.classifier import Classification, lead_order, select_leads
 from detector.core.qrs import QrsConfig, QrsDetector
@@ -209,11 +210,13 @@ class PatientMonitor:
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self) -> bytes:
-        """Complete state as ``.npz`` bytes (no pickle); :meth:`from_snapshot` resumes exactly.
+        """Complete state as bytes (no pickle); :meth:`from_snapshot` resumes exactly.
 
         Version 2: the VF detector's signal buffer (4 s of samples) is stored as a float64
         array beside the JSON instead of inside it (JSON float text was 40 % of the cost).
         Version 3: its finite-sample mask too, and neither is ever made a Python list.
+        Version 4: the same arrays in :mod:`detector.core.arrays` instead of ``.npz`` (the zip
+        archives cost most of a checkpoint); earlier versions still restore.
         """
         engine = self.engine.snapshot(arrays=True)
         vf = dict(engine["vf_detector"])
@@ -221,31 +224,28 @@ class PatientMonitor:
         vf_ok = np.asarray(vf.pop("ok"), dtype=bool)
         engine = {**engine, "vf_detector": vf}
         meta = {
-            "version": 3, "patient_id": self.patient_id, "fs_hz": self.fs_hz,
+            "version": 4, "patient_id": self.patient_id, "fs_hz": self.fs_hz,
             "lead_names": list(self.lead_names), "classifier_leads": self.classifier_leads,
             "base": self.base, "next": self.sequencer.next_sample_index,
             "waiting": list(self._waiting), "last_beat": self._last_beat,
             "engine": engine,
         }
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            qrs=np.frombuffer(self.qrs.snapshot(), dtype=np.uint8),
-            extractor=np.frombuffer(self.extractor.snapshot(), dtype=np.uint8),
-            vf_buf=vf_buf,
-            vf_ok=vf_ok,
-        )
-        return buf.getvalue()
+        return pack_arrays({
+            "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            "qrs": np.frombuffer(self.qrs.snapshot(), dtype=np.uint8),
+            "extractor": np.frombuffer(self.extractor.snapshot(), dtype=np.uint8),
+            "vf_buf": vf_buf,
+            "vf_ok": vf_ok,
+        })
 
     @classmethod
     def from_snapshot(cls, blob: bytes, config: MonitorConfig | None = None) -> PatientMonitor:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            qrs_blob, ext_blob = z["qrs"].tobytes(), z["extractor"].tobytes()
-            vf_buf = z["vf_buf"] if "vf_buf" in z.files else None
-            vf_ok = z["vf_ok"] if "vf_ok" in z.files else None
-        if meta.get("version") not in (1, 2, 3):
+        z = unpack_arrays(blob)
+        meta = json.loads(z["meta"].tobytes().decode())
+        qrs_blob, ext_blob = z["qrs"].tobytes(), z["extractor"].tobytes()
+        vf_buf = z.get("vf_buf")
+        vf_ok = z.get("vf_ok")
+        if meta.get("version") not in (1, 2, 3, 4):
             raise ValueError(f"unsupported monitor snapshot version {meta.get('version')!r}")
         if meta["version"] >= 2 and isinstance(meta["engine"].get("vf_detector"), dict):
             meta["engine"]["vf_detector"]["buf"] = np.zeros(0) if vf_buf is None else vf_buf

@@ -44,13 +44,14 @@ References
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from detector.core.arrays import pack as pack_arrays
+from detector.core.arrays import unpack as unpack_arrays
 from detector.core.filters import (
     Difference,
     FloatArray,
@@ -391,7 +392,8 @@ class QrsDetector:
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self) -> bytes:
-        """The complete state as ``.npz`` bytes; :meth:`from_snapshot` resumes exactly."""
+        """The complete state as bytes (:mod:`detector.core.arrays`); :meth:`from_snapshot`
+        resumes exactly (and reads the ``.npz`` snapshots of earlier versions)."""
         cands = [*self._pending, *self._noise]
         arrays: dict[str, Any] = {
             "config": np.frombuffer(json.dumps(config_to_json(self.config)).encode(), dtype=np.uint8),
@@ -415,15 +417,12 @@ class QrsDetector:
         }
         for key, value in self._quality.state().items():
             arrays["q_" + key] = value
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+        return pack_arrays(arrays)
 
     @classmethod
     def from_snapshot(cls, blob: bytes) -> QrsDetector:
         """Rebuild a detector from :meth:`snapshot` bytes."""
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
+        a = unpack_arrays(blob)
         cfg = config_from_json(json.loads(a["config"].tobytes().decode()))
         det = cls(float(a["shape"][0]), int(a["shape"][1]), cfg)
         det._hold.last = a["hold"]

@@ -11,6 +11,7 @@ import pytest
 import wfdb
 
 from detector.core import beats
+from detector.core.arrays import unpack as unpack_arrays
 from detector.core.classifier import Classification
 from detector.core.monitor import PatientMonitor
 from detector.core.qrs import detect_peaks
@@ -67,7 +68,13 @@ def test_rr_features_equal_the_loop_over_every_interval(mitdb_dir: Path) -> None
     assert checked > 400
 
 
-def test_snapshot_v3_resumes_exactly_and_v1_v2_still_load(mitdb_dir: Path) -> None:
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def test_snapshot_v4_resumes_exactly_and_v1_to_v3_still_load(mitdb_dir: Path) -> None:
     mv, leads = _record(mitdb_dir, "207", 40.0)
     mon = PatientMonitor("p", 360.0, leads, 1)
     half = 20 * 360
@@ -77,22 +84,25 @@ def test_snapshot_v3_resumes_exactly_and_v1_v2_still_load(mitdb_dir: Path) -> No
         mon.complete(pending, _fake(n))
     blob = mon.snapshot()
     older = []
-    with np.load(io.BytesIO(blob)) as z:
-        meta = json.loads(z["meta"].tobytes().decode())
-        vf = meta["engine"]["vf_detector"]
-        assert meta["version"] == 3 and "buf" not in vf and "ok" not in vf
-        for version in (1, 2):  # v1: buffer and mask in the JSON; v2: only the mask
-            old = json.loads(json.dumps(meta))
-            old["version"] = version
+    z = unpack_arrays(blob)
+    meta = json.loads(z["meta"].tobytes().decode())
+    vf = meta["engine"]["vf_detector"]
+    assert meta["version"] == 4 and "buf" not in vf and "ok" not in vf
+    # versions 1-3 were .npz archives, the QRS and extractor states .npz inside them
+    nested = {k: np.frombuffer(_npz(unpack_arrays(z[k].tobytes())), np.uint8) for k in ("qrs", "extractor")}
+    for version in (1, 2, 3):  # v1: buffer and mask in the JSON; v2: only the mask; v3: neither
+        old = json.loads(json.dumps(meta))
+        old["version"] = version
+        arrays = dict(nested)
+        if version < 3:
             old["engine"]["vf_detector"]["ok"] = z["vf_ok"].tolist()
-            arrays = {"qrs": z["qrs"], "extractor": z["extractor"]}
-            if version == 1:
-                old["engine"]["vf_detector"]["buf"] = z["vf_buf"].tolist()
-            else:
-                arrays["vf_buf"] = z["vf_buf"]
-            out = io.BytesIO()
-            np.savez(out, meta=np.frombuffer(json.dumps(old).encode(), np.uint8), **arrays)
-            older.append(out.getvalue())
+        else:
+            arrays["vf_ok"] = z["vf_ok"]
+        if version == 1:
+            old["engine"]["vf_detector"]["buf"] = z["vf_buf"].tolist()
+        else:
+            arrays["vf_buf"] = z["vf_buf"]
+        older.append(_npz({"meta": np.frombuffer(json.dumps(old).encode(), np.uint8), **arrays}))
     resumed = [PatientMonitor.from_snapshot(b) for b in (blob, *older)]
     for s in range(half, mv.shape[0], 90):
         outs = []

@@ -24,7 +24,8 @@ def test_integer_nrmssd_on_a_regular_and_an_irregular_series() -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.integers(1, 100_000), min_size=1, max_size=64), st.sampled_from([125.0, 250.0, 360.0, 1000.0]))
+@given(st.lists(st.integers(1, 100_000), min_size=1, max_size=64),
+       st.sampled_from([125.0, 250.0, 360.0, 1000.0]))
 def test_mean_rate_of_whole_sample_intervals_is_the_numpy_mean_bit_for_bit(rr: list[int], fs: float) -> None:
     want = 60.0 * fs / float(np.mean(np.asarray(rr, dtype=np.float64)))
     assert mean_rate_bpm(rr, fs) == want
