@@ -121,4 +121,3 @@ def test_constant_line_is_lead_off_not_asystole(record_100: np.ndarray) -> None:
     alarms = [a for o in outs for a in o.alarms]
     assert any(a.technical and a.phase.value == "onset" for a in alarms)
     assert _first_onset(outs, "asystole") is None
-
