@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,11 +201,18 @@ def rescore(
         card = json.loads(path.with_suffix(".json").read_text())
         opts = TrainOptions(data_dir=data_dir, out_dir=models_dir, families=[family])
         progress(f"{family}: scoring DS2 end to end")
+        key = "ds2_auroc" if family == "autoencoder" else "ds2"
+        before = card.get(key)
         if family == "autoencoder":
             card["ds2_auroc"] = _ds2_auroc(opts, path, prepared)
         else:
             card["ds2"] = evaluate(data_dir, list(DS2), OnnxClassifier(path), prepared=prepared).as_json()
         card["detector_sha256"] = _detector_sha256()
+        # every look at DS2 is recorded in the card, with whether the figures moved
+        moved = "the same figures" if card[key] == before else "new figures (detector change)"
+        card["ds2_looks"] = (f"{card.get('ds2_looks', '').rstrip()} Rescored on "
+                             f"{time.strftime('%Y-%m-%d', time.gmtime())} (`ecgmon train --rescore`, "
+                             f"detector code {card['detector_sha256'][:12]}): {moved}.").strip()
         write_card(path.with_suffix(".json"), card)
         rows.append(_row(card))
     return rows

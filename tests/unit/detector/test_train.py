@@ -151,3 +151,34 @@ def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
     chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES)
     assert (chosen.prematurity_max, chosen.irregularity_max) == (0.84, 0.1)
     assert metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
+
+
+def test_a_rescore_records_its_look_at_ds2_in_the_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import detector.training.pipeline as pipeline
+
+    figures = {"classes": {"V": {"se": 0.9, "ppv": 0.7, "f1": 0.79}}, "accuracy": 0.93}
+    card = {"name": "cnn", "family": "cnn", "n_params": 1, "onnx_bytes": 1024, "cv": {"score": 0.8},
+            "us_per_beat_batch64_1thread": 1.0, "training_seconds": 1.0, "ds2": figures,
+            "ds2_looks": "once."}
+    (tmp_path / "cnn.json").write_text(json.dumps(card))
+    results = iter([figures, {**figures, "accuracy": 0.5}])
+
+    class _Eval:
+        def __init__(self) -> None:
+            self.figures = next(results)
+
+        def as_json(self) -> dict[str, object]:
+            return self.figures
+
+    monkeypatch.setattr(pipeline, "OnnxClassifier", lambda path: None)
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: _Eval())
+    import detector.training.export as export
+
+    monkeypatch.setattr(export, "write_card", lambda path, c: path.write_text(json.dumps(c)))  # JSON only
+    for _ in range(2):
+        pipeline.rescore(tmp_path, tmp_path, ["cnn"], lambda _: None)
+    looks = json.loads((tmp_path / "cnn.json").read_text())["ds2_looks"]
+    assert looks.startswith("once. Rescored on ")
+    assert "the same figures." in looks and looks.endswith("new figures (detector change).")
