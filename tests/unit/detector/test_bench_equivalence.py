@@ -31,7 +31,8 @@ def _loop_averages(ext: beats.BeatFeatureExtractor, peak: int, prev_rr: float) -
     local: list[float] = []
     total, count = 0.0, 0
     oldest = peak - beats.LONG_TERM_S * ext.fs_hz
-    for end, rr in reversed(ext._intervals):
+    ends, rrs = ext._intervals.arrays()
+    for end, rr in reversed(list(zip(ends.tolist(), rrs.tolist(), strict=True))):
         if end > peak:
             continue
         if end < oldest:

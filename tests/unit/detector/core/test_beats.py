@@ -229,3 +229,26 @@ def test_robust_irregularity_is_the_np_median_formula_bit_for_bit(rr: list[float
     centre = float(np.median(a[: b.IRREGULARITY_BEATS]))
     spread = float(np.median(np.abs(a[1:] - a[:-1])))
     assert got == min(spread / centre, b._RATIO_MAX)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 400), st.booleans(), st.integers(0, 3000)), max_size=700))
+def test_interval_store_is_the_list_it_replaced(steps: list[tuple[int, bool, int]]) -> None:
+    """Appends, drops from the left (growth and compaction included) and windows of
+    ``_Intervals`` against a plain list of (end, rr) pairs."""
+    from detector.core.beats import _Intervals
+
+    store, model, end = _Intervals(), [], 0
+    for gap, drop, back in steps:
+        end += gap
+        store.append(end, gap / 360.0)
+        model.append((end, gap / 360.0))
+        if drop:
+            cut = end - back
+            store.drop_before(cut)
+            model = [m for m in model if m[0] >= cut]
+        lo, hi = store.between(end - back - 0.5, end - back // 2)
+        want = [m for m in model if end - back - 0.5 <= m[0] <= end - back // 2]
+        assert list(zip(store.end[lo:hi].tolist(), store.rr[lo:hi].tolist(), strict=True)) == want
+    ends, rrs = store.arrays()
+    assert list(zip(ends.tolist(), rrs.tolist(), strict=True)) == model and len(store) == len(model)
