@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import psutil
 import wfdb
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
@@ -107,7 +108,7 @@ def _batches(data_dir: Path, patients: int, seconds: float, chunk_s: float) -> l
 
 
 async def _run(batches: list[dict[Any, Any]], warm: int, classifier: OnnxClassifier,
-               profile: cProfile.Profile | None) -> float:
+               profile: cProfile.Profile | None, rss_every: int = 0) -> float:
     sink = _Sink()
     service = DetectorService(load(None, {}), classifier, CollectorRegistry(), sink, sink)  # type: ignore[arg-type]
     for b in batches[:warm]:
@@ -115,8 +116,12 @@ async def _run(batches: list[dict[Any, Any]], warm: int, classifier: OnnxClassif
     started = time.process_time()
     if profile:
         profile.enable()
-    for b in batches[warm:]:
+    proc = psutil.Process()
+    for i, b in enumerate(batches[warm:]):
         await service.process(b)
+        if rss_every and (i + 1) % rss_every == 0:
+            rss = proc.memory_info().rss / 2**20
+            sys.stdout.write(f"  after {warm + i + 1} batches: RSS {rss:.1f} MiB\n")
     if profile:
         profile.disable()
     return time.process_time() - started
@@ -134,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=load().model,
                     help="beat model [env ECGMON_MODEL; default %(default)s]")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--rss-every", type=int, default=0, metavar="N",
+                    help="print the process RSS every N measured batches (memory over a long run)")
     args = ap.parse_args(argv)
     if not (args.data_dir / "100.hea").exists():
         ap.error(f"no MIT-BIH records in {args.data_dir!s}: pass --data-dir or set ECGMON_DATA_DIR")
@@ -142,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     measured_s = (len(batches) - warm) * args.chunk_s * args.patients
     classifier = OnnxClassifier.load(args.model)
     profile = cProfile.Profile() if args.profile else None
-    runs = [asyncio.run(_run(batches, warm, classifier, profile))
+    runs = [asyncio.run(_run(batches, warm, classifier, profile, args.rss_every))
             for _ in range(1 if profile else args.repeat)]
     cpu = min(runs)
     sys.stdout.write(

@@ -26,3 +26,12 @@ def test_without_records_it_says_where_to_point_it(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         bench_path.main(["--data-dir", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_rss_every_prints_the_memory_along_the_run(
+    mitdb_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench_path.main(["--data-dir", str(mitdb_dir), "--patients", "2", "--seconds", "10",
+                            "--warmup", "4", "--chunk-s", "1", "--repeat", "1", "--rss-every", "3"]) == 0
+    rss = [float(v) for v in re.findall(r"after (?:7|10) batches: RSS ([\d.]+) MiB", capsys.readouterr().out)]
+    assert len(rss) == 2 and all(50 < v < 4096 for v in rss)
