@@ -414,6 +414,7 @@ class BeatFeatureExtractor:
             if p.window is not None:
                 windows[i], has_window[i] = p.window, True
         template = self._template if self._template is not None else np.zeros((0,), np.float32)
+        int_end, int_rr = self._intervals.arrays()
         return pack_arrays(dict(
             version=np.int64(_SNAPSHOT_VERSION),
             header=np.array([self.fs_hz, self.n_leads, self._lag / self.fs_hz], np.float64),
@@ -428,8 +429,8 @@ class BeatFeatureExtractor:
             pend_has_window=has_window,
             pend_scale=np.array([p.scale for p in self._pending], np.float64),
             template_scale=np.float64(self._template_scale),
-            int_end=self._intervals.arrays()[0],
-            int_rr=self._intervals.arrays()[1],
+            int_end=int_end,
+            int_rr=int_rr,
             template=template,
         ))
 

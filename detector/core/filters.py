@@ -9,8 +9,6 @@ whose arithmetic is exact and associative.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import numpy.typing as npt
 from scipy import signal
@@ -55,67 +53,18 @@ class SosFilter:
         return np.asarray(out, dtype=np.float64)
 
 
-# Filter designs are cached: every patient of a rate gets the same sections, and designing
-# them (butter, zpk2sos, group delay) cost ~1 ms per patient monitor created (restore and
-# rebalance create hundreds at once).  Callers get copies; the cache keeps read-only arrays.
-
-
-@functools.lru_cache(maxsize=64)
-def _butter_bandpass(order: int, low_hz: float, high_hz: float, fs_hz: float) -> FloatArray:
-    sos = np.asarray(signal.butter(order, [low_hz, high_hz], btype="bandpass", fs=fs_hz, output="sos"),
-                     dtype=np.float64)
-    sos.flags.writeable = False
-    return sos
-
-
-def butter_bandpass_sos(order: int, low_hz: float, high_hz: float, fs_hz: float) -> FloatArray:
-    """``scipy.signal.butter(order, [low, high], "bandpass", fs=fs, output="sos")``, cached."""
-    return _butter_bandpass(int(order), float(low_hz), float(high_hz), float(fs_hz)).copy()
-
-
 def bandpass_sos(low_hz: float, high_hz: float, fs_hz: float, order: int = 2) -> FloatArray:
     """Butterworth band-pass sections; the upper edge is capped below Nyquist."""
-    return butter_bandpass_sos(order, low_hz, min(high_hz, 0.45 * fs_hz), fs_hz)
-
-
-@functools.lru_cache(maxsize=64)
-def _group_delay(sos_bytes: bytes, n_sections: int, freq_hz: float, fs_hz: float) -> float:
-    sos = np.frombuffer(sos_bytes, dtype=np.float64).reshape(n_sections, 6)
-    b, a = signal.sos2tf(sos)
-    _, gd = signal.group_delay((b, a), w=[freq_hz], fs=fs_hz)
-    return float(gd[0])
+    high = min(high_hz, 0.45 * fs_hz)
+    sos = signal.butter(order, [low_hz, high], btype="bandpass", fs=fs_hz, output="sos")
+    return np.asarray(sos, dtype=np.float64)
 
 
 def group_delay_samples(sos: FloatArray, freq_hz: float, fs_hz: float) -> float:
     """Group delay of ``sos`` at ``freq_hz``, in samples (for locating peaks)."""
-    sos = np.ascontiguousarray(sos, dtype=np.float64)
-    return _group_delay(sos.tobytes(), sos.shape[0], float(freq_hz), float(fs_hz))
-
-
-@functools.lru_cache(maxsize=64)
-def _sosfilt_zi(sos_bytes: bytes, n_sections: int) -> FloatArray:
-    zi = np.asarray(signal.sosfilt_zi(np.frombuffer(sos_bytes, dtype=np.float64).reshape(n_sections, 6)),
-                    dtype=np.float64)
-    zi.flags.writeable = False
-    return zi
-
-
-@functools.lru_cache(maxsize=64)
-def _one_pole(a: float) -> FloatArray:
-    sos = np.asarray(signal.tf2sos([1.0 - a, 0.0], [1.0, -a]), dtype=np.float64)
-    sos.flags.writeable = False
-    return sos
-
-
-def one_pole_sos(a: float) -> FloatArray:
-    """Sections of the exponential average ``y[n] = a y[n-1] + (1 - a) x[n]``, cached."""
-    return _one_pole(float(a)).copy()
-
-
-def sosfilt_zi(sos: FloatArray) -> FloatArray:
-    """``scipy.signal.sosfilt_zi(sos)`` (steady state per unit step input), cached."""
-    sos = np.ascontiguousarray(sos, dtype=np.float64)
-    return _sosfilt_zi(sos.tobytes(), sos.shape[0]).copy()
+    b, a = signal.sos2tf(sos)
+    _, gd = signal.group_delay((b, a), w=[freq_hz], fs=fs_hz)
+    return float(gd[0])
 
 
 class Difference:

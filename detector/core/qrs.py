@@ -52,15 +52,7 @@ import numpy.typing as npt
 
 from detector.core.arrays import pack as pack_arrays
 from detector.core.arrays import unpack as unpack_arrays
-from detector.core.filters import (
-    Difference,
-    FloatArray,
-    HoldNan,
-    MovingSum,
-    SosFilter,
-    one_pole_sos,
-    sosfilt_zi,
-)
+from detector.core.filters import Difference, FloatArray, HoldNan, MovingSum, SosFilter
 from detector.core.qrs_types import (
     Candidate,
     Params,
@@ -101,10 +93,10 @@ class QrsDetector:
         p = self.p = Params(self.config, self.fs_hz)
         self._hold = HoldNan(n_leads)
         self._valid = np.zeros(n_leads, dtype=bool)  # band-pass seeded from a finite sample
-        self._zi_ss = sosfilt_zi(p.bp_sos)  # steady state per unit DC input
+        self._zi_ss = p.zi_ss  # steady state per unit DC input
         self._bp = SosFilter(p.bp_sos, n_leads)
         self._diff = Difference(n_leads, self.fs_hz)
-        self._ema = SosFilter(one_pole_sos(p.ema_a), n_leads)
+        self._ema = SosFilter(p.ema_sos, n_leads)
         self._mwi = MovingSum(p.mwi_n, scale=2.0**24, max_value=1e6)
         self._quality = QualityMonitor(self.fs_hz, n_leads, self.config.quality)
         self.n_seen = 0  # samples consumed

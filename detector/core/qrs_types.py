@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import signal
 
-from detector.core.filters import bandpass_sos, group_delay_samples
+from detector.core.filters import FloatArray, bandpass_sos, group_delay_samples
 from detector.core.quality import QualityConfig, QualityEvent
 
 
@@ -93,20 +95,38 @@ class Params:
     """Config converted to samples, once."""
 
     def __init__(self, cfg: QrsConfig, fs_hz: float) -> None:
-        self.bp_sos = bandpass_sos(cfg.band_hz[0], cfg.band_hz[1], fs_hz)
-        centre = float(np.sqrt(cfg.band_hz[0] * min(cfg.band_hz[1], 0.45 * fs_hz)))
-        self.delay_n = int(round(group_delay_samples(self.bp_sos, centre, fs_hz)))
+        self.ema_a = float(np.exp(-1.0 / (cfg.norm_tau_s * fs_hz)))
+        bp_sos, zi_ss, delay, ema_sos = _filter_designs(tuple(cfg.band_hz), float(fs_hz), self.ema_a)
+        self.bp_sos, self.zi_ss, self.ema_sos = bp_sos.copy(), zi_ss.copy(), ema_sos.copy()
+        self.delay_n = int(round(delay))
         self.mwi_n = max(1, int(round(cfg.mwi_s * fs_hz)))
         self.w_n = max(1, int(round(cfg.refractory_s * fs_hz)))
         self.twave_n = int(round(cfg.twave_s * fs_hz))
         self.learn_n = int(round(cfg.learning_s * fs_hz))
         self.default_rr_n = int(round(cfg.default_rr_s * fs_hz))
         self.noise_block_n = max(1, int(round(cfg.noise_block_s * fs_hz)))
-        self.ema_a = float(np.exp(-1.0 / (cfg.norm_tau_s * fs_hz)))
         self.eps = cfg.min_slope_mv_s**cfg.power
         # history kept: candidate window both sides + integrator + locating slack
         self.hist_n = 2 * self.w_n + self.mwi_n + self.delay_n + 2
 
+
+
+@functools.lru_cache(maxsize=32)
+def _filter_designs(
+    band_hz: tuple[float, float], fs_hz: float, ema_a: float
+) -> tuple[FloatArray, FloatArray, float, FloatArray]:
+    """Band-pass sections, their steady state per unit input, their group delay (samples) at
+    the band centre, and the slope-mean (EMA) section, once per rate: designing them took
+    ~1.6 ms of scipy per detector, and a restore or rebalance builds hundreds at once.
+    The arrays are shared and read-only; :class:`Params` copies them."""
+    sos = bandpass_sos(band_hz[0], band_hz[1], fs_hz)
+    centre = float(np.sqrt(band_hz[0] * min(band_hz[1], 0.45 * fs_hz)))
+    delay = group_delay_samples(sos, centre, fs_hz)
+    zi = np.asarray(signal.sosfilt_zi(sos), dtype=np.float64)
+    ema = np.asarray(signal.tf2sos([1.0 - ema_a, 0.0], [1.0, -ema_a]), dtype=np.float64)
+    for a in (sos, zi, ema):
+        a.flags.writeable = False
+    return sos, zi, delay, ema
 
 
 def config_to_json(cfg: QrsConfig) -> dict[str, Any]:

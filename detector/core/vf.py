@@ -14,14 +14,16 @@ Biomed Eng Online 2005;4:60 (preprocessing, threshold 0.625, comparison).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import signal as sps
 
-from detector.core.filters import SosFilter, butter_bandpass_sos
+from detector.core.filters import SosFilter
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,14 @@ def vf_leakage(window_mv: npt.NDArray[np.float64], cfg: VfConfig = VfConfig()) -
     return float(add(np.abs(a + b)) / (add(ax[half_period:]) + add(ax[:-half_period])))
 
 
+@functools.lru_cache(maxsize=16)
+def _band_pass(band_hz: tuple[float, float], fs_hz: float) -> npt.NDArray[np.float64]:
+    """The VF band-pass sections, designed once per rate (read-only; callers copy)."""
+    sos = np.asarray(sps.butter(2, band_hz, btype="bandpass", fs=fs_hz, output="sos"), dtype=np.float64)
+    sos.flags.writeable = False
+    return sos
+
+
 class VfDetector:
     """Streaming VF detector: one :class:`VfDecision` per ``step_s`` over the last ``window_s``.
 
@@ -90,7 +100,7 @@ class VfDetector:
         self._win = max(int(round(config.window_s * fs_hz)), 2)
         self._step = max(int(round(config.step_s * fs_hz)), 1)
         self._filter = SosFilter(
-            butter_bandpass_sos(2, config.band_hz[0], config.band_hz[1], fs_hz), 1)
+            _band_pass(tuple(config.band_hz), float(fs_hz)).copy(), 1)
         self._buf: npt.NDArray[np.float64] = np.zeros(0)  # filtered samples
         self._buf_end: int | None = None  # absolute index one past the buffer's last sample
         self._ok: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)  # input finite, per sample
