@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -28,6 +29,7 @@ import wfdb
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from detector.heap import HeapFreezer
 from detector.onnx_classifier import OnnxClassifier
 from detector.service import DetectorService
 from stream import serde
@@ -107,12 +109,39 @@ def _batches(data_dir: Path, patients: int, seconds: float, chunk_s: float) -> l
     return out
 
 
+class _GcPauses:
+    """Durations of the cyclic collector's runs, per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._t = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._t))
+
+    def summary(self) -> str:
+        full = [p for g, p in self.pauses if g == 2]
+        young = [p for g, p in self.pauses if g < 2]
+        return (f"GC while measured: {len(full)} full collections (max {1e3 * max(full, default=0):.1f} "
+                f"ms), {len(young)} young (max {1e3 * max(young, default=0):.1f} ms)")
+
+
 async def _run(batches: list[dict[Any, Any]], warm: int, classifier: OnnxClassifier,
-               profile: cProfile.Profile | None, rss_every: int = 0) -> float:
+               profile: cProfile.Profile | None, rss_every: int = 0, freeze: bool = True,
+               pauses: _GcPauses | None = None) -> float:
     sink = _Sink()
-    service = DetectorService(load(None, {}), classifier, CollectorRegistry(), sink, sink)  # type: ignore[arg-type]
+    heap = HeapFreezer() if freeze else None
+    if heap is not None:
+        heap.start()
+    service = DetectorService(load(None, {}), classifier, CollectorRegistry(), sink, sink,  # type: ignore[arg-type]
+                              heap=heap)
     for b in batches[:warm]:
         await service.process(b)
+    if pauses is not None:
+        gc.callbacks.append(pauses)
     started = time.process_time()
     if profile:
         profile.enable()
@@ -124,6 +153,10 @@ async def _run(batches: list[dict[Any, Any]], warm: int, classifier: OnnxClassif
             sys.stdout.write(f"  after {warm + i + 1} batches: RSS {rss:.1f} MiB\n")
     if profile:
         profile.disable()
+    if pauses is not None:
+        gc.callbacks.remove(pauses)
+    if heap is not None:
+        gc.unfreeze()  # the next run starts from the same heap
     return time.process_time() - started
 
 
@@ -139,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=load().model,
                     help="beat model [env ECGMON_MODEL; default %(default)s]")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--gc", choices=("freeze", "plain"), default="freeze",
+                    help="freeze: the detector's GC policy (detector.heap, as in `ecgmon detect`); "
+                         "plain: CPython's default collector (the A/B of that policy)")
     ap.add_argument("--rss-every", type=int, default=0, metavar="N",
                     help="print the process RSS every N measured batches (memory over a long run)")
     args = ap.parse_args(argv)
@@ -149,14 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     measured_s = (len(batches) - warm) * args.chunk_s * args.patients
     classifier = OnnxClassifier.load(args.model)
     profile = cProfile.Profile() if args.profile else None
-    runs = [asyncio.run(_run(batches, warm, classifier, profile, args.rss_every))
+    pauses = _GcPauses()
+    runs = [asyncio.run(_run(batches, warm, classifier, profile, args.rss_every,
+                             args.gc == "freeze", pauses))
             for _ in range(1 if profile else args.repeat)]
     cpu = min(runs)
     sys.stdout.write(
           f"{args.patients} patients, {args.chunk_s:g} s chunks, {measured_s:,.0f} patient-seconds: "
           f"CPU {cpu:.2f} s (min of {len(runs)}: {', '.join(f'{r:.2f}' for r in runs)}) = "
           f"{1e3 * cpu / measured_s:.3f} ms per patient-second -> "
-          f"{measured_s / cpu:,.0f} real-time patients per core, this path alone\n")
+          f"{measured_s / cpu:,.0f} real-time patients per core, this path alone\n"
+          f"{pauses.summary()} (GC policy: {args.gc}, {len(runs)} runs)\n")
     if profile:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
     return 0

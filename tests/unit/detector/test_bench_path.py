@@ -20,6 +20,8 @@ def test_prints_cpu_per_patient_second_of_a_real_run(
     out = capsys.readouterr().out
     m = re.search(r"3 patients, 1 s chunks, 24 patient-seconds: CPU ([\d.]+) s .* = ([\d.]+) ms", out)
     assert m and float(m.group(1)) > 0 and 0.01 < float(m.group(2)) < 100, out
+    assert re.search(r"GC while measured: \d+ full collections \(max [\d.]+ ms\), \d+ young .*"
+                     r"policy: freeze, 2 runs", out), out
 
 
 def test_without_records_it_says_where_to_point_it(tmp_path: Path) -> None:
