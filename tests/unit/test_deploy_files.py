@@ -52,6 +52,8 @@ DASHBOARD_METRICS = frozenset({
     "ecgmon_consumer_lag_messages",
     "ecgmon_alarms_total",
     "ecgmon_dead_letters_total",
+    "ecgmon_detect_batch_seconds_bucket",
+    "ecgmon_gc_pause_seconds_bucket",
 })
 LATENCY_STAGES = ("chunk_to_consumed", "chunk_to_beat", "chunk_to_alert_redis", "alert_to_websocket")
 METRIC_RE = re.compile(r"ecgmon_[a-z_]+")
