@@ -104,7 +104,7 @@ class _Metrics:
 
     def fate(self, fate: str) -> Any:
         """``fates.labels(fate=...)``, looked up once per label value (``labels`` validates its
-        arguments on every call: ~12 us per chunk and per beat on the hot path)."""
+        arguments on every call: 2.0 instead of 0.5 us per increment, once per chunk and beat)."""
         return self._child("fate", fate, lambda: self.fates.labels(fate=fate))
 
     def beat_class(self, cls: str) -> Any:
