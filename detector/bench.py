@@ -365,8 +365,9 @@ async def _realtime(run: _Run, replay: _Proc, idle_rss: int) -> dict[str, Any]:
     }
     if opts.exact_latency:
         latency["chunk_to_beat_exact"] = st.exact_quantiles(exact)
-    h = "ecgmon_detect_batch_seconds"
-    batch = st.quantiles_from_buckets(st.bucket_delta(st.buckets(page_b, h), st.buckets(page_a, h)))
+    batch, gc_pause = (
+        st.quantiles_from_buckets(st.bucket_delta(st.buckets(page_b, h), st.buckets(page_a, h)))
+        for h in ("ecgmon_detect_batch_seconds", "ecgmon_gc_pause_seconds"))
     det_rows = [r for k, r in rows.items() if k.startswith("detector")]
     det_rss = sum(r["rss_bytes"] for r in det_rows)
     lag = run.lag[lag_from:]
@@ -391,6 +392,7 @@ async def _realtime(run: _Run, replay: _Proc, idle_rss: int) -> dict[str, Any]:
                 "end": lag[-1][1] if lag else 0, "samples": [[round(t, 1), v] for t, v in lag]},
         "dead_letters": int(st.total(page_b, "ecgmon_dead_letters_total")),
         "detect_batch_s": batch,
+        "gc_pause_s": gc_pause,  # the detectors' garbage-collector pauses (detector.heap)
         "chunks_per_batch": round((consumed - consumed_a) / max(1.0, batch["count"] or 0.0), 1),
         "chunk_fates": _fates(page_b),
         "processes": st.per_process(rows),

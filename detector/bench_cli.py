@@ -75,6 +75,9 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(f"  {stage:<22} {_fmt(q)}")
     lines.append(f"  beats/s {r['beats_per_s']:,.0f}; lost {r['lost']}; duplicates {r['duplicates']}; "
                  f"lag slope {r['lag']['slope_msgs_per_s']:+.2f} msg/s (max {r['lag']['max']:,.0f})")
+    for key, what in (("detect_batch_s", "detector batch"), ("gc_pause_s", "detector GC pause")):
+        if r.get(key):  # reports of older versions lack them
+            lines.append(f"  {what:<22} {_fmt(r[key])}")
     lines.append(f"  CPU {r['cpu_percent']:.0f} % (all processes); detector RSS "
                  f"{r['rss_bytes'] / 2**20:,.0f} MiB, {r['rss_per_patient_bytes'] / 1024:,.1f} KiB "
                  f"per patient; load {r['loadavg'][0]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -82,8 +83,11 @@ def test_summary_lines() -> None:
                     "beats_per_s": 6.0, "lost": 0, "duplicates": 0,
                     "lag": {"slope_msgs_per_s": 0.0, "max": 3}, "cpu_percent": 20.0,
                     "rss_bytes": 2**27, "rss_per_patient_bytes": 2048, "loadavg": [1.0],
-                    "processes": {"detector0": {"cpu_percent": 10.0, "rss_bytes": 2.0**27}}})
+                    "processes": {"detector0": {"cpu_percent": 10.0, "rss_bytes": 2.0**27}},
+                    "detect_batch_s": q, "gc_pause_s": {**q, "p99": 0.004}})
     assert "chunk_to_beat" in text and "p99 50.0 ms" in text and "lost 0" in text
+    assert re.search(r"detector batch +p50 10.0 .* p99 50.0 ms", text), text
+    assert re.search(r"detector GC pause +p50 10.0 .* p99 4.0 ms", text), text
     assert "whole database" in summary({"wall_s": 30.0, "records": 48, "chunks": 8688, "beats": 1,
                                         "detectors": 2, "chunk_s": 10.0, "lost": 0,
                                         "cpu_percent": 180.0, "loadavg": [1.0]})
