@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from detector.checkpoint import Checkpoint, CheckpointStore
 from detector.core.beats import BeatFeatures
 from detector.core.classifier import Classifier
-from detector.core.monitor import MonitorConfig, MonitorOutput, PatientMonitor, Pending
+from detector.core.monitor import MonitorConfig, MonitorOutput, PatientMonitor, Pending, ingest_batch
 from detector.core.rhythm import events_to_alerts
 from detector.core.sequencer import ChunkFate
 from detector.heap import HeapFreezer
@@ -221,13 +221,23 @@ class DetectorService:
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
         self._undelivered = True
-        work: list[_Work] = []
+        taken: list[tuple[SampleChunk, _PatientSlot, int]] = []
         for tp, records in batch.items():
             for record in records:
-                item = await self._ingest(tp, record)
-                if item is not None:
-                    work.append(item)
+                chunk = await self._decode(record)
+                if chunk is not None:
+                    taken.append((chunk, self._slot(chunk, tp), record.offset))
                 self.next_offsets[tp] = record.offset + 1
+        # every chunk through its patient's monitor, the beat windows of all cut together
+        pendings = ingest_batch([(slot.monitor, chunk.first_sample_index, chunk.millivolts())
+                                 for chunk, slot, _ in taken])
+        work: list[_Work] = []
+        for (chunk, slot, offset), pending in zip(taken, pendings, strict=True):
+            self.m.fate(pending.fate.value).inc()
+            if pending.fate is ChunkFate.GAP:
+                logger.warning("sample gap", extra={"patient": chunk.patient_id,
+                                                    "gap_samples": pending.gap_samples})
+            work.append(_Work(chunk, slot, pending, offset))
         outputs = self._classify_and_alarm(work)
         await self._deliver(outputs)
         self._undelivered = False
@@ -235,7 +245,8 @@ class DetectorService:
         if self.heap is not None:
             self.heap.after_batch(len(self.slots))
 
-    async def _ingest(self, tp: TopicPartition, record: Any) -> _Work | None:
+    async def _decode(self, record: Any) -> SampleChunk | None:
+        """The chunk of ``record``, or None after sending it to the dead-letter topic."""
         now = self.clock_ns()
         try:
             chunk = decode_as(record.value, SampleChunk)
@@ -244,13 +255,7 @@ class DetectorService:
             return None
         self.m.chunks.inc()
         self.m.consumed.observe(max(0.0, (now - chunk.produced_at_ns) / 1e9))
-        slot = self._slot(chunk, tp)
-        pending = slot.monitor.ingest(chunk.first_sample_index, chunk.millivolts())
-        self.m.fate(pending.fate.value).inc()
-        if pending.fate is ChunkFate.GAP:
-            logger.warning("sample gap", extra={"patient": chunk.patient_id,
-                                                "gap_samples": pending.gap_samples})
-        return _Work(chunk, slot, pending, record.offset)
+        return chunk
 
     def _slot(self, chunk: SampleChunk, tp: TopicPartition) -> _PatientSlot:
         slot = self.slots.get(chunk.patient_id)

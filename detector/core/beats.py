@@ -198,6 +198,64 @@ def window_amplitude(signal: npt.NDArray[np.float64], first_index: int, start: i
     return float(_std(seg - _median(seg))[0]) + 1e-3 if len(seg) else 1e-3
 
 
+@dataclass(slots=True)
+class CutRequest:
+    """A beat whose window is to be cut from ``signal`` (``(n, 1)``, samples ``first ...``)."""
+
+    pending: _Pending
+    signal: npt.NDArray[np.float64]
+    first: int
+    fs_hz: float
+    pre: int
+    post: int
+
+
+def cut_windows(requests: list[CutRequest]) -> None:
+    """Fill in the window and amplitude of every request, those of one rate in one array
+    operation (the beats of all patients of a consumed batch): the same elementwise
+    arithmetic and the same per-row reductions as :func:`resample_window` and
+    :func:`window_amplitude` beat by beat, so the floats are identical (tested).  A window
+    that reaches past either end of its buffer, or of a several-lead classifier, is cut
+    alone, as before."""
+    groups: dict[tuple[float, int, int], list[CutRequest]] = {}
+    for r in requests:
+        start, stop = r.pending.peak - r.pre, r.pending.peak + r.post
+        inside = start - r.first >= 0 and stop - r.first <= r.signal.shape[0]
+        offsets = _offsets(r.fs_hz)
+        k = r.pending.peak - r.first
+        if (inside and r.signal.shape[1] == 1 and k + offsets[0] >= 0.0
+                and k + offsets[-1] < r.signal.shape[0] - 1.0):  # no clipping in resample_window
+            groups.setdefault((r.fs_hz, r.pre, r.post), []).append(r)
+        else:
+            _cut_one(r)
+    for (fs_hz, pre, post), group in groups.items():
+        if len(group) == 1:
+            _cut_one(group[0])
+            continue
+        # every window's samples lie in the stretch window_amplitude reads: peak - pre ... + post
+        segs = np.stack([r.signal[r.pending.peak - r.first - pre : r.pending.peak - r.first + post, 0]
+                         for r in group])
+        at = np.array([r.pending.peak - r.first for r in group], dtype=np.int64)
+        pos = at[:, None] + _offsets(fs_hz)[None, :]  # as resample_window: (peak - first) + offsets
+        lo = pos.astype(np.int64)
+        frac = pos - lo
+        rel = lo - (at - pre)[:, None]  # into segs
+        window = (np.take_along_axis(segs, rel, axis=1) * (1.0 - frac)
+                  + np.take_along_axis(segs, rel + 1, axis=1) * frac)
+        if not np.logical_and.reduce(np.isfinite(window), axis=None):
+            window = np.nan_to_num(window)
+        windows = normalise_window(window[:, None, :])
+        scales = _std(segs - _median(segs))[:, 0] + 1e-3
+        for r, w, sc in zip(group, windows, scales.tolist(), strict=True):
+            r.pending.window, r.pending.scale = w, float(sc)
+
+
+def _cut_one(r: CutRequest) -> None:
+    r.pending.window = resample_window(r.signal, r.first, r.pending.peak, r.fs_hz)
+    r.pending.scale = window_amplitude(r.signal, r.first, r.pending.peak - r.pre,
+                                       r.pending.peak + r.post)
+
+
 def rr_features(prev_s: float, next_s: float, local_s: float, long_s: float) -> FloatArray:
     """The N_RR features of one beat from its intervals and the patient's running averages."""
 
@@ -332,13 +390,26 @@ class BeatFeatureExtractor:
     def update(
         self, samples_mv: npt.NDArray[np.floating], peaks: npt.ArrayLike = ()
     ) -> BeatFeatures:
+        requests = self.begin(samples_mv, peaks)
+        for r in requests:
+            _cut_one(r)
+        return self.finish()
+
+    def begin(self, samples_mv: npt.NDArray[np.floating], peaks: npt.ArrayLike = ()) -> list[CutRequest]:
+        """First half of :meth:`update`: take the samples and peaks; return the beats whose
+        windows can now be cut.  The caller cuts them (:func:`cut_windows`, batched across
+        patients) and then calls :meth:`finish`; nothing else may touch the extractor between."""
         samples = np.asarray(samples_mv, dtype=np.float64).reshape(-1, self.n_leads)
         self._buf = np.concatenate([self._buf, samples])
         self._n_seen += samples.shape[0]
-        out: list[tuple[int, FloatArray, FloatArray]] = []
         for peak in np.asarray(peaks, dtype=np.int64).ravel():
             self._add_peak(int(peak))
-        self._cut_windows(final=False)
+        return [CutRequest(p, self._buf, self._buf_first, self.fs_hz, self._pre, self._post)
+                for p in self._pending if p.window is None and p.peak + self._post < self._n_seen]
+
+    def finish(self) -> BeatFeatures:
+        """Second half of :meth:`update`: the beats that are complete, with their features."""
+        out: list[tuple[int, FloatArray, FloatArray]] = []
         while len(self._pending) >= 2 and self._pending[0].window is not None:
             p = self._pending.popleft()
             out.append(self._features(p, (self._pending[0].peak - p.peak) / self.fs_hz))
@@ -460,9 +531,7 @@ class BeatFeatureExtractor:
     def _cut_windows(self, final: bool) -> None:
         for p in self._pending:
             if p.window is None and (final or p.peak + self._post < self._n_seen):
-                p.window = resample_window(self._buf, self._buf_first, p.peak, self.fs_hz)
-                start, stop = p.peak - self._pre, p.peak + self._post
-                p.scale = window_amplitude(self._buf, self._buf_first, start, stop)
+                _cut_one(CutRequest(p, self._buf, self._buf_first, self.fs_hz, self._pre, self._post))
 
     def _trim(self) -> None:
         oldest_needed = self._n_seen - self._post - self._lag - 1

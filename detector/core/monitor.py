@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from detector.core.arrays import pack as pack_arrays
 from detector.core.arrays import unpack as unpack_arrays
-from detector.core.beats import BeatFeatureExtractor, BeatFeatures
+from detector.core.beats import BeatFeatureExtractor, BeatFeatures, CutRequest, cut_windows
 from detector.core.classifier import Classification, lead_order, select_leads
 from detector.core.qrs import QrsConfig, QrsDetector
 from detector.core.quality import QualityEvent
@@ -63,6 +63,52 @@ class Pending:
     fate: ChunkFate
     stream_end: int  # absolute index one past the last sample seen
     gap_samples: int = 0
+
+
+@dataclass(slots=True)
+class Opened:
+    """A chunk between :meth:`PatientMonitor.ingest_begin` and ``ingest_finish``."""
+
+    monitor: PatientMonitor
+    quality: list[QualityEvent]
+    fate: ChunkFate
+    stream_end: int
+    gap_samples: int
+    abs_peaks: list[int]
+    requests: list[CutRequest] = field(default_factory=list)
+    parts: list[BeatFeatures] | None = None  # features already made (the hold-release path)
+
+
+def ingest_batch(items: list[tuple[PatientMonitor, int, npt.NDArray[np.floating]]]) -> list[Pending]:
+    """:meth:`PatientMonitor.ingest` of many chunks (of many patients, in order), with the beat
+    windows of all of them cut in one batch (:func:`detector.core.beats.cut_windows`).  The
+    result is the same as ingesting them one by one; a patient's next chunk waits until its
+    previous one is finished."""
+    out: list[Pending | None] = [None] * len(items)
+    opened: list[tuple[int, Opened]] = []
+    busy: set[int] = set()
+
+    def close() -> None:
+        cut_windows([r for _, o in opened for r in o.requests])
+        for i, o in opened:
+            out[i] = o.monitor.ingest_finish(o)
+        opened.clear()
+        busy.clear()
+
+    for i, (monitor, first, samples) in enumerate(items):
+        if id(monitor) in busy:
+            close()
+        res = monitor.ingest_begin(first, samples)
+        if isinstance(res, Pending):
+            out[i] = res
+        else:
+            opened.append((i, res))
+            busy.add(id(monitor))
+    close()
+    done = [p for p in out if p is not None]
+    if len(done) != len(items):  # pragma: no cover - every item is finished above
+        raise RuntimeError("ingest_batch left a chunk unfinished")
+    return done
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +171,11 @@ class PatientMonitor:
 
     def ingest(self, first_sample_index: int, samples_mv: npt.NDArray[np.floating]) -> Pending:
         """Sequence a chunk, detect R-peaks and cut the beats that became complete."""
+        return ingest_batch([(self, first_sample_index, samples_mv)])[0]
+
+    def ingest_begin(self, first_sample_index: int, samples_mv: npt.NDArray[np.floating]) -> Pending | Opened:
+        """First half of :meth:`ingest` (see :func:`ingest_batch`): everything up to the
+        beat windows to cut.  A duplicate chunk is done here (its :class:`Pending`)."""
         x = np.asarray(samples_mv, dtype=np.float64).reshape(-1, len(self.lead_names))
         seq = self.sequencer.push(first_sample_index, x)  # type: ignore[arg-type]
         if seq.fate is ChunkFate.DUPLICATE:
@@ -150,18 +201,25 @@ class PatientMonitor:
         self.engine.update_signal(x[:, self._order[0]], start)
         stream_end = start + x.shape[0]
         abs_peaks = [int(p) + self.base for p in peaks]
+        opened = Opened(self, quality, seq.fate, stream_end, seq.gap_samples, abs_peaks)
         if self._waiting and abs_peaks and abs_peaks[0] > self._waiting[-1] + self._max_hold:
-            parts = [self.extractor.update(self._classifier_view(x))]
-            parts.append(self._release_waiting())  # the next beat came after the hold: no RR link
-            parts.append(self.extractor.update(np.zeros((0, self.classifier_leads)), peaks))
+            opened.parts = [self.extractor.update(self._classifier_view(x))]
+            opened.parts.append(self._release_waiting())  # the next beat came after the hold: no RR link
+            opened.parts.append(self.extractor.update(np.zeros((0, self.classifier_leads)), peaks))
         else:  # the same beats and features as the three steps above, in one pass
-            parts = [self.extractor.update(self._classifier_view(x), peaks)]
-        self._waiting.extend(abs_peaks)
-        if self._waiting and stream_end - self._waiting[-1] >= self._hold_deadline:
+            opened.requests = self.extractor.begin(self._classifier_view(x), peaks)
+            opened.parts = None
+        return opened
+
+    def ingest_finish(self, opened: Opened) -> Pending:
+        """Second half of :meth:`ingest`, once ``opened.requests`` have their windows."""
+        parts = opened.parts if opened.parts is not None else [self.extractor.finish()]
+        self._waiting.extend(opened.abs_peaks)
+        if self._waiting and opened.stream_end - self._waiting[-1] >= self._hold_deadline:
             parts.append(self._release_waiting())
         feats = BeatFeatures.concat(parts, self.classifier_leads)
         feats = BeatFeatures(feats.sample_index + self.base, feats.beats, feats.rr)
-        return Pending(feats, quality, seq.fate, stream_end, seq.gap_samples)
+        return Pending(feats, opened.quality, opened.fate, opened.stream_end, opened.gap_samples)
 
     def _release_waiting(self) -> BeatFeatures:
         """Emit the beat that waited too long for its next R-peak (next RR = previous RR)."""

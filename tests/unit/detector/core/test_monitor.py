@@ -121,3 +121,45 @@ def test_constant_line_is_lead_off_not_asystole(record_100: np.ndarray) -> None:
     alarms = [a for o in outs for a in o.alarms]
     assert any(a.technical and a.phase.value == "onset" for a in alarms)
     assert _first_onset(outs, "asystole") is None
+
+
+def test_a_batch_of_many_patients_equals_each_one_alone(record_100: np.ndarray) -> None:
+    """ingest_batch (beat windows of all patients cut together; a patient's chunks may repeat
+    in one batch, with a duplicate and a gap) gives bit-identical features to ingest one by one."""
+    from detector.core import beats as b
+    from detector.core import monitor as m
+    from detector.core.monitor import ingest_batch
+
+    def beat_by_beat(requests: list[b.CutRequest]) -> None:
+        for r in requests:
+            b._cut_one(r)
+
+    clf = ConstantClassifier()
+    names = ("MLII", "V5")
+    shifts = (0, 7_000, 19_000)  # three patients: the same record at different offsets
+    solo = [PatientMonitor(f"p{i}", FS, names, clf.n_leads) for i in range(3)]
+    together = [PatientMonitor(f"p{i}", FS, names, clf.n_leads) for i in range(3)]
+    step = 360
+    starts = list(range(0, 80 * step, step))
+    plan = [(i, s) for s in starts for i in range(3)]
+    plan.insert(40, plan[37])  # a duplicate of an earlier chunk
+    del plan[100]  # a gap for one patient
+    batches = [plan[k : k + 7] for k in range(0, len(plan), 7)]
+    batches.append([(0, 80 * step), (0, 81 * step), (1, 80 * step), (0, 82 * step)])  # repeats
+    n_beats = 0
+    for batch in batches:
+        items = [(together[i], s, record_100[shifts[i] + s : shifts[i] + s + step]) for i, s in batch]
+        got = ingest_batch(items)
+        for (i, s), pending in zip(batch, got, strict=True):
+            with pytest.MonkeyPatch.context() as mp:  # the reference cuts every window alone
+                mp.setattr(m, "cut_windows", beat_by_beat)
+                ref = solo[i].ingest(s, record_100[shifts[i] + s : shifts[i] + s + step])
+            assert pending.fate == ref.fate and pending.stream_end == ref.stream_end
+            assert pending.features.sample_index.tolist() == ref.features.sample_index.tolist()
+            assert pending.features.beats.tobytes() == ref.features.beats.tobytes()
+            assert pending.features.rr.tobytes() == ref.features.rr.tobytes()
+            n_beats += len(pending.features)
+            for mon, p in ((together[i], pending), (solo[i], ref)):
+                mon.complete(p, clf.classify(p.features) if len(p.features) else None)
+    assert n_beats > 250  # three patients' beats went through the batched cut
+    assert [m.snapshot() for m in together] == [m.snapshot() for m in solo]
