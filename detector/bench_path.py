@@ -29,7 +29,7 @@ import wfdb
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from detector.heap import HeapFreezer
+from detector.heap import GcPauses, HeapFreezer
 from detector.onnx_classifier import OnnxClassifier
 from detector.service import DetectorService
 from stream import serde
@@ -109,18 +109,12 @@ def _batches(data_dir: Path, patients: int, seconds: float, chunk_s: float) -> l
     return out
 
 
-class _GcPauses:
-    """Durations of the cyclic collector's runs, per generation (``gc.callbacks``)."""
+class _Pauses:
+    """The collector's runs while measured, per generation (:class:`detector.heap.GcPauses`)."""
 
     def __init__(self) -> None:
         self.pauses: list[tuple[int, float]] = []
-        self._t = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._t = time.perf_counter()
-        else:
-            self.pauses.append((info["generation"], time.perf_counter() - self._t))
+        self.timer = GcPauses(lambda generation, seconds: self.pauses.append((generation, seconds)))
 
     def summary(self) -> str:
         full = [p for g, p in self.pauses if g == 2]
@@ -131,7 +125,7 @@ class _GcPauses:
 
 async def _run(batches: list[dict[Any, Any]], warm: int, classifier: OnnxClassifier,
                profile: cProfile.Profile | None, rss_every: int = 0, freeze: bool = True,
-               pauses: _GcPauses | None = None) -> float:
+               pauses: _Pauses | None = None) -> float:
     sink = _Sink()
     heap = HeapFreezer() if freeze else None
     if heap is not None:
@@ -141,7 +135,7 @@ async def _run(batches: list[dict[Any, Any]], warm: int, classifier: OnnxClassif
     for b in batches[:warm]:
         await service.process(b)
     if pauses is not None:
-        gc.callbacks.append(pauses)
+        pauses.timer.install()
     started = time.process_time()
     if profile:
         profile.enable()
@@ -154,7 +148,7 @@ async def _run(batches: list[dict[Any, Any]], warm: int, classifier: OnnxClassif
     if profile:
         profile.disable()
     if pauses is not None:
-        gc.callbacks.remove(pauses)
+        pauses.timer.remove()
     if heap is not None:
         gc.unfreeze()  # the next run starts from the same heap
     return time.process_time() - started
@@ -185,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     measured_s = (len(batches) - warm) * args.chunk_s * args.patients
     classifier = OnnxClassifier.load(args.model)
     profile = cProfile.Profile() if args.profile else None
-    pauses = _GcPauses()
+    pauses = _Pauses()
     runs = [asyncio.run(_run(batches, warm, classifier, profile, args.rss_every,
                              args.gc == "freeze", pauses))
             for _ in range(1 if profile else args.repeat)]

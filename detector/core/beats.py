@@ -219,12 +219,10 @@ def cut_windows(requests: list[CutRequest]) -> None:
     alone, as before."""
     groups: dict[tuple[float, int, int], list[CutRequest]] = {}
     for r in requests:
-        start, stop = r.pending.peak - r.pre, r.pending.peak + r.post
-        inside = start - r.first >= 0 and stop - r.first <= r.signal.shape[0]
-        offsets = _offsets(r.fs_hz)
         k = r.pending.peak - r.first
-        if (inside and r.signal.shape[1] == 1 and k + offsets[0] >= 0.0
-                and k + offsets[-1] < r.signal.shape[0] - 1.0):  # no clipping in resample_window
+        # inside the buffer with the extractor's margins (pre, post each exceed the window by
+        # more than a sample), so resample_window would not clip either
+        if r.signal.shape[1] == 1 and k - r.pre >= 0 and k + r.post <= r.signal.shape[0]:
             groups.setdefault((r.fs_hz, r.pre, r.post), []).append(r)
         else:
             _cut_one(r)

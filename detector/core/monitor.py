@@ -208,7 +208,6 @@ class PatientMonitor:
             opened.parts.append(self.extractor.update(np.zeros((0, self.classifier_leads)), peaks))
         else:  # the same beats and features as the three steps above, in one pass
             opened.requests = self.extractor.begin(self._classifier_view(x), peaks)
-            opened.parts = None
         return opened
 
     def ingest_finish(self, opened: Opened) -> Pending:
