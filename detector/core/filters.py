@@ -1,10 +1,10 @@
-"""Causal filters that carry their state between chunks.
+"""Causal filters that carry their state between chunks, and filter design helpers.
 
 Every filter here gives bit-identical output whatever the chunking of its
 input, so the detectors built on them are chunk-invariant: IIR sections run
-sample by sample in ``scipy.signal.sosfilt`` with carried ``zi``, FIR parts keep
-their input tail, and the moving-window integrator sums quantised int64 values,
-whose arithmetic is exact and associative.
+sample by sample (``scipy.signal.sosfilt``'s arithmetic, :mod:`detector.core.kernels`)
+with carried ``zi``, and held samples carry their last value.  The QRS detector's
+own feature chain (difference, running mean, integrator) is one compiled kernel.
 """
 
 from __future__ import annotations
@@ -13,14 +13,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from detector.core.kernels import sosfilt
+
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-
-try:  # the compiled kernel behind scipy.signal.sosfilt, minus ~80 us of argument checks per call
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
-except ImportError:  # pragma: no cover - a future scipy may move it; fall back to the public API
-    _sosfilt_kernel = None
 
 
 class SosFilter:
@@ -43,14 +38,8 @@ class SosFilter:
     def __call__(self, x: FloatArray) -> FloatArray:
         """Filter ``x`` of shape ``(n_channels, n)`` and advance the state."""
         y = np.array(x, dtype=np.float64, order="C")  # the kernel works in place
-        if y.shape[1] == 0:
-            return y
-        if _sosfilt_kernel is not None:
-            _sosfilt_kernel(self.sos, y, self.zi)
-            return y
-        out, zi = signal.sosfilt(self.sos, y, axis=1, zi=np.moveaxis(self.zi, 0, -1))
-        self.zi = np.ascontiguousarray(np.moveaxis(zi, -1, 0))
-        return np.asarray(out, dtype=np.float64)
+        sosfilt(self.sos, y, self.zi)  # scipy.signal.sosfilt's arithmetic, without its ~80 us checks
+        return y
 
 
 def bandpass_sos(low_hz: float, high_hz: float, fs_hz: float, order: int = 2) -> FloatArray:
@@ -65,58 +54,6 @@ def group_delay_samples(sos: FloatArray, freq_hz: float, fs_hz: float) -> float:
     b, a = signal.sos2tf(sos)
     _, gd = signal.group_delay((b, a), w=[freq_hz], fs=fs_hz)
     return float(gd[0])
-
-
-class Difference:
-    """First difference ``y[n] = (x[n] - x[n-1]) * fs`` (units per second), with carried tail."""
-
-    def __init__(self, n_channels: int, fs_hz: float) -> None:
-        self.fs_hz = fs_hz
-        self.last = np.zeros(n_channels, dtype=np.float64)
-
-    def __call__(self, x: FloatArray) -> FloatArray:
-        """``x`` has shape ``(n_channels, n)``."""
-        if x.shape[1] == 0:
-            return x.copy()
-        out: FloatArray = np.empty_like(x)
-        out[:, 0] = x[:, 0] - self.last
-        np.subtract(x[:, 1:], x[:, :-1], out=out[:, 1:])
-        out *= self.fs_hz
-        self.last = x[:, -1].copy()
-        return out
-
-
-class MovingSum:
-    """Exact causal moving sum over ``width`` samples of a quantised signal.
-
-    Values are quantised to int64 with ``scale`` and summed with a carried
-    running total; int64 addition is exact (and wraps harmlessly, as only
-    differences of the running total are used), so the output does not depend
-    on chunk boundaries.  This is the moving-window integrator of Pan and
-    Tompkins (1985).
-    """
-
-    def __init__(self, width: int, scale: float, max_value: float) -> None:
-        self.width = max(1, int(width))
-        self.scale = float(scale)
-        self.max_value = float(max_value)
-        self.total = np.int64(0)
-        self.tail = np.zeros(self.width, dtype=np.int64)  # last `width` running totals
-
-    def __call__(self, x: FloatArray) -> FloatArray:
-        """Return the moving mean of non-negative ``x`` (1-D) over the last ``width`` samples."""
-        n, w = x.shape[0], self.width
-        if n == 0:
-            return np.zeros(0, dtype=np.float64)
-        buf = np.empty(w + n, dtype=np.int64)
-        buf[:w] = self.tail
-        q = (np.minimum(x, self.max_value) * self.scale).astype(np.int64)
-        np.add.accumulate(q, out=buf[w:])  # np.cumsum without its wrapper
-        buf[w:] += self.total  # int64 wraps harmlessly: only differences are used
-        self.total = buf[-1]
-        self.tail = buf[-w:].copy()
-        out: FloatArray = (buf[w:] - buf[:n]) * (1.0 / (self.scale * w))
-        return out
 
 
 class HoldNan:

@@ -52,7 +52,8 @@ import numpy.typing as npt
 
 from detector.core.arrays import pack as pack_arrays
 from detector.core.arrays import unpack as unpack_arrays
-from detector.core.filters import Difference, FloatArray, HoldNan, MovingSum, SosFilter
+from detector.core.filters import FloatArray, HoldNan
+from detector.core.kernels import qrs_candidates, qrs_features
 from detector.core.qrs_types import (
     Candidate,
     Params,
@@ -66,7 +67,9 @@ from detector.core.quality import QualityEvent, QualityMonitor
 
 __all__ = ["QrsConfig", "QrsDetector", "QrsResult", "RPeak", "detect_peaks"]
 
-_NEG = -np.inf
+_NO_CORRECTION = np.zeros(0)
+_MWI_SCALE = 2.0**24  # integrator quantum: 2**-24 of the feature's unit
+_MWI_MAX = 1e6  # the fused slope is capped here before quantising (no int64 overflow)
 
 
 class QrsDetector:
@@ -94,10 +97,15 @@ class QrsDetector:
         self._hold = HoldNan(n_leads)
         self._valid = np.zeros(n_leads, dtype=bool)  # band-pass seeded from a finite sample
         self._zi_ss = p.zi_ss  # steady state per unit DC input
-        self._bp = SosFilter(p.bp_sos, n_leads)
-        self._diff = Difference(n_leads, self.fs_hz)
-        self._ema = SosFilter(p.ema_sos, n_leads)
-        self._mwi = MovingSum(p.mwi_n, scale=2.0**24, max_value=1e6)
+        # filter states, advanced in place by the compiled feature kernel
+        self._bp_zi = np.zeros((n_leads, p.bp_sos.shape[0], 2))  # band-pass
+        self._diff_last = np.zeros(n_leads)  # first difference: previous band-passed sample
+        self._ema_zi = np.zeros((n_leads, p.ema_sos.shape[0], 2))  # running mean of the slope
+        # moving-window integrator: exact int64 running sums of the quantised fused slope
+        # (integer addition is associative, so chunking cannot change them): the last
+        # mwi_n running totals and the current one
+        self._mwi_tail = np.zeros(p.mwi_n, dtype=np.int64)
+        self._mwi_total = np.zeros(1, dtype=np.int64)
         self._quality = QualityMonitor(self.fs_hz, n_leads, self.config.quality)
         self.n_seen = 0  # samples consumed
         self._hist_start = 0
@@ -134,38 +142,27 @@ class QrsDetector:
         for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
             if lo in rows:
                 leads = np.flatnonzero(starts[lo])
-                self._bp.zi[leads] = self._zi_ss[None, :, :] * x[leads, lo][:, None, None]
-                self._diff.last[leads] = 0.0
+                self._bp_zi[leads] = self._zi_ss[None, :, :] * x[leads, lo][:, None, None]
+                self._diff_last[leads] = 0.0
             blocks.append(self._features(x[:, lo:hi], self.n_seen + lo))
         return np.concatenate(blocks, axis=1)
 
     def _features(self, x: FloatArray, first: int) -> FloatArray:
-        """Rows of the history block for ``x`` of shape ``(n_leads, n)``: f, g, bp..., w...."""
+        """Rows of the history block for ``x`` of shape ``(n_leads, n)``: f, g, bp..., w....
+
+        Per lead: band-pass, first difference (mV/s), ``|slope| ** power``, divided by its
+        running mean (bias-corrected over the first minutes) plus a floor; the leads' weights
+        summed (the first at full weight, the others at ``secondary_weight``) and integrated
+        (:func:`detector.core.kernels.qrs_features`)."""
         n = x.shape[1]
-        bp = self._bp(x)
-        d = self._diff(bp)
-        pw = self.config.power
-        if pw == 2:
-            g = np.multiply(d, d, out=d)
-        elif pw == 1.5:
-            ad = np.abs(d, out=d)
-            g = np.multiply(ad, np.sqrt(ad), out=ad)
-        else:
-            g = np.power(np.abs(d, out=d), pw, out=d)
-        mean = self._ema(g)
         a = self.p.ema_a
+        corr = _NO_CORRECTION
         if a ** (first + 1) > 1e-17:  # bias correction of the running mean, first minutes only
-            idx = np.arange(first + 1, first + n + 1, dtype=np.float64)
-            mean /= 1.0 - a**idx
-        mean += self.p.eps
-        w = np.divide(g, mean, out=mean)
+            corr = 1.0 - a ** np.arange(first + 1, first + n + 1, dtype=np.float64)
         block = np.empty((2 + 2 * self.n_leads, n))
-        if self.n_leads > 1 and self.config.secondary_weight != 1.0:
-            w[1:] *= self.config.secondary_weight
-        block[1] = w.sum(axis=0)
-        block[0] = self._mwi(block[1])
-        block[2 : 2 + self.n_leads] = bp
-        block[2 + self.n_leads :] = w
+        qrs_features(x, self.p.bp_sos, self._bp_zi, self._diff_last, self.fs_hz, float(self.config.power),
+                     self.p.ema_sos, self._ema_zi, corr, self.p.eps, float(self.config.secondary_weight),
+                     self._mwi_tail, self._mwi_total, _MWI_SCALE, _MWI_MAX, block)
         return block
 
     def update(self, samples_mv: npt.ArrayLike) -> QrsResult:
@@ -198,64 +195,26 @@ class QrsDetector:
         return QrsResult([], events)
 
     def _scan(self) -> None:
-        """Find feature maxima in [scanned, n_seen - w), with w samples known on both sides."""
-        w = self.p.w_n
-        stop = self.n_seen - w
+        """Find feature maxima in [scanned, n_seen - w), with w samples known on both sides:
+        samples that are the maximum of the feature over +/- w (the first of a plateau) and
+        above ``min_feature`` (:func:`detector.core.kernels.qrs_candidates`)."""
+        p = self.p
+        stop = self.n_seen - p.w_n
         if stop <= self._scanned:
             return
-        f = self._hist[0]
         lo = self._scanned - self._hist_start
         hi = stop - self._hist_start
-        seg = f[lo:hi]
-        self._noise_judge(self._scanned, seg)
-        for i in self._window_maxima(f, lo, hi, w):
-            left = f[max(0, i - w) : i]
-            if left.size and np.maximum.reduce(left) >= f[i]:
-                continue  # plateau: keep its first sample only
-            self._pending.append(self._candidate(i))
+        self._noise_judge(self._scanned, self._hist[0, lo:hi])
+        ints, floats = qrs_candidates(self._hist, lo, hi, p.w_n, self.config.min_feature,
+                                      p.mwi_n + p.delay_n, p.delay_n)
+        start = self._hist_start
+        for (i, loc), (value, slope, amp) in zip(ints.tolist(), floats.tolist(), strict=True):
+            self._pending.append(Candidate(start + i, value, slope, max(start + loc, 0), amp))
         self._scanned = stop
-        keep_from = max(stop - self.p.hist_n, self._hist_start)
+        keep_from = max(stop - p.hist_n, self._hist_start)
         if keep_from > self._hist_start:
             self._hist = self._hist[:, keep_from - self._hist_start :]
             self._hist_start = keep_from
-
-    def _window_maxima(self, f: FloatArray, lo: int, hi: int, w: int) -> list[int]:
-        """Indices ``i`` in ``[lo, hi)`` with ``f[i] > min_feature`` and ``f[i]`` the maximum of
-        ``f[i - w : i + w + 1]`` (clipped to ``f``): ``maximum_filter1d`` with a -inf border,
-        evaluated only where ``f[i]`` is at least both neighbours (every window maximum is),
-        a few samples per second of the smooth integrated feature."""
-        a, b = max(0, lo - 1), min(f.shape[0], hi + 1)
-        ext = f[a:b]
-        if a == lo:  # no sample left of lo: the -inf border
-            ext = np.concatenate(([_NEG], ext))
-        if b == hi:
-            ext = np.concatenate((ext, [_NEG]))
-        mid = ext[1:-1]
-        local = (mid >= ext[:-2]) & (mid >= ext[2:]) & (mid > self.config.min_feature)
-        out = []
-        n = f.shape[0]
-        for j in np.flatnonzero(local).tolist():
-            i = lo + j
-            if f[i] >= np.maximum.reduce(f[max(0, i - w) : min(n, i + w + 1)]):
-                out.append(i)
-        return out
-
-    def _candidate(self, i: int) -> Candidate:
-        p = self.p
-        lo = max(0, i - p.mwi_n - p.delay_n)
-        nl = self.n_leads
-        slope = float(np.maximum.reduce(self._hist[1, lo : i + 1]))
-        lead = int(np.argmax(np.maximum.reduce(self._hist[2 + nl :, lo : i + 1], axis=1)))
-        bp = self._hist[2 + lead, lo : i + 1]
-        j = int(np.argmax(np.abs(bp)))
-        loc = self._hist_start + lo + j - p.delay_n
-        return Candidate(
-            idx=self._hist_start + i,
-            value=float(self._hist[0, i]),
-            slope=slope,
-            loc=max(loc, 0),
-            amplitude_mv=float(bp[j]),
-        )
 
     # ------------------------------------------------------------------ decision rules
     def _thresholds(self) -> tuple[float, float]:
@@ -392,10 +351,10 @@ class QrsDetector:
             "shape": np.array([self.fs_hz, self.n_leads], dtype=np.float64),
             "hold": self._hold.last,
             "valid": self._valid,
-            "bp_zi": self._bp.zi,
-            "diff": self._diff.last,
-            "ema_zi": self._ema.zi,
-            "mwi": np.array([self._mwi.total, *self._mwi.tail.tolist()], dtype=np.int64),
+            "bp_zi": self._bp_zi,
+            "diff": self._diff_last,
+            "ema_zi": self._ema_zi,
+            "mwi": np.concatenate([self._mwi_total, self._mwi_tail]),
             "hist": self._hist,
             "ints": np.array(
                 [self.n_seen, self._hist_start, self._scanned, self._learn_end, self._last_qrs,
@@ -419,10 +378,11 @@ class QrsDetector:
         det = cls(float(a["shape"][0]), int(a["shape"][1]), cfg)
         det._hold.last = a["hold"]
         det._valid = a["valid"].astype(bool)
-        det._bp.zi = np.ascontiguousarray(a["bp_zi"])
-        det._diff.last = a["diff"]
-        det._ema.zi = np.ascontiguousarray(a["ema_zi"])
-        det._mwi.total, det._mwi.tail = np.int64(a["mwi"][0]), a["mwi"][1:].copy()
+        det._bp_zi = np.array(a["bp_zi"], dtype=np.float64, order="C")
+        det._diff_last = np.array(a["diff"], dtype=np.float64)
+        det._ema_zi = np.array(a["ema_zi"], dtype=np.float64, order="C")
+        det._mwi_total = np.array(a["mwi"][:1], dtype=np.int64)
+        det._mwi_tail = np.array(a["mwi"][1:], dtype=np.int64)
         det._hist = a["hist"]
         ints = [int(v) for v in a["ints"]]
         det.n_seen, det._hist_start, det._scanned, det._learn_end, det._last_qrs, dl, n_pending = ints[:7]

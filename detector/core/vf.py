@@ -15,7 +15,6 @@ Biomed Eng Online 2005;4:60 (preprocessing, threshold 0.625, comparison).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,8 @@ import numpy.typing as npt
 from scipy import signal as sps
 
 from detector.core.filters import SosFilter
+from detector.core.kernels import vf_leakage as kernel_vf_leakage
+from detector.core.kernels import vf_window_leakages
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,30 +50,15 @@ class VfDecision:
 def vf_leakage(window_mv: npt.NDArray[np.float64], cfg: VfConfig = VfConfig()) -> float:
     """Leakage of a notch filter tuned to the window's mean frequency (Kuo and Dillman 1978).
 
-    ``window_mv`` is band-passed ECG (see :class:`VfDetector`).  A sinusoid-like rhythm (VF,
-    flutter) passes the notch with little leakage; QRS complexes leak a lot.  Returns
-    ``nan`` for a window too flat, too short or not finite.
+    ``window_mv`` is band-passed ECG (see :class:`VfDetector`).  The window is centred on
+    its mean; pi * sum|x| / sum|dx| is half its mean period (of a sinusoid), in samples;
+    the leakage is sum|x[n] + x[n - half]| over sum|x[n]| + sum|x[n - half]|.  A
+    sinusoid-like rhythm (VF, flutter) passes the notch with little leakage; QRS
+    complexes leak a lot.  Returns ``nan`` for a window too flat, too short or not finite
+    (:func:`detector.core.kernels.vf_leakage`).
     """
-    x = np.asarray(window_mv, dtype=np.float64)
-    if x.size < 4 or not np.logical_and.reduce(np.isfinite(x), axis=None):
-        return math.nan
-    # np.sum / np.mean / np.ptp spelled out as the ufunc reductions they are (bit-identical,
-    # without their Python-level dispatch): this runs once a second per patient
-    add = np.add.reduce
-    x = x - float(add(x) / x.size)
-    if float(np.maximum.reduce(x) - np.minimum.reduce(x)) < cfg.min_amplitude_mv:
-        return math.nan
-    ax = np.abs(x)
-    diff_sum = float(add(np.abs(x[1:] - x[:-1])))
-    if diff_sum <= 0.0:
-        return math.nan
-    # pi * sum|x| / sum|dx| is half the mean period of a sinusoid, in samples.
-    half_period = int(math.floor(math.pi * float(add(ax[1:])) / diff_sum + 0.5))
-    half_period = max(half_period, 1)
-    if half_period >= x.size:
-        return math.nan
-    a, b = x[half_period:], x[:-half_period]
-    return float(add(np.abs(a + b)) / (add(ax[half_period:]) + add(ax[:-half_period])))
+    x = np.ascontiguousarray(window_mv, dtype=np.float64).reshape(-1)
+    return float(kernel_vf_leakage(x, cfg.min_amplitude_mv))
 
 
 @functools.lru_cache(maxsize=16)
@@ -121,12 +107,12 @@ class VfDetector:
         buf = np.concatenate([self._buf, filtered])
         ok = np.concatenate([self._ok, finite])
         end = start + buf.size
-        out: list[VfDecision] = []
         first_end = ((start + self._win + self._step - 1) // self._step) * self._step
-        for win_end in range(first_end, end + 1, self._step):
-            lo, hi = win_end - self._win - start, win_end - start
-            leak = vf_leakage(buf[lo:hi], self.config) if np.logical_and.reduce(ok[lo:hi]) else math.nan
-            out.append(VfDecision(win_end, bool(leak < self.config.leakage_threshold), leak))
+        leaks = vf_window_leakages(buf, ok, first_end - start, self._win, self._step,
+                                   self.config.min_amplitude_mv)
+        threshold = self.config.leakage_threshold
+        out = [VfDecision(first_end + k * self._step, leak < threshold, leak)
+               for k, leak in enumerate(leaks.tolist())]
         self._buf = buf[-(self._win - 1) :] if self._win > 1 else np.zeros(0)
         self._ok = ok[-(self._win - 1) :] if self._win > 1 else np.zeros(0, dtype=bool)
         self._buf_end = end

@@ -15,7 +15,7 @@ import pytest
 import wfdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy import ndimage, signal
+from scipy import signal
 
 from detector.core.qrs import QrsDetector, RPeak, detect_peaks
 from detector.evaluation import BEAT_SYMBOLS, drop_excluded, load_reference, score
@@ -251,19 +251,3 @@ def test_steady_white_noise_is_reported() -> None:
     events = det.update(noise).quality + det.flush().quality
     spans = [(ev.start_sample, ev.end_sample) for ev in events if ev.kind == "noise" and ev.end_sample]
     assert sum(b - a for a, b in spans if b is not None) >= 50 * FS
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(st.integers(0, 6), min_size=1, max_size=80),  # small integers: many ties and plateaus
-    st.integers(1, 9), st.data(),
-)
-def test_window_maxima_are_those_of_a_maximum_filter(values: list[int], w: int, data: st.DataObject) -> None:
-    f = np.asarray(values, dtype=np.float64) * 0.5
-    lo = data.draw(st.integers(0, len(f) - 1))
-    hi = data.draw(st.integers(lo, len(f)))
-    det = QrsDetector(360.0, 1)
-    full = ndimage.maximum_filter1d(f, size=2 * w + 1, mode="constant", cval=-np.inf)
-    seg = f[lo:hi]
-    want = (np.flatnonzero((seg >= full[lo:hi]) & (seg > det.config.min_feature)) + lo).tolist()
-    assert det._window_maxima(f, lo, hi, w) == want
