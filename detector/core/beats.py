@@ -50,6 +50,7 @@ import numpy.typing as npt
 
 from detector.core.arrays import pack as pack_arrays
 from detector.core.arrays import unpack as unpack_arrays
+from detector.core.kernels import beat_features
 
 MODEL_FS_HZ = 128.0
 WINDOW_PRE = 36  # samples at MODEL_FS_HZ before the peak (0.281 s)
@@ -433,45 +434,31 @@ class BeatFeatureExtractor:
         self._last_peak = peak
 
     def _features(self, p: _Pending, next_rr: float) -> tuple[int, FloatArray, FloatArray]:
+        """The beat's window over the template, and its RR, shape and irregularity features
+        (:func:`detector.core.kernels.beat_features`); a regular beat joins the template."""
         prev_rr = p.prev_rr_s if p.prev_rr_s is not None else next_rr
-        # intervals ending in [peak - LONG_TERM_S, peak], newest first (their ends increase)
-        oldest = p.peak - LONG_TERM_S * self.fs_hz
-        lo, hi = self._intervals.between(oldest, p.peak)
-        rr_arr = self._intervals.rr
-        # only the newest few are used one by one (local, prior, robust irregularity)
-        newest_first = rr_arr[max(lo, hi - _NEWEST_USED) : hi][::-1].tolist()
-        local = newest_first[:LOCAL_BEATS]
-        count = hi - lo
-        # summed one by one, newest first (not pairwise, not compensated): add.accumulate is
-        # that running sum, so the floats are the same as ever and classes do not move
-        total = float(np.add.accumulate(rr_arr[lo:hi][::-1])[-1]) if count else 0.0
-        local_s = sum(local) / len(local) if local else prev_rr
-        long_s = total / count if count else prev_rr
+        # intervals ending in [peak - LONG_TERM_S, peak] (their ends increase)
+        lo, hi = self._intervals.between(p.peak - LONG_TERM_S * self.fs_hz, p.peak)
         assert p.window is not None
-        template = p.window if self._template is None else self._template
+        fresh = self._template is None
+        template = p.window.copy() if self._template is None else self._template
         # amplitudes unknown (0): no template yet, or a pending beat from a version 1 snapshot
         ratio = p.scale / self._template_scale if p.scale > 0 and self._template_scale > 0 else 1.0
-        first = 1 if p.prev_rr_s is not None else 0  # the intervals before the beat's own
-        prior = newest_first[first : first + LOCAL_BEATS]
-        shape = shape_features(p.window, template, ratio, prior)
-        robust = irregularity_median(newest_first[first : first + IRREGULARITY_BEATS + 1])
-        if abs(prev_rr / local_s - 1.0) <= TEMPLATE_RR_TOLERANCE:
-            self._update_template(p.window, p.scale)
-        stacked = np.concatenate([p.window, template])
-        return p.peak, stacked, np.concatenate(
-            [rr_features(prev_rr, next_rr, local_s, long_s), shape, np.array([robust], np.float32)])
-
-    def _update_template(self, window: FloatArray, scale: float) -> None:
-        self._n_template += 1
-        alpha = max(1.0 / self._n_template, TEMPLATE_ALPHA)
-        if self._template is None:
-            self._template = window.copy()
-        else:
-            self._template = ((1.0 - alpha) * self._template + alpha * window).astype(np.float32)
-        if self._template_scale <= 0 or scale <= 0:
-            self._template_scale = max(scale, self._template_scale)
-        else:
-            self._template_scale = (1.0 - alpha) * self._template_scale + alpha * scale
+        alpha = max(1.0 / (self._n_template + 1), TEMPLATE_ALPHA)
+        stacked = np.empty((2 * self.n_leads, WINDOW_LEN), np.float32)
+        rr = np.empty(N_RR, np.float32)
+        regular = beat_features(
+            p.window, template, fresh, alpha, ratio, prev_rr, next_rr,
+            1 if p.prev_rr_s is not None else 0,  # 1: skip the beat's own interval for the prior ones
+            self._intervals.rr, lo, hi, _P_WAVE.start, _P_WAVE.stop, stacked, rr)
+        if regular:  # the template itself moved in the kernel (or is this first window)
+            self._template = template
+            self._n_template += 1
+            if self._template_scale <= 0 or p.scale <= 0:
+                self._template_scale = max(p.scale, self._template_scale)
+            else:
+                self._template_scale = (1.0 - alpha) * self._template_scale + alpha * p.scale
+        return p.peak, stacked, rr
 
     def snapshot(self) -> bytes:
         """Complete state as bytes (:mod:`detector.core.arrays`, no pickle); :meth:`from_snapshot`

@@ -346,3 +346,100 @@ def vf_window_leakages(
                 break
         out[k] = vf_leakage(buf[lo:hi], min_amplitude_mv) if good else math.nan
     return out
+
+
+# ---------------------------------------------------------------------------- beat features
+
+_RATIO_MAX = 5.0  # detector.core.beats: ratios are capped here
+_SECONDS_MAX = 3.0
+_LOCAL_BEATS = 10
+_IRREGULARITY_BEATS = 30
+_NEWEST_USED = 32  # max(_LOCAL_BEATS, _IRREGULARITY_BEATS + 1) + 1
+_TEMPLATE_RR_TOLERANCE = 0.15
+
+
+@_jit
+def _median_sorted(x: FloatArray) -> float:  # pragma: no cover - compiled
+    """``np.median`` of a non-empty finite array (a selection: exact whatever the method)."""
+    s = np.sort(x)
+    h = s.shape[0] // 2
+    if s.shape[0] % 2:
+        return float(s[h])
+    return float((s[h - 1] + s[h]) / 2.0)
+
+
+@_jit
+def _ratio(a: float, b: float) -> float:  # pragma: no cover - compiled
+    return min(a / b, _RATIO_MAX) if b > 0 else 1.0
+
+
+@_jit
+def beat_features(
+    window: npt.NDArray[np.float32], template: npt.NDArray[np.float32], fresh: bool, alpha: float,
+    amplitude_ratio: float, prev_rr: float, next_rr: float, first: int, rr: FloatArray, lo: int,
+    hi: int, p_lo: int, p_hi: int, out_beat: npt.NDArray[np.float32], out_rr: npt.NDArray[np.float32],
+) -> bool:  # pragma: no cover - compiled
+    """One beat's classifier input (:meth:`detector.core.beats.BeatFeatureExtractor._features`):
+    ``out_beat`` = window over template, ``out_rr`` = the RR, shape and irregularity features
+    from the RR intervals ``rr[lo:hi]`` (those ending in the 5 minutes up to the beat; the
+    beat's own is the newest when ``first`` is 1) and the template's P-wave region
+    ``p_lo:p_hi``.  When the beat is regular (previous RR within 15 % of the local mean) the
+    template moves towards it in place (float32, weight ``alpha``), unless ``fresh`` (no
+    template yet: ``template`` is a copy of the window, which the caller adopts); returns
+    whether the beat was regular.  Sums are numpy's (pairwise; newest first, one by one,
+    for the 5-minute mean) and dot products BLAS's, as in the numpy formulation."""
+    count = hi - lo
+    total = 0.0
+    for i in range(hi - 1, lo - 1, -1):
+        total += rr[i]
+    n_local = min(_LOCAL_BEATS, count)
+    local_s = prev_rr
+    if n_local:
+        acc = 0.0
+        for j in range(n_local):
+            acc += rr[hi - 1 - j]
+        local_s = acc / n_local
+    long_s = total / count if count else prev_rr
+    used = min(_NEWEST_USED, count)
+    newest = np.empty(used)
+    for j in range(used):
+        newest[j] = rr[hi - 1 - j]
+    prior = newest[first : min(first + _LOCAL_BEATS, used)]
+    robust_rr = newest[first : min(first + _IRREGULARITY_BEATS + 1, used)]
+    # shape: correlation with the template, P-wave difference (first lead)
+    w = window[0].astype(np.float64)
+    t = template[0].astype(np.float64)
+    n = w.shape[0]
+    wc = w - pairwise_sum(w, 0, n) / n
+    tc = t - pairwise_sum(t, 0, n) / n
+    denom = math.sqrt(np.dot(wc, wc) * np.dot(tc, tc))
+    corr = np.dot(wc, tc) / denom if denom > 1e-9 else 1.0
+    dp = w[p_lo:p_hi] - t[p_lo:p_hi]
+    sq = dp * dp
+    p_diff = math.sqrt(pairwise_sum(sq, 0, sq.shape[0]) / sq.shape[0])
+    irregularity = 0.0
+    if prior.shape[0] >= 2:
+        steps = np.abs(prior[1:] - prior[:-1])
+        irregularity = (pairwise_sum(steps, 0, steps.shape[0]) / steps.shape[0]) / (
+            pairwise_sum(prior, 0, prior.shape[0]) / prior.shape[0])
+    robust = 0.0
+    if robust_rr.shape[0] >= 2:
+        centre = _median_sorted(robust_rr[:_IRREGULARITY_BEATS])
+        spread = _median_sorted(np.abs(robust_rr[1:] - robust_rr[:-1]))
+        robust = min(spread / centre, _RATIO_MAX) if centre > 0 else 0.0
+    feats = (_ratio(prev_rr, long_s), _ratio(next_rr, long_s), _ratio(local_s, long_s),
+             _ratio(prev_rr, local_s), _ratio(next_rr, prev_rr), min(prev_rr, _SECONDS_MAX),
+             min(local_s, _SECONDS_MAX), min(irregularity, _RATIO_MAX), corr, min(p_diff, _RATIO_MAX),
+             min(amplitude_ratio, _RATIO_MAX), robust)
+    for k in range(12):
+        out_rr[k] = np.float32(feats[k])
+    leads = window.shape[0]
+    out_beat[:leads] = window
+    out_beat[leads:] = template
+    regular = abs(prev_rr / local_s - 1.0) <= _TEMPLATE_RR_TOLERANCE
+    if regular and not fresh:
+        keep, take = np.float32(1.0 - alpha), np.float32(alpha)  # numpy: float32 arithmetic
+        for i in range(leads):
+            for j in range(window.shape[1]):
+                template[i, j] = keep * template[i, j] + take * window[i, j]
+    return regular

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage, signal
 
-from detector.core import kernels
+from detector.core import beats, kernels
 from detector.core.qrs import QrsDetector
 from detector.core.quality import KINDS, QualityConfig
 
@@ -265,3 +265,50 @@ def test_kernels_load_from_the_disk_cache(tmp_path: Path) -> None:
     assert [r.returncode for r in runs] == [0, 0], [r.stderr[-2000:] for r in runs]
     assert runs[0].stdout == runs[1].stdout != ""
     assert any(tmp_path.rglob("*.nbc"))  # compiled code was cached
+
+
+def test_beat_constants_are_the_feature_definitions() -> None:
+    assert (kernels._RATIO_MAX, kernels._SECONDS_MAX, kernels._LOCAL_BEATS, kernels._IRREGULARITY_BEATS,
+            kernels._NEWEST_USED, kernels._TEMPLATE_RR_TOLERANCE) == (
+        beats._RATIO_MAX, beats._SECONDS_MAX, beats.LOCAL_BEATS, beats.IRREGULARITY_BEATS,
+        beats._NEWEST_USED, beats.TEMPLATE_RR_TOLERANCE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**31), st.integers(0, 400), st.integers(0, 1), st.booleans(), st.integers(1, 2),
+       st.sampled_from(["sinus", "ectopic", "af"]))
+def test_beat_features_are_the_numpy_formulation(seed: int, count: int, first: int, fresh: bool,
+                                                 leads: int, rhythm: str) -> None:
+    """RR, shape and irregularity features and the template's update, as the numpy functions of
+    detector.core.beats define them (rr_features, shape_features, irregularity_median)."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.4, 1.5)
+    rr = {"sinus": base + 0.01 * rng.normal(size=count + 3),
+          "ectopic": base * np.where(rng.random(count + 3) < 0.2, 0.7, 1.0),
+          "af": base * rng.uniform(0.5, 1.5, size=count + 3)}[rhythm]
+    lo, hi = int(rng.integers(0, 3)), int(rng.integers(0, 3)) + count
+    hi = max(lo, min(hi, rr.size))
+    window = rng.normal(size=(leads, beats.WINDOW_LEN)).astype(np.float32)
+    template = (window + rng.normal(size=window.shape)).astype(np.float32)
+    start = template.copy()
+    prev_rr, next_rr = float(rr[hi - 1]) if hi > lo and first else base, float(rng.uniform(0.3, 2.0))
+    ratio, alpha = float(rng.uniform(0.2, 3.0)), float(rng.choice([1.0, 0.5, 0.05]))
+    out_beat = np.empty((2 * leads, beats.WINDOW_LEN), np.float32)
+    out_rr = np.empty(beats.N_RR, np.float32)
+    regular = kernels.beat_features(window, template, fresh, alpha, ratio, prev_rr, next_rr, first, rr,
+                                    lo, hi, beats._P_WAVE.start, beats._P_WAVE.stop, out_beat, out_rr)
+    newest = rr[max(lo, hi - beats._NEWEST_USED) : hi][::-1].tolist()
+    local = newest[: beats.LOCAL_BEATS]
+    local_s = sum(local) / len(local) if local else prev_rr
+    total = float(np.add.accumulate(rr[lo:hi][::-1])[-1]) if hi > lo else 0.0
+    long_s = total / (hi - lo) if hi > lo else prev_rr
+    want_rr = np.concatenate([
+        beats.rr_features(prev_rr, next_rr, local_s, long_s),
+        beats.shape_features(window, start, ratio, newest[first : first + beats.LOCAL_BEATS]),
+        np.array([beats.irregularity_median(newest[first : first + beats.IRREGULARITY_BEATS + 1])],
+                 np.float32)])
+    assert _same(out_rr, want_rr)
+    assert _same(out_beat, np.concatenate([window, start]))
+    assert regular == (abs(prev_rr / local_s - 1.0) <= beats.TEMPLATE_RR_TOLERANCE)
+    moved = ((1.0 - alpha) * start + alpha * window).astype(np.float32)
+    assert _same(template, moved if regular and not fresh else start)
