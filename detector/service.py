@@ -27,7 +27,14 @@ from prometheus_client import CollectorRegistry
 from detector.checkpoint import Checkpoint, CheckpointStore
 from detector.core.beats import BeatFeatures
 from detector.core.classifier import Classifier
-from detector.core.monitor import MonitorConfig, MonitorOutput, PatientMonitor, Pending, ingest_batch
+from detector.core.monitor import (
+    MonitorConfig,
+    MonitorOutput,
+    PatientMonitor,
+    Pending,
+    ingest_batch,
+    warm_up,
+)
 from detector.core.rhythm import events_to_alerts
 from detector.core.sequencer import ChunkFate
 from detector.heap import HeapFreezer
@@ -547,6 +554,7 @@ async def serve(settings: Settings, stop: asyncio.Event, registry: CollectorRegi
         raise ConfigError(f"no Redis: set {env_name('redis_url')} or --redis-url "
                           "(or use `ecgmon up`, which starts one)")
     classifier = OnnxClassifier.load(settings.model)
+    warm_up(classifier_leads=classifier.n_leads)  # compiled kernels loaded before the first chunk
     await ensure_topics(settings)
     heap = HeapFreezer(registry)
     heap.start()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +165,29 @@ def test_a_batch_of_many_patients_equals_each_one_alone(record_100: np.ndarray) 
                 mon.complete(p, clf.classify(p.features) if len(p.features) else None)
     assert n_beats > 250  # three patients' beats went through the batched cut
     assert [m.snapshot() for m in together] == [m.snapshot() for m in solo]
+
+
+_AFTER_WARM_UP = """
+import sys
+import wfdb
+from detector.core import kernels
+from detector.core.monitor import PatientMonitor, warm_up
+names = ("sosfilt", "qrs_features", "qrs_candidates", "quality_kinds", "vf_window_leakages", "beat_features")
+warm_up()
+before = [len(getattr(kernels, n).signatures) for n in names]
+x = wfdb.rdrecord(sys.argv[1], sampto=360 * 30).p_signal
+mon = PatientMonitor("p", 360.0, ("MLII", "V1"), 1)
+beats = sum(len(mon.ingest(s, x[s : s + 360]).features) for s in range(0, x.shape[0], 360))
+print(before, [len(getattr(kernels, n).signatures) for n in names], beats)
+"""
+
+
+def test_warm_up_compiles_what_a_real_stream_needs(mitdb_dir: Path) -> None:
+    """After warm_up, a real two-lead record at 360 Hz runs without compiling anything more
+    (a detector loads its kernels before its first batch, not during it).  In a process of
+    its own: in this one, other tests have compiled the kernels already."""
+    out = subprocess.run([sys.executable, "-c", _AFTER_WARM_UP, str(mitdb_dir / "203")],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.split("] ")
+    before, after, beats = out[0] + "]", out[1] + "]", int(out[2])
+    assert before == after == "[1, 1, 1, 1, 1, 1]"
+    assert beats > 20
