@@ -1,10 +1,8 @@
-"""Causal filters that carry their state between chunks, and filter design helpers.
+"""Filter design helpers and the causal hold of non-finite samples.
 
-Every filter here gives bit-identical output whatever the chunking of its
-input, so the detectors built on them are chunk-invariant: IIR sections run
-sample by sample (``scipy.signal.sosfilt``'s arithmetic, :mod:`detector.core.kernels`)
-with carried ``zi``, and held samples carry their last value.  The QRS detector's
-own feature chain (difference, running mean, integrator) is one compiled kernel.
+The filters themselves run in :mod:`detector.core.kernels` (``scipy.signal.sosfilt``'s
+arithmetic, sample by sample with carried ``zi``), so their output does not depend on
+how the stream is chunked.
 """
 
 from __future__ import annotations
@@ -13,33 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from detector.core.kernels import sosfilt
-
 FloatArray = npt.NDArray[np.float64]
-
-
-class SosFilter:
-    """A causal IIR filter in second-order sections, one state per channel.
-
-    Channels are rows: input and output have shape ``(n_channels, n)``.
-
-    Parameters
-    ----------
-    sos : ndarray, shape (n_sections, 6)
-        Second-order sections, e.g. from ``scipy.signal.butter(..., output="sos")``.
-    n_channels : int
-        Number of parallel channels filtered independently.
-    """
-
-    def __init__(self, sos: FloatArray, n_channels: int) -> None:
-        self.sos = np.ascontiguousarray(sos, dtype=np.float64)
-        self.zi = np.zeros((n_channels, self.sos.shape[0], 2), dtype=np.float64)
-
-    def __call__(self, x: FloatArray) -> FloatArray:
-        """Filter ``x`` of shape ``(n_channels, n)`` and advance the state."""
-        y = np.array(x, dtype=np.float64, order="C")  # the kernel works in place
-        sosfilt(self.sos, y, self.zi)  # scipy.signal.sosfilt's arithmetic, without its ~80 us checks
-        return y
 
 
 def bandpass_sos(low_hz: float, high_hz: float, fs_hz: float, order: int = 2) -> FloatArray:

@@ -348,6 +348,33 @@ def vf_window_leakages(
     return out
 
 
+@_jit
+def vf_step(
+    x: FloatArray, sos: FloatArray, zi: FloatArray, buf: FloatArray, ok: npt.NDArray[np.bool_],
+    first: int, win: int, step: int, min_amplitude_mv: float,
+) -> tuple[FloatArray, npt.NDArray[np.bool_], FloatArray]:  # pragma: no cover - compiled
+    """One chunk of the VF detector (:meth:`detector.core.vf.VfDetector.update`): band-pass
+    ``x`` (non-finite samples enter as 0 and mark their windows), append it to the buffer of
+    filtered samples ``buf`` / finite flags ``ok``, and return the last ``win - 1`` of both and
+    the leakage of every window of ``win`` samples that ends in the new data at a multiple of
+    ``step`` (``first``: the offset in the extended buffer of the first such end)."""
+    n, kept = x.shape[0], buf.shape[0]
+    full = np.empty(kept + n)
+    flags = np.empty(kept + n, dtype=np.bool_)
+    full[:kept] = buf
+    flags[:kept] = ok
+    filtered = np.empty((1, n))
+    for j in range(n):
+        flags[kept + j] = math.isfinite(x[j])
+        filtered[0, j] = x[j] if flags[kept + j] else 0.0
+    sosfilt(sos, filtered, zi)
+    full[kept:] = filtered[0]
+    leaks = vf_window_leakages(full, flags, first, win, step, min_amplitude_mv)
+    tail = max(win - 1, 0)
+    start = max(full.shape[0] - tail, 0)
+    return full[start:].copy(), flags[start:].copy(), leaks
+
+
 # ---------------------------------------------------------------------------- beat features
 
 _RATIO_MAX = 5.0  # detector.core.beats: ratios are capped here

@@ -22,9 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from detector.core.filters import SosFilter
 from detector.core.kernels import vf_leakage as kernel_vf_leakage
-from detector.core.kernels import vf_window_leakages
+from detector.core.kernels import vf_step
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +84,8 @@ class VfDetector:
         self.config = config
         self._win = max(int(round(config.window_s * fs_hz)), 2)
         self._step = max(int(round(config.step_s * fs_hz)), 1)
-        self._filter = SosFilter(
-            _band_pass(tuple(config.band_hz), float(fs_hz)).copy(), 1)
+        self._sos = _band_pass(tuple(config.band_hz), float(fs_hz))  # shared, read-only
+        self._zi = np.zeros((1, self._sos.shape[0], 2))  # the band-pass state, carried
         self._buf: npt.NDArray[np.float64] = np.zeros(0)  # filtered samples
         self._buf_end: int | None = None  # absolute index one past the buffer's last sample
         self._ok: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)  # input finite, per sample
@@ -97,26 +96,20 @@ class VfDetector:
             skip = self._buf_end - first_sample_index  # overlap: drop what we already have
             x, first_sample_index = x[skip:], first_sample_index + skip
         if self._buf_end is None or first_sample_index != self._buf_end:
-            self._buf, self._filter.zi[:] = np.zeros(0), 0.0
+            self._buf, self._zi[:] = np.zeros(0), 0.0
             self._ok = np.zeros(0, dtype=bool)
-        finite = np.isfinite(x)
         # non-finite samples enter the filter as 0 (its state stays finite); windows that
-        # hold one are refused below
-        filtered = self._filter(np.where(finite, x, 0.0)[None, :])[0]
+        # hold one get no verdict
         start = first_sample_index - self._buf.size
-        buf = np.concatenate([self._buf, filtered])
-        ok = np.concatenate([self._ok, finite])
-        end = start + buf.size
+        end = first_sample_index + x.size
         first_end = ((start + self._win + self._step - 1) // self._step) * self._step
-        leaks = vf_window_leakages(buf, ok, first_end - start, self._win, self._step,
-                                   self.config.min_amplitude_mv)
-        threshold = self.config.leakage_threshold
-        out = [VfDecision(first_end + k * self._step, leak < threshold, leak)
-               for k, leak in enumerate(leaks.tolist())]
-        self._buf = buf[-(self._win - 1) :] if self._win > 1 else np.zeros(0)
-        self._ok = ok[-(self._win - 1) :] if self._win > 1 else np.zeros(0, dtype=bool)
+        self._buf, self._ok, leaks = vf_step(
+            np.ascontiguousarray(x, dtype=np.float64), self._sos, self._zi, self._buf,
+            self._ok, first_end - start, self._win, self._step, self.config.min_amplitude_mv)
         self._buf_end = end
-        return out
+        threshold = self.config.leakage_threshold
+        return [VfDecision(first_end + k * self._step, leak < threshold, leak)
+                for k, leak in enumerate(leaks.tolist())]
 
     def snapshot(self, arrays: bool = False) -> dict[str, Any]:
         """JSON-serialisable state; with ``arrays`` the 4 s buffers stay numpy arrays (copies),
@@ -126,7 +119,7 @@ class VfDetector:
             ok: Any = self._ok.copy()
         else:
             buf, ok = [float(v) for v in self._buf], [bool(v) for v in self._ok]
-        return {"buf": buf, "buf_end": self._buf_end, "zi": self._filter.zi[0].tolist(), "ok": ok}
+        return {"buf": buf, "buf_end": self._buf_end, "zi": self._zi[0].tolist(), "ok": ok}
 
     @classmethod
     def from_snapshot(
@@ -135,6 +128,6 @@ class VfDetector:
         det = cls(fs_hz, config)
         det._buf = np.asarray(snap["buf"], dtype=np.float64)
         det._buf_end = None if snap["buf_end"] is None else int(snap["buf_end"])
-        det._filter.zi[0] = np.asarray(snap["zi"], dtype=np.float64).reshape(det._filter.zi[0].shape)
+        det._zi[0] = np.asarray(snap["zi"], dtype=np.float64).reshape(det._zi[0].shape)
         det._ok = np.asarray(snap["ok"], dtype=bool)
         return det
