@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,train]'
+	@echo "compiling the signal kernels once (numba, ~30 s; cached in detector/core/__pycache__)"
+	$(BIN)/python -c 'from detector.core.monitor import warm_up; warm_up()'
 	touch $(STAMP)
 
 install: $(STAMP)
