@@ -1,6 +1,6 @@
 """Beat features for the classifier: resampled windows around R-peaks plus RR-interval features.
 
-Pure numpy and streaming-friendly: :class:`BeatFeatureExtractor` takes chunks of
+Pure and streaming-friendly: :class:`BeatFeatureExtractor` takes chunks of
 samples and the R-peaks found in them and emits one feature row per beat as soon
 as the beat's window and its *next* RR interval are known (so a beat is
 classified when the following beat has been detected: about one RR interval of
@@ -31,6 +31,9 @@ ectopic beats inflate the mean-based one and hide frequent APCs in a regular
 rhythm; the median ignores them but stays high in atrial fibrillation.  The beat
 models' S-versus-N rule uses it (:mod:`detector.training.train`, ``SRule``).
 Features are only ever appended, so a model trained on fewer sees a prefix.
+:func:`rr_features`, :func:`shape_features` and :func:`irregularity_median` define them
+in numpy; the extractor computes the same floats in one compiled call per beat
+(:func:`detector.core.kernels.beat_features`, tested against these functions).
 
 RR features follow de Chazal et al., "Automatic classification of heartbeats
 using ECG morphology and heartbeat interval features", IEEE TBME 51(7), 2004

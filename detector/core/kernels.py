@@ -2,7 +2,9 @@
 
 Each kernel computes the same floating-point operations, in the same order, as
 the numpy code it replaced (sosfilt's direct form II transposed, numpy's
-pairwise summation, elementwise ufuncs), so outputs are bit-identical to it:
+pairwise summation, elementwise ufuncs, BLAS ``ddot`` for dot products as
+numpy's ``@``, float32 arithmetic where numpy 2 promotes to it), so outputs are
+bit-identical to it:
 ``tests/unit/detector/core/test_kernels.py`` checks every kernel against the
 numpy formulation.  They exist because a live chunk is small (a second of two
 leads) and the per-patient path was made of hundreds of numpy calls of a few

@@ -1,6 +1,11 @@
 """Ventricular fibrillation / flutter detection on the raw ECG: the VF-filter leakage method.
 
-Pure numpy/scipy; a state machine over fixed windows aligned to absolute sample indices,
+Each window is centred on its mean; pi * sum|x| / sum|dx| is half its mean period (of a
+sinusoid), in samples; the leakage is sum|x[n] + x[n - half]| over sum|x[n]| +
+sum|x[n - half]|.  A sinusoid-like rhythm (VF, flutter) passes this notch with little
+leakage; QRS complexes leak a lot (:func:`detector.core.kernels.vf_leakage`).
+
+No I/O, no clock: a state machine over fixed windows aligned to absolute sample indices,
 so decisions do not depend on how the signal was cut into chunks.
 
 References
@@ -22,7 +27,6 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from detector.core.kernels import vf_leakage as kernel_vf_leakage
 from detector.core.kernels import vf_step
 
 
@@ -44,20 +48,6 @@ class VfDecision:
     sample_index: int
     is_vf: bool
     leakage: float
-
-
-def vf_leakage(window_mv: npt.NDArray[np.float64], cfg: VfConfig = VfConfig()) -> float:
-    """Leakage of a notch filter tuned to the window's mean frequency (Kuo and Dillman 1978).
-
-    ``window_mv`` is band-passed ECG (see :class:`VfDetector`).  The window is centred on
-    its mean; pi * sum|x| / sum|dx| is half its mean period (of a sinusoid), in samples;
-    the leakage is sum|x[n] + x[n - half]| over sum|x[n]| + sum|x[n - half]|.  A
-    sinusoid-like rhythm (VF, flutter) passes the notch with little leakage; QRS
-    complexes leak a lot.  Returns ``nan`` for a window too flat, too short or not finite
-    (:func:`detector.core.kernels.vf_leakage`).
-    """
-    x = np.ascontiguousarray(window_mv, dtype=np.float64).reshape(-1)
-    return float(kernel_vf_leakage(x, cfg.min_amplitude_mv))
 
 
 @functools.lru_cache(maxsize=16)
