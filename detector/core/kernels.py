@@ -336,7 +336,7 @@ def vf_window_leakages(
 ) -> FloatArray:  # pragma: no cover - compiled
     """Leakage of the windows of ``win`` samples of ``buf`` ending at ``first``, ``first + step``
     ... (offsets in ``buf``, one past the window), ``nan`` where a sample is not ``ok``."""
-    count = max(0, (buf.shape[0] - first) // step + 1) if first <= buf.shape[0] else 0
+    count = (buf.shape[0] - first) // step + 1 if first <= buf.shape[0] else 0
     out = np.empty(count)
     for k in range(count):
         hi = first + k * step

@@ -52,7 +52,8 @@ class VfDecision:
 
 @functools.lru_cache(maxsize=16)
 def _band_pass(band_hz: tuple[float, float], fs_hz: float) -> npt.NDArray[np.float64]:
-    """The VF band-pass sections, designed once per rate (read-only; callers copy)."""
+    """The VF band-pass sections, designed once per rate (read-only, shared by every detector
+    of that rate: the kernel only reads them)."""
     sos = np.asarray(sps.butter(2, band_hz, btype="bandpass", fs=fs_hz, output="sos"), dtype=np.float64)
     sos.flags.writeable = False
     return sos
