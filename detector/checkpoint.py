@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from stream.redis import reply
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,11 +43,11 @@ class CheckpointStore:
         mapping.update({f"p:{pid}": blob for pid, blob in cp.patients.items()})
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+            pipe.hset(key, mapping=mapping)
             await pipe.execute()
 
     async def load(self, topic: str, partition: int) -> Checkpoint | None:
-        raw = await self.client.hgetall(self._key(topic, partition))
+        raw = await reply(self.client.hgetall(self._key(topic, partition)))
         if not raw:
             return None
         fields: dict[str, bytes] = {

@@ -360,7 +360,7 @@ class DetectorService:
                               "last_beat_sample": str(int(b.sample_index))}
                     if slot is not None and slot.hr_bpm is not None:
                         fields = {"heart_rate_bpm": repr(float(slot.hr_bpm)), **fields}
-                    pipe.hset(f"{prefix}:patient:{pid}", mapping=fields)  # type: ignore[arg-type]
+                    pipe.hset(f"{prefix}:patient:{pid}", mapping=fields)
                 await pipe.execute()
 
         await self.store._call("update_patient", write)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
@@ -39,6 +39,12 @@ from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def reply(value: Awaitable[T] | T) -> Awaitable[T]:
+    """A command's reply on the asyncio client, typed as what it is: an awaitable (redis-py's
+    stubs type commands of both clients as ``Awaitable[T] | T``)."""
+    return cast(Awaitable[T], value)
 
 _WRITE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then return 0 end
@@ -180,7 +186,7 @@ class AlertStore:
         self._write_script = client.register_script(_WRITE)
         self._ack_script = client.register_script(_ACK)
         try:
-            await self._call("ping", client.ping)
+            await self._call("ping", lambda: reply(client.ping()))
         except BaseException:
             await self.stop()
             raise
@@ -292,7 +298,7 @@ class AlertStore:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.sadd(self._k("patients"), patient_id)
                 if fields:
-                    pipe.hset(self._k("patient", patient_id), mapping=fields)  # type: ignore[arg-type]
+                    pipe.hset(self._k("patient", patient_id), mapping=fields)
                 await pipe.execute()
 
         await self._call("update_patient", write)
@@ -317,13 +323,13 @@ class AlertStore:
 
     async def alarm(self, alarm_id: str) -> AlarmState | None:
         client = self.client
-        raw = await self._call("alarm", lambda: client.hgetall(self._k("alarm", alarm_id)))
+        raw = await self._call("alarm", lambda: reply(client.hgetall(self._k("alarm", alarm_id))))
         return _alarm_state(raw) if raw else None
 
     async def active_alarms(self, patient: str) -> list[AlarmState]:
         """The patient's active alarms, oldest onset first."""
         client = self.client
-        ids = await self._call("active_alarms", lambda: client.smembers(self._k("active", patient)))
+        ids = await self._call("active_alarms", lambda: reply(client.smembers(self._k("active", patient))))
 
         async def fetch() -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
@@ -337,7 +343,7 @@ class AlertStore:
     async def patients(self) -> list[str]:
         client = self.client
         return sorted(_s(p) for p in await self._call(
-            "patients", lambda: client.smembers(self._k("patients"))))
+            "patients", lambda: reply(client.smembers(self._k("patients")))))
 
     async def patient_state(self, patient: str) -> PatientState:
         client = self.client

@@ -17,7 +17,6 @@ import logging
 import re
 import statistics
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +31,7 @@ from detector.gateway.clients import Client, ClientHub, dumps
 from stream import metrics, serde
 from stream.errors import DecodeError, ServiceUnavailable
 from stream.kafka import connect, make_consumer
-from stream.redis import AlarmState, AlertStore, beat_entry_sample
+from stream.redis import AlarmState, AlertStore, beat_entry_sample, reply
 from stream.schemas import Alert, Beat, SampleChunk
 from stream.settings import Settings
 
@@ -270,6 +269,9 @@ class AlertTail:
             try:
                 rows = await self.read(cursor)
             except REDIS_ERRORS as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # the read failed because we were cancelled
                 logger.warning("alert stream read failed, retrying", extra={"error": str(exc)})
                 await asyncio.sleep(1.0)
                 continue
@@ -380,8 +382,7 @@ class Feeds:
         """Why the gateway is unhealthy (empty = healthy): Redis ping, Kafka consumer running."""
         out: list[str] = []
         try:
-            ping: Callable[[], Awaitable[Any]] = self.store.client.ping
-            await asyncio.wait_for(ping(), timeout_s)
+            await asyncio.wait_for(reply(self.store.client.ping()), timeout_s)
         except (TimeoutError, ServiceUnavailable, *REDIS_ERRORS) as exc:
             out.append(f"redis: {type(exc).__name__}")
         if not self.live.running:

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PATIENTS = 1000
 CLOSE_TIMEOUT_S = 2.0
+STOP_TIMEOUT_S = 3.0  # for a session's own tasks to end once cancelled
 
 
 async def websocket_endpoint(ws: WebSocket, gw: Gateway) -> None:
@@ -67,20 +68,13 @@ class Session:
             patients = sorted(self.gw.feeds.live.patients)
         self.client.push_urgent(dumps({"type": "hello", "server_time_ms": time.time_ns() // 1_000_000,
                                        "patients": patients}))
-        tasks = [asyncio.create_task(self.client.run_sender(self.ws.send_text)),
-                 asyncio.create_task(self._receive()),
-                 asyncio.create_task(self.client.closed.wait())]
+        tasks = [asyncio.create_task(self.client.run_sender(self.ws.send_text), name="ws-sender"),
+                 asyncio.create_task(self._receive(), name="ws-receiver"),
+                 asyncio.create_task(self.client.closed.wait(), name="ws-closed")]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in [*tasks, *([self.follower] if self.follower else [])]:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await _quietly(t)
-            if self.follower is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await _quietly(self.follower)
+            await _stop([*tasks, *([self.follower] if self.follower else [])])
         if self.client.closed.is_set():
             with contextlib.suppress(TimeoutError, RuntimeError, OSError, WebSocketDisconnect):
                 await asyncio.wait_for(
@@ -131,10 +125,9 @@ class Session:
         if last is not None or self.follower is None:
             cursor = last if last is not None else await self.gw.feeds.alerts.latest_id()
             if self.follower is not None:
-                self.follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await _quietly(self.follower)
-            self.follower = asyncio.create_task(self.gw.feeds.alerts.follow(self.client, cursor))
+                await _stop([self.follower])
+            self.follower = asyncio.create_task(self.gw.feeds.alerts.follow(self.client, cursor),
+                                                name="ws-alert-reader")
         for pid in await self.gw.feeds.state.patient_ids():
             if self.client.wants(pid, "state"):
                 self.client.offer("state", dumps(await self.gw.feeds.state.state(pid)))
@@ -148,6 +141,21 @@ def _parse(text: str) -> dict[str, Any]:
     if not isinstance(m, dict):
         raise ApiError(400, "send a JSON object with a type")
     return m
+
+
+async def _stop(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel a session's tasks and wait for them, but never for ever: a task that ignores its
+    cancellation (a client library bug: redis-py 8.0-8.2 did, mid ``XREAD``) is logged and left,
+    so the session, and the gateway's shutdown, still end."""
+    for t in tasks:
+        t.cancel()
+    done, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+    for t in done:
+        with contextlib.suppress(asyncio.CancelledError):
+            await _quietly(t)
+    if stuck:
+        logger.error("websocket session tasks ignored their cancellation",
+                     extra={"tasks": sorted(t.get_name() for t in stuck)})
 
 
 async def _quietly(task: asyncio.Task[Any]) -> None:

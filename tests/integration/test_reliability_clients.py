@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 
+from detector.gateway.clients import ClientHub
+from detector.gateway.feeds import AlertTail
 from stream.kafka import Producer
+from stream.redis import AlertStore
 from tests.integration.test_gateway import (
     TOKEN,
     WAVE_CHUNKS,
@@ -105,3 +110,27 @@ async def test_a_thousand_clients_get_every_alarm_and_a_stuck_one_costs_bounded_
                                                {"kind": "waveform"})
         assert dropped is not None and dropped > 0  # the stuck client lost waveform only
         assert rss_after - rss_before < 150, (rss_before, rss_after)
+
+
+async def test_a_closed_clients_alert_reader_stops_when_cancelled_mid_read(
+    redis_url: str, topic_prefix: str
+) -> None:
+    """Every alert reader blocked in ``XREAD BLOCK`` ends when its session cancels it.
+
+    redis-py 8.0-8.2 left some such tasks waiting on the socket for ever (a third of them here),
+    and with them the session task and a Redis connection per closed client: the gateway's
+    shutdown then hung (CI, 1,000 clients).  pyproject keeps redis below 8 for this.
+    """
+    store = AlertStore(redis_url, CollectorRegistry(), prefix=topic_prefix)
+    await store.start()
+    try:
+        tail, hub = AlertTail(store, block_ms=1000), ClientHub(CollectorRegistry(), 8)
+        for delay_s in (0.0, 0.001, 0.01, 0.05):  # cancel while connecting, sending, blocked
+            readers = [asyncio.create_task(tail.follow(hub.add(), "0-0")) for _ in range(300)]
+            await asyncio.sleep(random.uniform(0, delay_s))
+            for task in readers:
+                task.cancel()
+            _, stuck = await asyncio.wait(readers, timeout=5)
+            assert not stuck, f"{len(stuck)} of 300 alert readers ignored their cancellation"
+    finally:
+        await store.stop()
