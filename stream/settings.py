@@ -49,12 +49,16 @@ class Settings:
         True, "idempotent Kafka producer (Apache Kafka; off for the bundled memory broker)"
     )
     topic_prefix: str = _f("ecgmon", "prefix of every Kafka topic name")
-    partitions: int = _f(12, "partitions per topic when ecgmon creates topics")
+    partitions: int = _f(
+        6, "partitions per topic when ecgmon creates topics (the unit of scale-out: at most this "
+        "many detect processes share a topic; BENCHMARKS.md sizes a real cluster)")
     replication_factor: int = _f(1, "replication factor when ecgmon creates topics")
     retention_s: float = _f(
         6 * 3600.0, "retention of topics ecgmon creates, seconds (a looping demo never ends)"
     )
-    fetch_max_wait_ms: int = _f(10, "consumer fetch wait; aiokafka's 500 ms default adds latency")
+    fetch_max_wait_ms: int = _f(
+        50, "consumer fetch wait when no records are there (ms): short enough for latency, "
+        "long enough not to poll the broker needlessly (aiokafka default 500)")
     linger_ms: int = _f(5, "producer batching delay in ms")
     poll_interval_ms: int = _f(
         0, "least time between two polls of a detector: fewer, larger batches (less broker "

@@ -22,7 +22,7 @@ NAMES = ("chunk_s", "speed", "loop", "partitions", "data_dir", "log_level", "kaf
 
 def test_defaults() -> None:
     s = settings.load(_parse([], NAMES), environ={})
-    assert s.chunk_s == 0.25 and s.speed == "1" and s.loop is False and s.partitions == 12
+    assert s.chunk_s == 0.25 and s.speed == "1" and s.loop is False and s.partitions == 6
     assert s.kafka_bootstrap is None and s.data_dir is None
     assert s.topic("samples") == "ecgmon.samples"
     assert s.speed_factor == 1.0
