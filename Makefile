@@ -48,9 +48,10 @@ eval: $(STAMP)
 
 ## bench: replay throughput and the end-to-end pipeline benchmarks of BENCHMARKS.md
 bench: $(STAMP)
+	mkdir -p out
 	$(BIN)/python -m replay.bench --data-dir $(SHARED)/mitdb
-	ECGMON_DATA_DIR=$(SHARED)/mitdb $(BIN)/ecgmon bench --patients 1000 --duration 60 --json out/bench_realtime.json
-	ECGMON_DATA_DIR=$(SHARED)/mitdb $(BIN)/ecgmon bench --speed max --json out/bench_max.json
+	ECGMON_DATA_DIR=$(SHARED)/mitdb $(BIN)/ecgmon bench --patients 1000 --detectors 2 --chunk-s 1 --duration 60 --json out/bench_realtime.json
+	ECGMON_DATA_DIR=$(SHARED)/mitdb $(BIN)/ecgmon bench --speed max --detectors 2 --json out/bench_max.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check stream replay detector tests
