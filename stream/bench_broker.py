@@ -1,8 +1,8 @@
 """CPU of the bundled broker over time under a steady load: ``python -m stream.bench_broker``.
 
 Starts the local broker (Tansu, memory storage, as ``ecgmon bench`` and the tests do),
-produces ``--rate`` records a second of ``--size`` bytes in small bursts (one burst every
-``--burst`` records, as a thousand staggered bedside monitors do: nearly every record is
+produces ``--rate`` records a second of ``--size`` bytes in bursts of ``--burst`` records
+(as a thousand staggered bedside monitors send them: nearly every record is
 its own batch) and, unless ``--no-consume``, reads them back as fast as they come. It
 prints the broker's CPU every ``--every`` seconds.  This is how BENCHMARKS.md shows that
 the bundled broker's fetch cost grows with the batches it holds (memory storage keeps
