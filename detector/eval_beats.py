@@ -24,6 +24,7 @@ from detector.core.beats import BeatFeatures, extract_beats
 from detector.core.classifier import AAMI_CLASSES, Classifier, select_leads
 from detector.core.qrs import detect_peaks
 from detector.training.data import DS2, MATCH_WINDOW_S, PACED, load_record, match_nearest
+from detector.training.noise import NoiseSource, NoiseUnavailable, load_noise, noisy_copy
 from stream.errors import ConfigError
 from stream.settings import Settings, add_flags
 
@@ -82,9 +83,16 @@ class PreparedRecord:
     ref_of_test: npt.NDArray[np.int64]
 
 
-def prepare_record(data_dir: Path, name: str, n_leads: int) -> PreparedRecord:
-    """Run our QRS detector and the feature extractor over one record and match to the reference."""
+def prepare_record(
+    data_dir: Path, name: str, n_leads: int, noise: NoiseSource | None = None
+) -> PreparedRecord:
+    """Run our QRS detector and the feature extractor over one record and match to the reference.
+
+    With ``noise``, the record is first stressed with held-out nstdb noise
+    (:func:`detector.training.noise.noisy_copy`, the noise half that training never uses)."""
     rec = load_record(data_dir, name)
+    if noise is not None:
+        rec = noisy_copy(rec, noise, 0, held_out=True)
     peaks = detect_peaks(rec.signal_mv, rec.fs_hz)
     feats = extract_beats(select_leads(rec.signal_mv, n_leads), rec.fs_hz, peaks)
     ref_of_test = match_nearest(rec.ref_samples, feats.sample_index, round(MATCH_WINDOW_S * rec.fs_hz))
@@ -116,7 +124,7 @@ def score_record(prep: PreparedRecord, classifier: Classifier, ev: BeatEvaluatio
 
 def evaluate(
     data_dir: Path, records: list[str], classifier: Classifier, progress: bool = False,
-    prepared: dict[str, PreparedRecord] | None = None,
+    prepared: dict[str, PreparedRecord] | None = None, noise: NoiseSource | None = None,
 ) -> BeatEvaluation:
     """Score ``classifier`` on ``records`` end to end (our detector's beats).
 
@@ -127,7 +135,7 @@ def evaluate(
     for i, name in enumerate(records):
         prep = prepared.get(name) if prepared is not None else None
         if prep is None:
-            prep = prepare_record(data_dir, name, classifier.n_leads)
+            prep = prepare_record(data_dir, name, classifier.n_leads, noise)
             if prepared is not None:
                 prepared[name] = prep
         score_record(prep, classifier, ev)
@@ -169,8 +177,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("--data-dir (ECGMON_DATA_DIR): point it at a folder of MIT-BIH records")
     records = parse_records(args.eval_records)
     classifier = OnnxClassifier.load(settings.model)
-    logger.info("evaluating model %s on %d records", classifier.name, len(records))
-    ev = evaluate(settings.data_dir, records, classifier, progress=True)
+    noise = None
+    if args.noise_dir:
+        try:
+            noise = load_noise(Path(args.noise_dir))
+        except NoiseUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+    logger.info("evaluating model %s on %d records%s", classifier.name, len(records),
+                " stressed with held-out nstdb noise" if noise else "")
+    ev = evaluate(settings.data_dir, records, classifier, progress=True, noise=noise)
     print(format_table(ev))  # noqa: T201 - the command's output
     if args.json:
         Path(args.json).write_text(json.dumps(ev.as_json(), indent=2) + "\n")
@@ -191,6 +206,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--records", dest="eval_records", default="ds2",
                         help="ds2 (de Chazal test set, default) or a comma-separated list")
     parser.add_argument("--json", default=None, help="write the metrics as JSON to this file")
+    parser.add_argument("--noise-dir", default=None,
+                        help="noise stress test: add MIT-BIH Noise Stress Test noise (records em, ma from "
+                        "this folder, e.g. ../shared/data/nstdb) to every record first, in one-minute "
+                        "segments clean or at 12 / 6 dB SNR, from the half of each noise record that "
+                        "training never uses")
     parser.add_argument("--plots", default=None,
                         help="write PNG plots to this folder (needs the train extra: matplotlib)")
     parser.set_defaults(run=_run)

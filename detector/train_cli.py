@@ -63,10 +63,28 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         records=_split(args.train_records), folds=args.folds or len(CV_FOLDS), evaluate_ds2=not args.no_ds2,
         cache_dir=settings.cache_dir / "beats",
         max_train_beats=args.max_train_beats, ensemble=args.ensemble,
+        noise_dir=_noise_dir(settings.data_dir, args),
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
     return 0
+
+
+def _noise_dir(data_dir: Path, args: argparse.Namespace) -> Path | None:
+    """The nstdb folder for noise-stressed training (``--noise-dir``, else nstdb beside the data)."""
+    if args.no_noise:
+        return None
+    folder = Path(args.noise_dir) if args.noise_dir else data_dir.resolve().parent / "nstdb"
+    from detector.training.noise import NOISE_RECORDS
+
+    if not all((folder / f"{n}.hea").is_file() for n in NOISE_RECORDS):
+        raise ConfigError(
+            f"noise-stressed training needs the nstdb noise records {' and '.join(NOISE_RECORDS)} "
+            f"in {folder}: "
+            "pass --noise-dir with a copy of PhysioNet's nstdb (e.g. ../shared/data/nstdb) or --no-noise "
+            "to train on clean beats only"
+        )
+    return folder
 
 
 def _split(raw: str | None) -> list[str] | None:
@@ -98,6 +116,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="use only these DS1 records (quick runs, tests)")
     parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
     parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
+    parser.add_argument("--noise-dir", default=None,
+                        help="MIT-BIH Noise Stress Test records em and ma: classifiers also train on a "
+                        "noise-stressed copy of DS1 and the CV scores held-out noise (default: nstdb beside "
+                        "--data-dir)")
+    parser.add_argument("--no-noise", action="store_true",
+                        help="train and cross-validate on clean beats only")
     parser.add_argument("--rescore", action="store_true",
                         help="no training: score the existing models on DS2 again and update their cards "
                         "(after a QRS detector change)")

@@ -7,6 +7,12 @@ best pooled score fixes the epoch count of the final model (trained on all of
 DS1 with the same schedule), and the S-versus-N rule's thresholds and the V
 logit offset (:class:`~detector.training.train.SRule`) are chosen on the pooled
 held-out probabilities and RR features of that epoch.  DS2 plays no part.
+
+With noise-stressed copies (:mod:`detector.training.noise`), every fold also trains
+on the noisy copies of its training patients and is scored on a held-out noisy
+copy of its held-out patients (noise the training never saw); the score is then
+the mean of the clean and the noisy held-out scores, as EC57 stress-tests a
+classifier in noise.
 """
 
 from __future__ import annotations
@@ -47,6 +53,11 @@ class CVResult:
     fold_metrics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     seconds: float = 0.0
     s_rule: SRuleParams | None = None
+    # with noise-stressed copies: the clean and noisy parts of each epoch's score, and the
+    # noisy held-out metrics at the chosen epoch (``metrics`` are the clean beats')
+    clean_per_epoch: list[float] = field(default_factory=list)
+    noisy_per_epoch: list[float] = field(default_factory=list)
+    metrics_noisy: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -59,6 +70,9 @@ class CVResult:
             "logit_bias": self.bias, "metrics": self.metrics, "metrics_without_bias": self.metrics_raw,
             "fold_metrics": self.fold_metrics, "seconds": round(self.seconds, 1),
             "s_rule": self.s_rule.as_json() if self.s_rule else None,
+            **({"clean_score_per_epoch": [round(v, 4) for v in self.clean_per_epoch],
+                "noisy_score_per_epoch": [round(v, 4) for v in self.noisy_per_epoch],
+                "metrics_noisy": self.metrics_noisy} if self.noisy_per_epoch else {}),
         }
 
 
@@ -74,26 +88,41 @@ def folds_for(records: list[str] | tuple[str, ...], k: int = len(CV_FOLDS)) -> l
 
 def cross_validate(
     beats: BeatSet, cfg: TrainConfig, progress: Progress, folds: list[list[str]] | None = None,
+    noisy_train: BeatSet | None = None, noisy_test: BeatSet | None = None,
 ) -> CVResult:
-    """Train ``cfg`` once per fold on the other folds' patients; pool the held-out outputs per epoch."""
+    """Train ``cfg`` once per fold on the other folds' patients; pool the held-out outputs per epoch.
+
+    ``noisy_train`` (noisy copies of the patients, training noise) joins every fold's training
+    set; ``noisy_test`` (held-out noise) is scored with the clean held-out beats."""
     beats = beats.take(beats.label >= 0)
+    if noisy_train is not None:
+        noisy_train = noisy_train.take(noisy_train.label >= 0)
+    if noisy_test is not None:
+        noisy_test = noisy_test.take(noisy_test.label >= 0)
     folds = folds or folds_for(sorted(set(beats.record.tolist())))
     is_ae = cfg.family == "autoencoder"
     pooled: list[F32] = [np.zeros(0, np.float32)] * cfg.epochs
-    labels, fold_of, rrs = [], [], []
+    labels, fold_of, rrs, noisy = [], [], [], []
     start = time.perf_counter()
     for i, fold in enumerate(folds):
         held = np.isin(beats.record, fold)
         progress(f"{cfg.family} CV fold {i + 1}/{len(folds)}: held out {', '.join(fold)}")
+        train, test = beats.take(~held), beats.take(held)
+        if noisy_train is not None:
+            train = BeatSet.concat([train, noisy_train.take(~np.isin(noisy_train.record, fold))])
+        if noisy_test is not None:
+            test = BeatSet.concat([test, noisy_test.take(np.isin(noisy_test.record, fold))])
         trainer = train_autoencoder if is_ae else train_ensemble
-        res = trainer(beats.take(~held), cfg, progress, heldout=beats.take(held))
+        res = trainer(train, cfg, progress, heldout=test)
         pooled = [out if not len(p) else np.concatenate([p, out]) for p, out in zip(pooled, res.heldout,
                                                                                   strict=True)]
-        labels.append(beats.label[held])
-        rrs.append(beats.features.rr[held])
-        fold_of.append(np.full(int(held.sum()), i))
+        labels.append(test.label)
+        rrs.append(test.features.rr)
+        fold_of.append(np.full(len(test), i))
+        noisy.append(np.arange(len(test)) >= int(held.sum()))
     label, fold_idx = np.concatenate(labels), np.concatenate(fold_of)
-    result = _summarise(pooled, label, fold_idx, folds, is_ae, np.concatenate(rrs))
+    noisy_mask = np.concatenate(noisy) if noisy_test is not None else None
+    result = _summarise(pooled, label, fold_idx, folds, is_ae, np.concatenate(rrs), noisy_mask)
     result.seconds = time.perf_counter() - start
     progress(f"{cfg.family} CV: best epoch {result.best_epoch}, score {result.score:.4f}, "
              f"per epoch {[round(s, 3) for s in result.score_per_epoch]}, S rule {result.s_rule}")
@@ -101,17 +130,34 @@ def cross_validate(
 
 
 def _summarise(pooled: list[F32], label: np.ndarray, fold_idx: np.ndarray, folds: list[list[str]],
-               is_ae: bool, rr: F32) -> CVResult:
-    if is_ae:
-        scores = [auroc(label != 0, s) for s in pooled]
+               is_ae: bool, rr: F32, noisy: np.ndarray | None = None) -> CVResult:
+    clean = np.ones(len(label), bool) if noisy is None else ~noisy
+    if is_ae:  # an anomaly score: noise is an anomaly too, so the autoencoder is scored on clean beats
+        scores = [auroc(label[clean] != 0, s[clean]) for s in pooled]
         return CVResult(folds, int(np.nanargmax(scores)) + 1, scores)
-    fits = [choose_s_rule(p, rr, label, RR_FEATURES) for p in pooled]
-    scores = [selection_score(m) for _, m in fits]
+    fits = [choose_s_rule(p, rr, label, RR_FEATURES, noisy) for p in pooled]
+    parts = [_scores(p, rr, label, rule, noisy) for p, (rule, _) in zip(pooled, fits, strict=True)]
+    scores = [float(np.mean(part)) for part in parts]
     best = int(np.argmax(scores))
     rule = fits[best][0]
     probs = pooled[best]
     pred = apply_s_rule(probs, rr, rule, RR_FEATURES)
-    per_fold = [per_class_metrics(label[fold_idx == i], pred[fold_idx == i]) for i in range(len(folds))]
+    per_fold = [per_class_metrics(label[clean & (fold_idx == i)], pred[clean & (fold_idx == i)])
+                for i in range(len(folds))]
     bias = [0.0, 0.0, rule.v_offset, 0.0, 0.0]
-    return CVResult(folds, best + 1, scores, bias, fits[best][1],
-                    per_class_metrics(label, probs.argmax(axis=1)), per_fold, s_rule=rule)
+    result = CVResult(folds, best + 1, scores, bias, fits[best][1],
+                      per_class_metrics(label[clean], probs[clean].argmax(axis=1)), per_fold, s_rule=rule)
+    if noisy is not None:
+        result.clean_per_epoch = [part[0] for part in parts]
+        result.noisy_per_epoch = [part[1] for part in parts]
+        result.metrics_noisy = per_class_metrics(label[noisy], pred[noisy])
+    return result
+
+
+def _scores(
+    probs: F32, rr: F32, label: np.ndarray, rule: SRuleParams, noisy: np.ndarray | None
+) -> list[float]:
+    """Selection score of the clean held-out beats, then (with ``noisy``) of the noisy ones."""
+    pred = apply_s_rule(probs, rr, rule, RR_FEATURES)
+    groups = [np.ones(len(label), bool)] if noisy is None else [~noisy, noisy]
+    return [selection_score(per_class_metrics(label[g], pred[g])) for g in groups]

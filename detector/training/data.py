@@ -134,6 +134,12 @@ class BeatSet:
     def __len__(self) -> int:
         return len(self.label)
 
+    @staticmethod
+    def concat(parts: list[BeatSet]) -> BeatSet:
+        feats = BeatFeatures.concat([p.features for p in parts], parts[0].features.beats.shape[1])
+        label, record = np.concatenate([p.label for p in parts]), np.concatenate([p.record for p in parts])
+        return BeatSet(feats, label, record)
+
 
 def record_beats(record: Record, source: str = "auto", n_leads: int = 1) -> tuple[BeatSet, int, str]:
     """Beat features of one record with matched labels; also the number of missed reference beats."""
@@ -157,7 +163,7 @@ def load_beats(
         cache = None
         if cache_dir is not None:
             src = "detected" if source == "auto" and detector_available() else source
-            cache = cache_dir / f"{name}-{src}-{n_leads}-{_code_version()}.npz"
+            cache = cache_dir / f"{name}-{src}-{n_leads}-{feature_code_version()}.npz"
         if cache is not None and cache.is_file():
             z = np.load(cache)
             parts.append(BeatSet(BeatFeatures(z["idx"], z["beats"], z["rr"]), z["label"], z["record"]))
@@ -171,13 +177,10 @@ def load_beats(
                 np.savez(cache, idx=f.sample_index, beats=f.beats, rr=f.rr, label=bs.label,
                          record=bs.record, source=used)
         logger.info("beats of record %s (%d/%d): %d", name, i + 1, len(records), len(parts[-1]))
-    feats = BeatFeatures.concat([p.features for p in parts], parts[0].features.beats.shape[1])
-    return BeatSet(
-        feats, np.concatenate([p.label for p in parts]), np.concatenate([p.record for p in parts])
-    ), used
+    return BeatSet.concat(parts), used
 
 
-def _code_version() -> str:
+def feature_code_version() -> str:
     """Hash of the feature and detector code, so a change invalidates the cache."""
     h = hashlib.sha256()
     root = Path(__file__).resolve().parents[1] / "core"

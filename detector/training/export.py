@@ -108,6 +108,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- Test patients (DS2, never used for training or selection): {', '.join(data['test_records'])}",
         f"- Paced records excluded: {', '.join(data['excluded_records'])}",
         f"- Training beats per class: {data['train_beats_per_class']}",
+        *([f"- Noise stress: {data['noise']['method']} ({data['noise']['database']})"]
+          if "noise" in data else []),
         "",
         "## Model", "",
         f"- Parameters: {card['n_params']}; ONNX: {card['onnx_bytes']} bytes, sha256 `{card['onnx_sha256']}`",
@@ -163,10 +165,23 @@ def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:
     else:
         chosen = f"chosen epoch {cv['best_epoch']}, logit offsets N S V F Q {cv['logit_bias']}."
         each = "each with its own logit offsets"
-    lines += [f"Pooled held-out mean F1 of N, S, V per epoch ({each}): {per_epoch}; {chosen}", "",
-              "| class | Se | +P | F1 | Se / +P of the network alone |", "|---|---|---|---|---|"]
+    noisy = cv.get("metrics_noisy")
+    if noisy:
+        clean_e = ", ".join(f"{s:.3f}" for s in cv["clean_score_per_epoch"])
+        noisy_e = ", ".join(f"{s:.3f}" for s in cv["noisy_score_per_epoch"])
+        lines += [f"Score per epoch = mean of the pooled held-out mean F1 of N, S, V on clean beats "
+                  f"({clean_e}) and on the held-out noise-stressed copy ({noisy_e}), {each}: {per_epoch}; "
+                  f"{chosen}", ""]
+        lines += ["| class | Se | +P | F1 | Se / +P of the network alone | noise-stressed Se / +P |",
+                  "|---|---|---|---|---|---|"]
+    else:
+        lines += [f"Pooled held-out mean F1 of N, S, V per epoch ({each}): {per_epoch}; {chosen}", "",
+                  "| class | Se | +P | F1 | Se / +P of the network alone |", "|---|---|---|---|---|"]
     for c, m in cv["metrics"].items():
         raw = cv["metrics_without_bias"][c]
-        lines.append(f"| {c} | {100 * m['se']:.1f} | {100 * m['ppv']:.1f} | {100 * m['f1']:.1f} | "
-                     f"{100 * raw['se']:.1f} / {100 * raw['ppv']:.1f} |")
+        row = (f"| {c} | {100 * m['se']:.1f} | {100 * m['ppv']:.1f} | {100 * m['f1']:.1f} | "
+               f"{100 * raw['se']:.1f} / {100 * raw['ppv']:.1f} |")
+        if noisy:
+            row += f" {100 * noisy[c]['se']:.1f} / {100 * noisy[c]['ppv']:.1f} |"
+        lines.append(row)
     return lines + ["", "(Held-out beats matched to reference beats: no missed or extra beats here.)", ""]

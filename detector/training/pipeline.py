@@ -16,8 +16,9 @@ from detector.core.beats import RR_FEATURES
 from detector.eval_beats import PreparedRecord, evaluate, prepare_record
 from detector.onnx_classifier import OnnxClassifier
 from detector.training.cv import CVResult, cross_validate, folds_for
-from detector.training.data import CV_FOLDS, DS1, DS2, PACED, load_beats, record_sha256
+from detector.training.data import CV_FOLDS, DS1, DS2, PACED, BeatSet, load_beats, record_sha256
 from detector.training.export import bench_onnx, export_onnx, write_card
+from detector.training.noise import SEGMENT_CHOICES, SEGMENT_S, NoiseSource, load_noise, load_noisy_beats
 from detector.training.train import (
     Progress,
     SRule,
@@ -67,6 +68,9 @@ class TrainOptions:
     max_train_beats: int = 0
     n_leads: int = 1
     ensemble: int = 1  # members per classifier (seeds seed, seed + 1, ...); the autoencoder has one
+    # nstdb folder with the em and ma noise records: classifiers also train on a noise-stressed
+    # copy of DS1 and the CV also scores a held-out noisy copy (detector.training.noise); None: clean only
+    noise_dir: Path | None = None
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -76,6 +80,14 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
     beats, used = load_beats(opts.data_dir, recs, opts.peaks, opts.cache_dir, opts.n_leads)
     folds = folds_for(recs, opts.folds)
     progress(f"{len(beats)} DS1 beats, R-peaks: {used}; CV folds {folds}")
+    noise = load_noise(opts.noise_dir) if opts.noise_dir is not None else None
+    noisy_train = noisy_test = None
+    if noise is not None:
+        progress(f"noise-stressed copies of {len(recs)} DS1 records (nstdb em, ma): training, held-out")
+        noisy_train = load_noisy_beats(opts.data_dir, noise, recs, source=opts.peaks,
+                                       cache_dir=opts.cache_dir)
+        noisy_test = load_noisy_beats(opts.data_dir, noise, recs, held_out=True, source=opts.peaks,
+                                      cache_dir=opts.cache_dir)
     test_recs = list(DS2) if opts.evaluate_ds2 else []
     hashes = record_sha256(opts.data_dir, recs + test_recs)
     prepared: dict[str, PreparedRecord] = {}
@@ -84,16 +96,21 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
         cfg = TrainConfig(family=family, epochs=opts.epochs, seed=opts.seed, threads=opts.threads,
                           max_train_beats=opts.max_train_beats,
                           ensemble=1 if family == "autoencoder" else opts.ensemble)
-        cv = cross_validate(beats, cfg, progress, folds)
+        noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
+        cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
+                            noisy_test if noisy else None)
         trainer = train_autoencoder if family == "autoencoder" else train_ensemble
         progress(f"{family}: final model on all {len(recs)} DS1 records, {cv.best_epoch} epochs")
-        result = trainer(beats, cfg, progress, epochs=cv.best_epoch)
+        final = BeatSet.concat([beats, noisy_train]) if noisy and noisy_train is not None else beats
+        result = trainer(final, cfg, progress, epochs=cv.best_epoch)
         if family == "autoencoder":
             model = result.model
         else:
             assert cv.s_rule is not None  # chosen for every classifier
             model = SRule(result.model, cv.s_rule, RR_FEATURES).eval()
         card = _card(opts, result, cv, used, recs, beats, hashes)
+        if noisy and noise is not None:
+            card["data"]["noise"] = _noise_card(noise)
         path = opts.out_dir / f"{family}.onnx"
         card["onnx_sha256"] = export_onnx(model, path, opts.n_leads, family, scores=family == "autoencoder")
         card["onnx_bytes"] = path.stat().st_size
@@ -147,9 +164,23 @@ def _card(
         "training_machine": f"{platform.machine()} CPU, torch {torch.__version__}, {opts.threads} thread(s)",
         "reproduce": {
             "train": f"ecgmon train --data-dir ../shared/data/mitdb --families {fam}"
-            + (f" --ensemble {result.config.ensemble}" if result.config.ensemble > 1 else ""),
+            + (f" --ensemble {result.config.ensemble}" if result.config.ensemble > 1 else "")
+            + ("" if opts.noise_dir is not None or fam == "autoencoder" else " --no-noise"),
             "eval": f"ecgmon eval beats --data-dir ../shared/data/mitdb --model {fam} --records ds2",
         },
+    }
+
+
+def _noise_card(noise: NoiseSource) -> dict[str, Any]:
+    return {
+        "database": "MIT-BIH Noise Stress Test Database 1.0.0 (PhysioNet nstdb), records em and ma",
+        "method": "training adds a noise-stressed copy of every DS1 record (both leads, one-minute segments "
+                  "clean or em / ma noise at 12 or 6 dB SNR, nstdb's SNR definition; the detector and "
+                  "features run on the noisy signal); the CV scores a held-out noisy copy made from the "
+                  "other half of each noise record; CV score = mean of clean and noisy held-out scores",
+        "segments": [list(c) if c else "clean" for c in SEGMENT_CHOICES],
+        "segment_s": SEGMENT_S,
+        "record_sha256": noise.sha256,
     }
 
 

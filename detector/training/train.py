@@ -335,25 +335,31 @@ def _rule_classes(logp: F32, pooled: F32, prem: F32, irr: F32, params: SRulePara
 
 
 def choose_s_rule(
-    probs: F32, rr: F32, label: I64, rr_names: tuple[str, ...]
+    probs: F32, rr: F32, label: I64, rr_names: tuple[str, ...],
+    noisy: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[SRuleParams, dict[str, dict[str, float]]]:
-    """The :class:`SRuleParams` on the grid that maximise the selection score on ``probs``."""
+    """The :class:`SRuleParams` on the grid that maximise the selection score on ``probs``.
+
+    With ``noisy`` (a mask of noise-stressed beats), the score is the mean of the selection
+    scores of the clean and the noisy beats, and the metrics returned are the clean beats'."""
     logp = np.log(probs + 1e-9)
     pooled = np.log(probs[:, 0] + probs[:, 1] + 1e-9)
     prem = rr[:, rr_names.index(PREMATURITY_FEATURE)]
     irr = rr[:, rr_names.index(IRREGULARITY_FEATURE)]
+    clean = np.ones(len(label), bool) if noisy is None else ~noisy
+    groups = [clean] if noisy is None else [clean, noisy]
     best: tuple[float, SRuleParams] | None = None
     for v in RULE_V_OFFSET:
         for a in RULE_PREMATURITY:
             for b in RULE_IRREGULARITY:
                 params = SRuleParams(a, b, v)
-                score = selection_score(per_class_metrics(label, _rule_classes(logp, pooled, prem, irr,
-                                                                               params)))
+                cls = _rule_classes(logp, pooled, prem, irr, params)
+                score = float(np.mean([selection_score(per_class_metrics(label[g], cls[g])) for g in groups]))
                 if best is None or score > best[0]:
                     best = (score, params)
     assert best is not None
     chosen = best[1]
-    return chosen, per_class_metrics(label, _rule_classes(logp, pooled, prem, irr, chosen))
+    return chosen, per_class_metrics(label[clean], _rule_classes(logp, pooled, prem, irr, chosen)[clean])
 
 
 def auroc(positive: npt.NDArray[np.bool_], score: npt.NDArray[np.floating]) -> float:

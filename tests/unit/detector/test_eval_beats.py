@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.eval_beats import BeatEvaluation, evaluate, parse_records
+from detector.eval_beats import BeatEvaluation, evaluate, parse_records, prepare_record
 from detector.onnx_classifier import DEFAULT_MODEL, MODELS_DIR, OnnxClassifier
 from detector.training.data import DS1, DS2, match_nearest
+from detector.training.noise import load_noise
 from stream import cli
 from stream.errors import ConfigError
 
@@ -62,3 +63,23 @@ def test_cli_reproduces_the_model_card(mitdb_dir: Path, tmp_path: Path) -> None:
                      "--json", str(out)]) == 0
     got = json.loads(out.read_text())
     assert got["confusion"] == card["ds2"]["records"]["232"]
+
+
+@pytest.mark.data
+def test_a_noise_stress_run_scores_the_records_with_held_out_noise(mitdb_dir: Path, data_root: Path) -> None:
+    noise = load_noise(data_root / "nstdb")
+    clean = prepare_record(mitdb_dir, "100", 1)
+    noisy = prepare_record(mitdb_dir, "100", 1, noise)
+    assert len(noisy.features) != len(clean.features) or not np.allclose(
+        noisy.features.beats, clean.features.beats)
+    # the detector still finds nearly every beat through 12 and 6 dB noise
+    assert np.count_nonzero(noisy.ref_of_test >= 0) >= 0.97 * len(noisy.ref_labels)
+
+
+def test_a_noise_stress_run_without_noise_records_says_so(
+    mitdb_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["eval", "beats", "--data-dir", str(mitdb_dir), "--records", "100",
+                     "--noise-dir", str(tmp_path)])
+    assert code == 2
+    assert "em, ma not found" in capsys.readouterr().err
