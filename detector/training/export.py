@@ -139,6 +139,16 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines += ["Confusion (rows reference, columns ecgmon): " + ", ".join(ds2["labels"]), "", "```"]
         lines += [" ".join(f"{v:6d}" for v in row) for row in ds2["confusion"]]
         lines += ["```", ""]
+    if "ds2_noise_stress" in card:
+        ns = card["ds2_noise_stress"]
+        lines += ["## DS2 under held-out noise", "", f"`{ns['command']}` ({ns['date']}): every DS2 record "
+                  "stressed with nstdb em / ma noise from the half of the noise records training never "
+                  "uses.", "",
+                  "| class | Se | +P | F1 |", "|---|---|---|---|"]
+        for c, m in ns["classes"].items():
+            lines.append(f"| {c} | {100 * m['se']:.1f} | {100 * m['ppv']:.1f} | {100 * m['f1']:.1f} |")
+        lines += ["", f"Accuracy on matched beats: {100 * ns['accuracy']:.2f} %; missed beats "
+                  f"{ns['missed_beats']}, extra beats {ns['extra_beats']}.", ""]
     if "ds2_auroc" in card:
         auc = card["ds2_auroc"]
         lines += ["## DS2 anomaly score", "", f"AUROC abnormal (S, V, F, Q) vs N: {auc:.4f}", ""]
