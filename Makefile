@@ -44,6 +44,7 @@ eval: $(STAMP)
 	$(BIN)/ecgmon eval qrs --data-dir $(SHARED)/mitdb --json out/qrs_mitdb.json
 	$(BIN)/ecgmon eval qrs --data-dir $(SHARED)/nstdb --json out/qrs_nstdb.json
 	$(BIN)/ecgmon eval beats --data-dir $(SHARED)/mitdb --records ds2 --json out/beats_ds2.json
+	$(BIN)/ecgmon eval beats --data-dir $(SHARED)/mitdb --records ds2 --noise-dir $(SHARED)/nstdb --json out/beats_ds2_noise.json
 	$(BIN)/ecgmon eval alarms --data-dir $(SHARED)/mitdb --json out/alarms.json
 
 ## bench: replay throughput and the end-to-end pipeline benchmarks of BENCHMARKS.md

@@ -24,7 +24,7 @@ from stream.schemas import BeatClass
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "inception"  # selection rule: BENCHMARKS.md "Beat classification"
+DEFAULT_MODEL = "cnn"  # selection rule: BENCHMARKS.md "Beat classification"
 
 
 def model_path(name: str, models_dir: Path = MODELS_DIR) -> Path:

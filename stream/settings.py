@@ -101,7 +101,7 @@ class Settings:
     )
     # classifier
     model: str = _f(
-        "inception", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "
+        "cnn", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "
         "or a path to an .onnx file"
     )
     # gateway

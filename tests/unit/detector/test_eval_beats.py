@@ -83,3 +83,16 @@ def test_a_noise_stress_run_without_noise_records_says_so(
                      "--noise-dir", str(tmp_path)])
     assert code == 2
     assert "em, ma not found" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_cli_reproduces_the_model_cards_noise_stress_figures(
+    mitdb_dir: Path, data_root: Path, tmp_path: Path
+) -> None:
+    card = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.json").read_text())
+    out = tmp_path / "beats.json"
+    assert cli.main(["eval", "beats", "--data-dir", str(mitdb_dir), "--records", "105", "--noise-dir",
+                     str(data_root / "nstdb"), "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["confusion"] == card["ds2_noise_stress"]["records"]["105"]
+    assert "DS2 under held-out noise" in (MODELS_DIR / f"{DEFAULT_MODEL}.md").read_text()
