@@ -94,9 +94,11 @@ def _split(raw: str | None) -> list[str] | None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "train", help="train the beat classifiers (MIT-BIH DS1) and export ONNX models with cards",
-        description="Train beat classifiers on MIT-BIH DS1: leave-patients-out cross-validation over DS1 "
-        "chooses the epoch count and the S/V logit offsets, then each model is trained on all of DS1, "
-        "scored end to end on DS2, export detector/models/<name>.onnx with model cards.  "
+        description="Train beat classifiers on MIT-BIH DS1 and a copy of it stressed with real noise "
+        "(MIT-BIH Noise Stress Test em / ma records): leave-patients-out cross-validation over DS1, "
+        "scored on clean and held-out noisy beats, chooses the epoch count, the S rule and the V "
+        "offset, then each model is trained on all of DS1, scored end to end on DS2 and exported to "
+        "detector/models/<name>.onnx with model cards.  "
         "With --ucr, cross-validate on a UCR data set instead.",
     )
     add_flags(parser, ["data_dir", "cache_dir"])
