@@ -53,7 +53,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     from detector.training.pipeline import TrainOptions, rescore, run_training
 
     if args.rescore:
-        rows = rescore(Path(args.out), settings.data_dir, args.families.split(","), _progress)
+        rows = rescore(Path(args.out), settings.data_dir, args.families.split(","), _progress,
+                       _noise_dir(settings.data_dir, args))
         print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
         return 0
 
@@ -125,8 +126,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--no-noise", action="store_true",
                         help="train and cross-validate on clean beats only")
     parser.add_argument("--rescore", action="store_true",
-                        help="no training: score the existing models on DS2 again and update their cards "
-                        "(after a QRS detector change)")
+                        help="no training: score the existing models on DS2 again (and, unless --no-noise, "
+                        "on DS2 under held-out noise) and update their cards (after a QRS detector change)")
     parser.add_argument("--ucr", default=None, help="UCR file (e.g. ECG5000_TRAIN.txt): k-fold CV instead")
     parser.add_argument("--folds", type=int, default=None,
                         help="cross-validation folds (DS1: 4 fixed patient folds; --ucr: 5 stratified)")

@@ -96,6 +96,7 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
     test_recs = list(DS2) if opts.evaluate_ds2 else []
     hashes = record_sha256(opts.data_dir, recs + test_recs)
     prepared: dict[str, PreparedRecord] = {}
+    prepared_noisy: dict[str, PreparedRecord] = {}
     rows = []
     for family in opts.families:
         cfg = TrainConfig(family=family, epochs=opts.epochs, seed=opts.seed, threads=opts.threads,
@@ -127,6 +128,9 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
             else:
                 ev = evaluate(opts.data_dir, test_recs, OnnxClassifier(path), prepared=prepared)
                 card["ds2"] = ev.as_json()
+                if noise is not None:
+                    progress(f"{family}: scoring DS2 under held-out noise")
+                    card["ds2_noise_stress"] = ds2_noise_stress(opts.data_dir, path, noise, prepared_noisy)
         card["detector_sha256"] = _detector_sha256()
         card["ds2_looks"] = DS2_LOOKS if opts.evaluate_ds2 else "never"
         write_card(path.with_suffix(".json"), card)
@@ -189,6 +193,16 @@ def _noise_card(noise: NoiseSource) -> dict[str, Any]:
     }
 
 
+def ds2_noise_stress(
+    data_dir: Path, path: Path, noise: NoiseSource, prepared: dict[str, PreparedRecord]
+) -> dict[str, Any]:
+    """DS2 end to end with every record stressed by held-out nstdb noise (``eval beats --noise-dir``)."""
+    ev = evaluate(data_dir, list(DS2), OnnxClassifier(path), prepared=prepared, noise=noise)
+    return {**ev.as_json(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "command": f"ecgmon eval beats --data-dir ../shared/data/mitdb --records ds2 --model "
+                       f"{path.stem} --noise-dir ../shared/data/nstdb"}
+
+
 def _ds2_auroc(opts: TrainOptions, path: Path, prepared: dict[str, PreparedRecord]) -> float:
     import onnxruntime as ort
 
@@ -223,14 +237,17 @@ def _row(card: dict[str, Any]) -> dict[str, Any]:
 
 
 def rescore(
-    models_dir: Path, data_dir: Path, families: list[str], progress: Progress
+    models_dir: Path, data_dir: Path, families: list[str], progress: Progress, noise_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Score the existing ONNX models on DS2 again (after a detector change) and update their cards."""
+    """Score the existing ONNX models on DS2 again (after a detector change) and update their cards;
+    with ``noise_dir``, the classifiers on DS2 under held-out noise too."""
     import json
 
     from detector.training.export import write_card
 
     prepared: dict[str, PreparedRecord] = {}
+    prepared_noisy: dict[str, PreparedRecord] = {}
+    noise = load_noise(noise_dir) if noise_dir is not None else None
     rows = []
     for family in families:
         path = models_dir / f"{family}.onnx"
@@ -243,6 +260,9 @@ def rescore(
             card["ds2_auroc"] = _ds2_auroc(opts, path, prepared)
         else:
             card["ds2"] = evaluate(data_dir, list(DS2), OnnxClassifier(path), prepared=prepared).as_json()
+            if noise is not None:
+                progress(f"{family}: scoring DS2 under held-out noise")
+                card["ds2_noise_stress"] = ds2_noise_stress(data_dir, path, noise, prepared_noisy)
         card["detector_sha256"] = _detector_sha256()
         # every look at DS2 is recorded in the card, with whether the figures moved
         moved = "the same figures" if card[key] == before else "new figures (detector change)"

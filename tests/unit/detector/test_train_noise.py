@@ -167,3 +167,16 @@ def test_a_training_run_with_noise_records_it_in_the_card(
     assert len(card["cv"]["noisy_score_per_epoch"]) == 1
     assert "--no-noise" not in card["reproduce"]["train"]
     assert "noise" in (tmp_path / "mlp.md").read_text().lower()
+
+
+def test_the_cards_ds2_noise_figures_come_from_ds2_noise_stress(
+    mitdb_dir: Path, noise: NoiseSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import detector.training.pipeline as pipeline
+    from detector.onnx_classifier import MODELS_DIR
+
+    monkeypatch.setattr(pipeline, "DS2", ("213",))
+    got = pipeline.ds2_noise_stress(mitdb_dir, MODELS_DIR / "lstm.onnx", noise, {})
+    card = json.loads((MODELS_DIR / "lstm.json").read_text())
+    assert got["records"]["213"] == card["ds2_noise_stress"]["records"]["213"]
+    assert got["command"].endswith("--model lstm --noise-dir ../shared/data/nstdb")
