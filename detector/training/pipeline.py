@@ -120,6 +120,11 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
         path = opts.out_dir / f"{family}.onnx"
         card["onnx_sha256"] = export_onnx(model, path, opts.n_leads, family, scores=family == "autoencoder")
         card["onnx_bytes"] = path.stat().st_size
+        if family != "autoencoder":
+            progress(f"{family}: DS1 VF alarm check (default-model safety rule)")
+            vf_check = ds1_vf_alarm_check(opts.data_dir, path, recs)
+            if vf_check is not None:
+                card["ds1_vf_alarm_check"] = vf_check
         card["us_per_beat_batch64_1thread"] = bench_onnx(path, 2 * opts.n_leads)
         if opts.evaluate_ds2:
             progress(f"{family}: scoring DS2 end to end")
@@ -193,6 +198,29 @@ def _noise_card(noise: NoiseSource) -> dict[str, Any]:
     }
 
 
+def ds1_vf_alarm_check(data_dir: Path, path: Path, records: list[str]) -> dict[str, Any] | None:
+    """The default-model safety check: with this model's beats, does the alarm engine raise every
+    ventricular fibrillation episode (``(VFL``) of the training records?  Run on the records that
+    have one (MIT-BIH DS1: 207 only); None when none has."""
+    import wfdb
+
+    from detector.eval_alarms import evaluate as evaluate_alarms
+
+    with_vf = [r for r in records if (data_dir / f"{r}.atr").is_file()
+               and "(VFL" in {a.strip("\x00 ") for a in wfdb.rdann(str(data_dir / r), "atr").aux_note}]
+    if not with_vf:
+        return None
+    result = evaluate_alarms([data_dir / r for r in with_vf], "detected", classifier=OnnxClassifier(path))
+    vf = result["totals"]["ventricular_fibrillation"]
+    return {
+        "vf_episodes": vf["episodes"], "vf_detected": vf["detected"], "vf_alarms": vf["alarms"],
+        "records": f"{', '.join(with_vf)} (the training records with VF episodes)",
+        "command": f"ecgmon eval alarms --data-dir ../shared/data/mitdb --beats detected --model {path.stem} "
+                   f"--only {','.join(with_vf)}",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+
+
 def ds2_noise_stress(
     data_dir: Path, path: Path, noise: NoiseSource, prepared: dict[str, PreparedRecord]
 ) -> dict[str, Any]:
@@ -263,6 +291,9 @@ def rescore(
             if noise is not None:
                 progress(f"{family}: scoring DS2 under held-out noise")
                 card["ds2_noise_stress"] = ds2_noise_stress(data_dir, path, noise, prepared_noisy)
+            vf_check = ds1_vf_alarm_check(data_dir, path, list(DS1))
+            if vf_check is not None:
+                card["ds1_vf_alarm_check"] = vf_check
         card["detector_sha256"] = _detector_sha256()
         # every look at DS2 is recorded in the card, with whether the figures moved
         moved = "the same figures" if card[key] == before else "new figures (detector change)"

@@ -180,3 +180,15 @@ def test_the_cards_ds2_noise_figures_come_from_ds2_noise_stress(
     card = json.loads((MODELS_DIR / "lstm.json").read_text())
     assert got["records"]["213"] == card["ds2_noise_stress"]["records"]["213"]
     assert got["command"].endswith("--model lstm --noise-dir ../shared/data/nstdb")
+
+
+def test_the_vf_alarm_check_runs_on_the_training_records_with_vf(mitdb_dir: Path) -> None:
+    import detector.training.pipeline as pipeline
+    from detector.onnx_classifier import MODELS_DIR
+
+    assert pipeline.ds1_vf_alarm_check(mitdb_dir, MODELS_DIR / "cnn.onnx", ["119", "209"]) is None
+    check = pipeline.ds1_vf_alarm_check(mitdb_dir, MODELS_DIR / "cnn.onnx", ["119", "207"])
+    assert check is not None and check["records"].startswith("207 ")
+    card = json.loads((MODELS_DIR / "cnn.json").read_text())["ds1_vf_alarm_check"]
+    got = (check["vf_episodes"], check["vf_detected"])
+    assert got == (card["vf_episodes"], card["vf_detected"]) == (6, 6)
