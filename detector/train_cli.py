@@ -76,11 +76,12 @@ def _noise_dir(data_dir: Path, args: argparse.Namespace) -> Path | None:
     if args.no_noise:
         return None
     folder = Path(args.noise_dir) if args.noise_dir else data_dir.resolve().parent / "nstdb"
-    from detector.training.noise import NOISE_RECORDS
+    from detector.training.noise import missing_noise_records
 
-    if not all((folder / f"{n}.hea").is_file() for n in NOISE_RECORDS):
+    missing = missing_noise_records(folder)
+    if missing:
         raise ConfigError(
-            f"noise-stressed training needs the nstdb noise records {' and '.join(NOISE_RECORDS)} "
+            f"noise-stressed training needs the nstdb noise records {' and '.join(missing)} "
             f"in {folder}: "
             "pass --noise-dir with a copy of PhysioNet's nstdb (e.g. ../shared/data/nstdb) or --no-noise "
             "to train on clean beats only"

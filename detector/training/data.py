@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,21 +156,27 @@ def record_beats(record: Record, source: str = "auto", n_leads: int = 1) -> tupl
 def load_beats(
     data_dir: Path, records: tuple[str, ...] | list[str], source: str = "auto",
     cache_dir: Path | None = None, n_leads: int = 1,
+    transform: Callable[[Record], Record] | None = None, cache_tag: str = "",
 ) -> tuple[BeatSet, str]:
-    """Beats of many records (cached as .npz per record and peak source when ``cache_dir`` is set)."""
+    """Beats of many records (cached as .npz per record and peak source when ``cache_dir`` is set).
+
+    ``transform`` changes each record before detection (e.g. adds noise); ``cache_tag`` names
+    that change in the cache file names."""
     parts: list[BeatSet] = []
     used = source
     for i, name in enumerate(records):
         cache = None
         if cache_dir is not None:
             src = "detected" if source == "auto" and detector_available() else source
-            cache = cache_dir / f"{name}-{src}-{n_leads}-{feature_code_version()}.npz"
+            tag = f"{cache_tag}-" if cache_tag else ""
+            cache = cache_dir / f"{name}-{src}-{n_leads}-{tag}{feature_code_version()}.npz"
         if cache is not None and cache.is_file():
             z = np.load(cache)
             parts.append(BeatSet(BeatFeatures(z["idx"], z["beats"], z["rr"]), z["label"], z["record"]))
             used = str(z["source"])
         else:
-            bs, _, used = record_beats(load_record(data_dir, name), source, n_leads)
+            record = load_record(data_dir, name)
+            bs, _, used = record_beats(transform(record) if transform else record, source, n_leads)
             parts.append(bs)
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)

@@ -19,24 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from detector.core.beats import BeatFeatures
-from detector.training.data import (
-    BeatSet,
-    Record,
-    detector_available,
-    feature_code_version,
-    load_record,
-    record_beats,
-)
-
-logger = logging.getLogger(__name__)
+from detector.training.data import BeatSet, Record, load_beats
+from stream.errors import DataUnavailable
 
 NOISE_RECORDS = ("em", "ma")
 # One-minute segments: clean, or electrode motion / muscle artefact at 12 or 6 dB SNR
@@ -48,7 +38,7 @@ QRS_HALF_S = 0.05  # peak-to-peak amplitude measured within +-50 ms of each refe
 AMPLITUDE_BEATS = 50  # per segment and lead: the median over the segment's first beats
 
 
-class NoiseUnavailable(RuntimeError):
+class NoiseUnavailable(DataUnavailable):
     """The nstdb noise records cannot be read; the message says what to do."""
 
 
@@ -65,7 +55,7 @@ def load_noise(noise_dir: Path) -> NoiseSource:
     """Read ``em`` and ``ma`` from ``noise_dir`` (a copy of PhysioNet's nstdb)."""
     import wfdb
 
-    missing = [n for n in NOISE_RECORDS if not (noise_dir / f"{n}.hea").is_file()]
+    missing = missing_noise_records(noise_dir)
     if missing:
         raise NoiseUnavailable(
             f"nstdb noise records {', '.join(missing)} not found in {noise_dir}: pass --noise-dir with a "
@@ -80,6 +70,11 @@ def load_noise(noise_dir: Path) -> NoiseSource:
         hashes[name] = {ext: hashlib.sha256((noise_dir / f"{name}.{ext}").read_bytes()).hexdigest()
                         for ext in ("dat", "hea")}
     return NoiseSource(signals, fs, hashes)
+
+
+def missing_noise_records(noise_dir: Path) -> list[str]:
+    """The names of :data:`NOISE_RECORDS` that ``noise_dir`` lacks."""
+    return [n for n in NOISE_RECORDS if not (noise_dir / f"{n}.hea").is_file()]
 
 
 def noisy_copy(record: Record, noise: NoiseSource, copy: int, held_out: bool) -> Record:
@@ -137,27 +132,11 @@ def load_noisy_beats(
     data_dir: Path, noise: NoiseSource, records: tuple[str, ...] | list[str], *, copy: int = 0,
     held_out: bool = False, source: str = "auto", cache_dir: Path | None = None,
 ) -> BeatSet:
-    """Beats of the noisy copies of ``records`` (labels from the reference, as :func:`load_beats`),
-    cached per record like the clean beats; the beats keep their record's name (patient folds)."""
-    parts: list[BeatSet] = []
+    """Beats of the noisy copies of ``records`` (:func:`load_beats` on :func:`noisy_copy`), cached
+    per record like the clean beats; the beats keep their record's name (patient folds)."""
     key = hashlib.sha256(json.dumps(noise.sha256, sort_keys=True).encode()
                          + Path(__file__).read_bytes()).hexdigest()[:8]
-    for i, name in enumerate(records):
-        cache = None
-        if cache_dir is not None:
-            part = "test" if held_out else "train"
-            src = "detected" if source == "auto" and detector_available() else source
-            cache = cache_dir / f"{name}-noisy{copy}-{part}-{src}-{key}-{feature_code_version()}.npz"
-        if cache is not None and cache.is_file():
-            z = np.load(cache)
-            parts.append(BeatSet(BeatFeatures(z["idx"], z["beats"], z["rr"]), z["label"], z["record"]))
-        else:
-            record = noisy_copy(load_record(data_dir, name), noise, copy, held_out)
-            bs, _, _ = record_beats(record, source)
-            parts.append(bs)
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                f = bs.features
-                np.savez(cache, idx=f.sample_index, beats=f.beats, rr=f.rr, label=bs.label, record=bs.record)
-        logger.info("beats of noisy record %s (%d/%d): %d", name, i + 1, len(records), len(parts[-1]))
-    return BeatSet.concat(parts)
+    tag = f"noisy{copy}-{'test' if held_out else 'train'}-{key}"
+    beats, _ = load_beats(data_dir, records, source, cache_dir,
+                          transform=lambda record: noisy_copy(record, noise, copy, held_out), cache_tag=tag)
+    return beats
