@@ -5,6 +5,13 @@ matrix has a sixth label, ``none``: row ``none`` counts extra detections (no
 reference beat), column ``none`` counts missed reference beats.  Se and +P of a
 class count those too (a missed V beat lowers V Se, an extra beat called V
 lowers V +P); gross statistics sum over records before dividing (``sumstats``).
+
+Beside these per-class figures, :meth:`BeatEvaluation.ec57` gives the VEB and SVEB
+statistics exactly as ``bxb`` defines them for EC57 reports, which differ in what
+counts as a false positive: a fusion (F) or unclassifiable (Q) beat called V is not
+a false VEB (``VFP = Nv + Sv + Ov``: a fusion beat is partly ventricular), and a Q
+beat called S is not a false SVEB (``SFP = Ns + Vs + Fs + Os``).  Published
+inter-patient figures (de Chazal 2004 and after) are VEB and SVEB figures.
 """
 
 from __future__ import annotations
@@ -55,6 +62,21 @@ class BeatEvaluation:
             out[name] = {"se": se, "ppv": ppv, "f1": 2 * se * ppv / (se + ppv) if se + ppv else 0.0}
         return out
 
+    def ec57(self) -> dict[str, dict[str, float]]:
+        """VEB and SVEB sensitivity and positive predictivity as ``bxb`` computes them (EC57).
+
+        Sensitivity counts every reference V (S) beat, missed ones included; the false
+        positives leave out F and Q beats called V and Q beats called S."""
+        cm = self.confusion
+        n, s, v, f = (LABELS.index(c) for c in "NSVF")  # Qv, Qs: neither true nor false positives
+        veb_fp = cm[n, v] + cm[s, v] + cm[_NONE, v]
+        sveb_fp = cm[n, s] + cm[v, s] + cm[f, s] + cm[_NONE, s]
+        out = {}
+        for name, c, fp in (("veb", v, veb_fp), ("sveb", s, sveb_fp)):
+            tp = float(cm[c, c])
+            out[name] = {"se": tp / max(float(cm[c, :].sum()), 1.0), "ppv": tp / max(tp + float(fp), 1.0)}
+        return out
+
     def accuracy(self) -> float:
         """Fraction of matched beats whose class is right (missed and extra beats excluded)."""
         matched = self.confusion[:_NONE, :_NONE]
@@ -64,6 +86,7 @@ class BeatEvaluation:
         cm = self.confusion
         return {
             "classes": self.class_metrics(),
+            "ec57": self.ec57(),
             "confusion": cm.tolist(),
             "labels": LABELS,
             "accuracy": self.accuracy(),
@@ -164,6 +187,10 @@ def format_table(ev: BeatEvaluation) -> str:
     m = ev.class_metrics()
     lines = ["class     Se     +P     F1"]
     lines += [f"{c:5s} {m[c]['se']:6.3f} {m[c]['ppv']:6.3f} {m[c]['f1']:6.3f}" for c in LABELS[:_NONE]]
+    e = ev.ec57()
+    lines.append(f"EC57 (bxb) VEB Se {e['veb']['se']:.3f} +P {e['veb']['ppv']:.3f}, "
+                 f"SVEB Se {e['sveb']['se']:.3f} +P {e['sveb']['ppv']:.3f} "
+                 "(F and Q beats called V, Q called S: not false positives)")
     lines.append(f"accuracy (matched beats) {ev.accuracy():.4f}")
     lines.append("confusion (rows reference, columns ecgmon): " + " ".join(LABELS))
     lines += [f"{LABELS[i]:5s} " + " ".join(f"{v:6d}" for v in row) for i, row in enumerate(ev.confusion)]

@@ -134,8 +134,8 @@ def card_markdown(card: dict[str, Any]) -> str:
                   "| class | Se | +P | F1 |", "|---|---|---|---|"]
         for c, m in ds2["classes"].items():
             lines.append(f"| {c} | {100 * m['se']:.1f} | {100 * m['ppv']:.1f} | {100 * m['f1']:.1f} |")
-        lines += ["", f"Accuracy on matched beats: {100 * ds2['accuracy']:.2f} %; missed beats "
-                  f"{ds2['missed_beats']}, extra beats {ds2['extra_beats']}.", ""]
+        lines += ["", *_ec57_lines(ds2), f"Accuracy on matched beats: {100 * ds2['accuracy']:.2f} %; "
+                  f"missed beats {ds2['missed_beats']}, extra beats {ds2['extra_beats']}.", ""]
         lines += ["Confusion (rows reference, columns ecgmon): " + ", ".join(ds2["labels"]), "", "```"]
         lines += [" ".join(f"{v:6d}" for v in row) for row in ds2["confusion"]]
         lines += ["```", ""]
@@ -147,8 +147,8 @@ def card_markdown(card: dict[str, Any]) -> str:
                   "| class | Se | +P | F1 |", "|---|---|---|---|"]
         for c, m in ns["classes"].items():
             lines.append(f"| {c} | {100 * m['se']:.1f} | {100 * m['ppv']:.1f} | {100 * m['f1']:.1f} |")
-        lines += ["", f"Accuracy on matched beats: {100 * ns['accuracy']:.2f} %; missed beats "
-                  f"{ns['missed_beats']}, extra beats {ns['extra_beats']}.", ""]
+        lines += ["", *_ec57_lines(ns), f"Accuracy on matched beats: {100 * ns['accuracy']:.2f} %; "
+                  f"missed beats {ns['missed_beats']}, extra beats {ns['extra_beats']}.", ""]
     if "ds2_auroc" in card:
         auc = card["ds2_auroc"]
         lines += ["## DS2 anomaly score", "", f"AUROC abnormal (S, V, F, Q) vs N: {auc:.4f}", ""]
@@ -156,6 +156,16 @@ def card_markdown(card: dict[str, Any]) -> str:
               f"`{card['reproduce']['eval']}`", "",
               "Record file sha256 (mitdb 1.0.0) are in the JSON card.", ""]
     return "\n".join(lines)
+
+
+def _ec57_lines(figures: dict[str, Any]) -> list[str]:
+    """The EC57 (bxb) VEB and SVEB figures of an evaluation, when it has them."""
+    e = figures.get("ec57")
+    if not e:
+        return []
+    return [f"EC57 (bxb) VEB Se / +P {100 * e['veb']['se']:.1f} / {100 * e['veb']['ppv']:.1f}, SVEB "
+            f"{100 * e['sveb']['se']:.1f} / {100 * e['sveb']['ppv']:.1f} (F and Q beats called V and Q "
+            "beats called S are not false positives there; the table counts them).", ""]
 
 
 def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:

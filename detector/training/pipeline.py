@@ -259,6 +259,9 @@ def _row(card: dict[str, Any]) -> dict[str, Any]:
         for c, m in card["ds2"]["classes"].items():
             row[c] = {k: round(100 * v, 1) for k, v in m.items()}
         row["accuracy"] = round(100 * card["ds2"]["accuracy"], 2)
+        if "ec57" in card["ds2"]:
+            row["ec57"] = {k: {m: round(100 * v, 1) for m, v in f.items()}
+                           for k, f in card["ds2"]["ec57"].items()}
     if "ds2_auroc" in card:
         row["auroc"] = round(card["ds2_auroc"], 4)
     return row
@@ -296,13 +299,21 @@ def rescore(
                 card["ds1_vf_alarm_check"] = vf_check
         card["detector_sha256"] = _detector_sha256()
         # every look at DS2 is recorded in the card, with whether the figures moved
-        moved = "the same figures" if card[key] == before else "new figures (detector change)"
+        moved = "the same figures" if _same_figures(card[key], before) else "new figures (detector change)"
         card["ds2_looks"] = (f"{card.get('ds2_looks', '').rstrip()} Rescored on "
                              f"{time.strftime('%Y-%m-%d', time.gmtime())} (`ecgmon train --rescore`, "
                              f"detector code {card['detector_sha256'][:12]}): {moved}.").strip()
         write_card(path.with_suffix(".json"), card)
         rows.append(_row(card))
     return rows
+
+
+def _same_figures(now: Any, before: Any) -> bool:
+    """Whether a rescore reproduced the card's DS2 result (the confusion; statistics added to the
+    card since, such as ``ec57``, are derived from it)."""
+    if isinstance(now, dict) and isinstance(before, dict):
+        return bool(now.get("confusion") == before.get("confusion"))
+    return bool(now == before)
 
 
 def _detector_sha256() -> str:

@@ -43,6 +43,26 @@ def test_bxb_counting() -> None:
     assert ev.accuracy() == 1.0
 
 
+def test_ec57_veb_and_sveb_leave_fusion_and_q_beats_out_of_the_false_positives() -> None:
+    # bxb: VFP = Nv + Sv + Ov, SFP = Ns + Vs + Fs + Os; Fv, Qv and Qs count for neither side;
+    # sensitivity counts the whole reference row (Vs, the V called S, too)
+    ev = BeatEvaluation()
+    n, s, v, f, q, none = range(6)
+    ev.confusion[v, v], ev.confusion[v, n], ev.confusion[v, none] = 80, 15, 5
+    ev.confusion[n, v], ev.confusion[s, v], ev.confusion[none, v] = 4, 3, 3
+    ev.confusion[f, v], ev.confusion[q, v] = 30, 2
+    ev.confusion[s, s], ev.confusion[s, n] = 60, 40
+    ev.confusion[n, s], ev.confusion[v, s], ev.confusion[f, s], ev.confusion[none, s] = 20, 5, 3, 2
+    ev.confusion[q, s] = 7
+    ev.confusion[n, n] = 1000
+    e = ev.ec57()
+    assert e["veb"] == {"se": pytest.approx(80 / 105), "ppv": pytest.approx(80 / 90)}
+    assert e["sveb"] == {"se": pytest.approx(60 / 103), "ppv": pytest.approx(60 / 90)}
+    m = ev.class_metrics()  # the per-class figures count every beat called V (S) against it
+    assert m["V"]["ppv"] == pytest.approx(80 / 122) and m["S"]["ppv"] == pytest.approx(60 / 97)
+    assert ev.as_json()["ec57"] == e
+
+
 @pytest.mark.data
 def test_default_model_on_ds2_records(mitdb_dir: Path) -> None:
     # Three DS2 patients with many V beats (200, 221, 233); never seen in training or selection.

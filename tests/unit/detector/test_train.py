@@ -158,12 +158,14 @@ def test_a_rescore_records_its_look_at_ds2_in_the_card(
 ) -> None:
     import detector.training.pipeline as pipeline
 
-    figures = {"classes": {"V": {"se": 0.9, "ppv": 0.7, "f1": 0.79}}, "accuracy": 0.93}
+    figures = {"classes": {"V": {"se": 0.9, "ppv": 0.7, "f1": 0.79}}, "accuracy": 0.93, "confusion": [[9, 1]]}
     card = {"name": "cnn", "family": "cnn", "n_params": 1, "onnx_bytes": 1024, "cv": {"score": 0.8},
             "us_per_beat_batch64_1thread": 1.0, "training_seconds": 1.0, "ds2": figures,
             "ds2_looks": "once."}
     (tmp_path / "cnn.json").write_text(json.dumps(card))
-    results = iter([figures, {**figures, "accuracy": 0.5}])
+    # the first rescore adds a statistic derived from the same confusion: the same figures
+    results = iter([{**figures, "ec57": {"veb": {"se": 0.9, "ppv": 0.8}}},
+                    {**figures, "accuracy": 0.5, "confusion": [[5, 5]]}])
 
     class _Eval:
         def __init__(self) -> None:
