@@ -222,7 +222,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "beats", help="beat classification (N S V F Q) end to end on MIT-BIH records",
         description="Detect beats with our QRS detector, classify them with an ONNX model and score "
-        "against the reference labels (150 ms matching, missed and extra beats counted as in bxb).",
+        "against the reference labels (150 ms matching, missed and extra beats counted as in bxb): "
+        "Se, +P and F1 per class, and the EC57 VEB and SVEB figures as bxb computes them.",
     )
     add_flags(parser, ["data_dir", "model"])
     parser.add_argument("--records", dest="eval_records", default="ds2",

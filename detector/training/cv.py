@@ -34,7 +34,7 @@ from detector.training.train import (
     auroc,
     choose_s_rule,
     per_class_metrics,
-    selection_score,
+    selection_score_of,
     train_autoencoder,
     train_ensemble,
 )
@@ -70,6 +70,8 @@ class CVResult:
             "logit_bias": self.bias, "metrics": self.metrics, "metrics_without_bias": self.metrics_raw,
             "fold_metrics": self.fold_metrics, "seconds": round(self.seconds, 1),
             "s_rule": self.s_rule.as_json() if self.s_rule else None,
+            # the scores count false positives as EC57 does (train.selection_score_of)
+            **({"ec57_selection": True} if self.s_rule else {}),
             **({"clean_score_per_epoch": [round(v, 4) for v in self.clean_per_epoch],
                 "noisy_score_per_epoch": [round(v, 4) for v in self.noisy_per_epoch],
                 "metrics_noisy": self.metrics_noisy} if self.noisy_per_epoch else {}),
@@ -160,4 +162,4 @@ def _scores(
     """Selection score of the clean held-out beats, then (with ``noisy``) of the noisy ones."""
     pred = apply_s_rule(probs, rr, rule, RR_FEATURES)
     groups = [np.ones(len(label), bool)] if noisy is None else [~noisy, noisy]
-    return [selection_score(per_class_metrics(label[g], pred[g])) for g in groups]
+    return [selection_score_of(label[g], pred[g]) for g in groups]

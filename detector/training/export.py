@@ -177,10 +177,17 @@ def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:
                         f"{cv['best_epoch']} (AUROC {cv['score']:.4f}).", ""]
     rule = cv.get("s_rule")
     if rule:
+        assist = ""
+        if rule.get("assist_prematurity_max", 0.0) > 0.0:
+            assist = (f" (or < {rule['assist_prematurity_max']} when the network gives S more than "
+                      f"{rule['assist_s_share_min']} of its N-or-S probability)")
         chosen = (f"chosen epoch {cv['best_epoch']}; S rule: a beat the network calls N or S is S when "
-                  f"{rule['prematurity_feature']} < {rule['prematurity_max']} and "
+                  f"{rule['prematurity_feature']} < {rule['prematurity_max']}{assist} and "
                   f"{rule['irregularity_feature']} < {rule['irregularity_max']}; V logit offset "
                   f"{rule['v_offset']}.")
+        if "ec57_selection" in cv:
+            chosen += (" The scores count false positives as EC57 (bxb) does: F and Q beats called V "
+                       "and Q beats called S are none.")
         each = "each with its own S rule and V offset"
     else:
         chosen = f"chosen epoch {cv['best_epoch']}, logit offsets N S V F Q {cv['logit_bias']}."

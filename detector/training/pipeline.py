@@ -41,7 +41,9 @@ DS2_LOOKS = (
     "known when this procedure was designed: the previous models' DS2 errors (S missed in 232, S "
     "false positives in atrial fibrillation records) are why the S rule and its robust irregularity "
     "feature were tried, and their DS2 V +P of 70 % is one reason false V calls were studied (on "
-    "DS1 CV only, where the noise finding was made)."
+    "DS1 CV only, where the noise finding was made). The S rule's assisted zone and the EC57 "
+    "counting of false positives in the selection score (2026-12-06) were tried and kept on DS1 CV "
+    "alone (cnn seeds 0 and 1, inception), with the previous models' DS2 figures known."
 )
 
 
@@ -51,7 +53,8 @@ SUMMARY = (
     "a beat is classified once the next beat is detected) and five shape and rhythm features "
     "(correlation, P-wave difference and amplitude against the template; RR irregularity, mean- "
     "and median-based). The network's N and S outputs are pooled and split by a rule chosen on "
-    "DS1 CV: S when the beat is premature for this patient and the rhythm before it is regular. "
+    "DS1 CV: S when the beat is premature for this patient (or, if the CV chose it, only mildly "
+    "premature and mostly S to the network) and the rhythm before it is regular. "
     "Trained on DS1 and on a noise-stressed copy of DS1 (MIT-BIH Noise Stress Test electrode-motion "
     "and muscle noise at 12 and 6 dB SNR), selected on clean and held-out noisy DS1 patients."
 )

@@ -83,13 +83,25 @@ def class_weights(y: I64, power: float, cap: float, rare: float) -> torch.Tensor
     return torch.tensor(w, dtype=torch.float32)
 
 
+def confusion(y_true: I64, y_pred: I64) -> I64:
+    """5 x 5 counts, reference rows, predicted columns (class indices 0-4)."""
+    cm: I64 = np.bincount(y_true * N_CLASSES + y_pred, minlength=N_CLASSES * N_CLASSES).reshape(
+        N_CLASSES, N_CLASSES)
+    return cm
+
+
 def per_class_metrics(y_true: I64, y_pred: I64) -> dict[str, dict[str, float]]:
     """Se, +P and F1 per class index (no missed or extra beats: those are the evaluator's job)."""
+    return confusion_metrics(confusion(y_true, y_pred))
+
+
+def confusion_metrics(cm: I64) -> dict[str, dict[str, float]]:
+    """Se, +P and F1 per class of a 5 x 5 confusion (:func:`confusion`)."""
     out: dict[str, dict[str, float]] = {}
     for c, name in enumerate("NSVFQ"):
-        tp = float(np.sum((y_true == c) & (y_pred == c)))
-        se = tp / max(float(np.sum(y_true == c)), 1.0)
-        ppv = tp / max(float(np.sum(y_pred == c)), 1.0)
+        tp = float(cm[c, c])
+        se = tp / max(float(cm[c, :].sum()), 1.0)
+        ppv = tp / max(float(cm[:, c].sum()), 1.0)
         out[name] = {"se": se, "ppv": ppv, "f1": 2 * se * ppv / (se + ppv) if se + ppv else 0.0}
     return out
 
@@ -97,6 +109,20 @@ def per_class_metrics(y_true: I64, y_pred: I64) -> dict[str, dict[str, float]]:
 def selection_score(m: dict[str, dict[str, float]]) -> float:
     """Selection criterion: mean F1 of N, S and V (F and Q: too few patients in DS1 to select on)."""
     return (m["N"]["f1"] + m["S"]["f1"] + m["V"]["f1"]) / 3.0
+
+
+def ec57_counting(cm: I64) -> I64:
+    """``cm`` with the cells EC57 (``bxb``) counts as no error zeroed: F and Q beats called V
+    and Q beats called S are not false VEBs / SVEBs (F and Q figures of the result are void)."""
+    out = cm.copy()
+    out[3, 2] = out[4, 2] = out[4, 1] = 0
+    return out
+
+
+def selection_score_of(y_true: I64, y_pred: I64) -> float:
+    """:func:`selection_score` of predictions, false positives counted as EC57 does (the
+    evaluation the models are judged by, ``ecgmon eval beats``' ``ec57`` figures)."""
+    return selection_score(confusion_metrics(ec57_counting(confusion(y_true, y_pred))))
 
 
 @torch.no_grad()
@@ -271,11 +297,17 @@ def train_autoencoder(
 # the rhythm before it is regular.  Learnt S decisions did not carry over to unseen patients
 # (DS1 CV: S Se 23-42 % across seeds, worse with more inputs); these two thresholds, chosen
 # by DS1 CV, do (about 68/73 % Se/+P at the best mean F1, stable across seeds).
+# Assisted zone: a beat only mildly premature (below a second, looser threshold) is S when the
+# network's own S probability is most of its N-or-S probability (morphology, the P wave against
+# the template): most S beats the rule missed in DS1 CV were premature by 0.82-0.94 only.
 PREMATURITY_FEATURE = "prev_over_long"
 IRREGULARITY_FEATURE = "rr_irregularity_median"
 RULE_PREMATURITY = tuple(round(0.76 + 0.01 * i, 2) for i in range(17))  # 0.76 ... 0.92
 RULE_IRREGULARITY = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 RULE_V_OFFSET = (-1.0, -0.5, 0.0, 0.5, 1.0)
+ASSIST_OFF = (0.0, 1.0)
+RULE_ASSIST = (ASSIST_OFF,) + tuple(
+    (a, t) for a in (0.83, 0.85, 0.88, 0.92, 0.96) for t in (0.3, 0.5, 0.7, 0.9))
 
 
 @dataclass(frozen=True)
@@ -283,6 +315,10 @@ class SRuleParams:
     prematurity_max: float  # previous RR over the 5-minute mean RR below this ...
     irregularity_max: float  # ... and the robust irregularity of the 30 RR before it below this
     v_offset: float  # logit offset of V (prior shift, as choose_bias)
+    # assisted zone: previous RR over the 5-minute mean below this (and the rhythm regular) with
+    # the network's S share of N-or-S above ``assist_s_share_min``; 0.0 / 1.0: off
+    assist_prematurity_max: float = ASSIST_OFF[0]
+    assist_s_share_min: float = ASSIST_OFF[1]
 
     def as_json(self) -> dict[str, float | str]:
         return {**asdict(self), "prematurity_feature": PREMATURITY_FEATURE,
@@ -301,36 +337,72 @@ class SRule(nn.Module):
         self.prem_col = rr_names.index(PREMATURITY_FEATURE)
         self.irr_col = rr_names.index(IRREGULARITY_FEATURE)
         self.prem_max, self.irr_max = params.prematurity_max, params.irregularity_max
+        self.assist_max, self.share_min = params.assist_prematurity_max, params.assist_s_share_min
         bias = torch.zeros(N_CLASSES)
         bias[2] = params.v_offset
         self.register_buffer("bias", bias)
 
     def forward(self, beat: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(self.model(beat, rr) + self.bias, dim=1)
+        logits = self.model(beat, rr)
+        share = _s_share(torch.softmax(logits, dim=1))  # before the V offset, as apply_s_rule
+        p = torch.softmax(logits + self.bias, dim=1)
         ns = p[:, 0] + p[:, 1]
         others = p[:, 2:]
         is_ns = ns >= others.max(dim=1).values
-        fires = is_ns & (rr[:, self.prem_col] < self.prem_max) & (rr[:, self.irr_col] < self.irr_max)
+        prem = rr[:, self.prem_col]
+        premature = (prem < self.prem_max) | ((prem < self.assist_max) & (share > self.share_min))
+        fires = is_ns & premature & (rr[:, self.irr_col] < self.irr_max)
         zero = torch.zeros_like(ns)
         q = torch.cat([torch.where(fires, zero, ns)[:, None], torch.where(fires, ns, zero)[:, None],
                        others], dim=1)
         return torch.log(q + 1e-12)
 
 
+def _s_share(p: torch.Tensor) -> torch.Tensor:
+    return p[:, 1] / (p[:, 0] + p[:, 1] + 1e-12)
+
+
 def apply_s_rule(probs: F32, rr: F32, params: SRuleParams, rr_names: tuple[str, ...]) -> I64:
     """The classes :class:`SRule` gives, from a classifier's probabilities (numpy)."""
-    logp = np.log(probs + 1e-9)
-    pooled = np.log(probs[:, 0] + probs[:, 1] + 1e-9)
-    return _rule_classes(logp, pooled, rr[:, rr_names.index(PREMATURITY_FEATURE)],
-                         rr[:, rr_names.index(IRREGULARITY_FEATURE)], params)
+    inputs = _RuleInputs.of(probs, rr, rr_names)
+    base = inputs.base(params.v_offset)
+    return _rule_classes(base, inputs, params)
 
 
-def _rule_classes(logp: F32, pooled: F32, prem: F32, irr: F32, params: SRuleParams) -> I64:
-    scores = logp.copy()
-    scores[:, 0], scores[:, 1] = pooled, -np.inf
-    scores[:, 2] += params.v_offset
-    cls: I64 = scores.argmax(axis=1)
-    cls[(cls == 0) & (prem < params.prematurity_max) & (irr < params.irregularity_max)] = 1
+@dataclass(frozen=True)
+class _RuleInputs:
+    logp: F32
+    pooled: F32
+    share: F32
+    prem: F32
+    irr: F32
+
+    @staticmethod
+    def of(probs: F32, rr: F32, rr_names: tuple[str, ...]) -> _RuleInputs:
+        ns = probs[:, 0] + probs[:, 1]
+        return _RuleInputs(np.log(probs + 1e-9), np.log(ns + 1e-9), probs[:, 1] / (ns + 1e-12),
+                           rr[:, rr_names.index(PREMATURITY_FEATURE)],
+                           rr[:, rr_names.index(IRREGULARITY_FEATURE)])
+
+    def base(self, v_offset: float) -> I64:
+        """Classes before the S split: N-or-S pooled into N, V shifted by ``v_offset``."""
+        scores = self.logp.copy()
+        scores[:, 0], scores[:, 1] = self.pooled, -np.inf
+        scores[:, 2] += v_offset
+        out: I64 = scores.argmax(axis=1)
+        return out
+
+
+def _fires(inputs: _RuleInputs, params: SRuleParams) -> npt.NDArray[np.bool_]:
+    premature = (inputs.prem < params.prematurity_max) | (
+        (inputs.prem < params.assist_prematurity_max) & (inputs.share > params.assist_s_share_min))
+    out: npt.NDArray[np.bool_] = premature & (inputs.irr < params.irregularity_max)
+    return out
+
+
+def _rule_classes(base: I64, inputs: _RuleInputs, params: SRuleParams) -> I64:
+    cls = base.copy()
+    cls[(base == 0) & _fires(inputs, params)] = 1
     return cls
 
 
@@ -338,28 +410,40 @@ def choose_s_rule(
     probs: F32, rr: F32, label: I64, rr_names: tuple[str, ...],
     noisy: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[SRuleParams, dict[str, dict[str, float]]]:
-    """The :class:`SRuleParams` on the grid that maximise the selection score on ``probs``.
+    """The :class:`SRuleParams` on the grid that maximise the selection score on ``probs``
+    (:func:`selection_score_of`).
 
     With ``noisy`` (a mask of noise-stressed beats), the score is the mean of the selection
-    scores of the clean and the noisy beats, and the metrics returned are the clean beats'."""
-    logp = np.log(probs + 1e-9)
-    pooled = np.log(probs[:, 0] + probs[:, 1] + 1e-9)
-    prem = rr[:, rr_names.index(PREMATURITY_FEATURE)]
-    irr = rr[:, rr_names.index(IRREGULARITY_FEATURE)]
+    scores of the clean and the noisy beats, and the metrics returned are the clean beats'.
+    Grid order decides ties (the first best wins; the assisted zone starts off)."""
+    inputs = _RuleInputs.of(probs, rr, rr_names)
     clean = np.ones(len(label), bool) if noisy is None else ~noisy
     groups = [clean] if noisy is None else [clean, noisy]
+    # only beats called N-or-S, premature and regular enough for some grid point can change
+    reach = (inputs.prem < max(max(RULE_PREMATURITY), max(a for a, _ in RULE_ASSIST))) & (
+        inputs.irr < max(RULE_IRREGULARITY))
     best: tuple[float, SRuleParams] | None = None
     for v in RULE_V_OFFSET:
+        base = inputs.base(v)
+        movable = reach & (base == 0)
+        sub = _RuleInputs(inputs.logp[movable], inputs.pooled[movable], inputs.share[movable],
+                          inputs.prem[movable], inputs.irr[movable])
+        fixed = [confusion(label[g & ~movable], base[g & ~movable]) for g in groups]
+        sub_label, sub_groups = label[movable], [g[movable] for g in groups]
         for a in RULE_PREMATURITY:
             for b in RULE_IRREGULARITY:
-                params = SRuleParams(a, b, v)
-                cls = _rule_classes(logp, pooled, prem, irr, params)
-                score = float(np.mean([selection_score(per_class_metrics(label[g], cls[g])) for g in groups]))
-                if best is None or score > best[0]:
-                    best = (score, params)
+                for assist_max, share_min in RULE_ASSIST:
+                    params = SRuleParams(a, b, v, assist_max, share_min)
+                    cls = np.where(_fires(sub, params), 1, 0)
+                    cms = [ec57_counting(f + confusion(sub_label[g], cls[g]))
+                           for f, g in zip(fixed, sub_groups, strict=True)]
+                    score = float(np.mean([selection_score(confusion_metrics(cm)) for cm in cms]))
+                    if best is None or score > best[0]:
+                        best = (score, params)
     assert best is not None
     chosen = best[1]
-    return chosen, per_class_metrics(label[clean], _rule_classes(logp, pooled, prem, irr, chosen)[clean])
+    pred = _rule_classes(inputs.base(chosen.v_offset), inputs, chosen)
+    return chosen, per_class_metrics(label[clean], pred[clean])
 
 
 def auroc(positive: npt.NDArray[np.bool_], score: npt.NDArray[np.floating]) -> float:

@@ -22,6 +22,7 @@ from detector.training.data import CV_FOLDS, DS1, load_beats
 from detector.training.export import export_onnx
 from detector.training.pipeline import TrainOptions, run_training
 from detector.training.train import (
+    ASSIST_OFF,
     IRREGULARITY_FEATURE,
     PREMATURITY_FEATURE,
     SRule,
@@ -29,7 +30,10 @@ from detector.training.train import (
     TrainConfig,
     apply_s_rule,
     choose_s_rule,
+    confusion,
+    ec57_counting,
     predict,
+    selection_score_of,
     train_classifier,
     train_ensemble,
 )
@@ -122,7 +126,8 @@ def _rule_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_s_rule_module_gives_the_classes_of_the_numpy_rule() -> None:
     """The ONNX-exported SRule and the CV's numpy rule must decide alike (CV figures = model)."""
     probs, rr = _rule_inputs(4000)
-    params = SRuleParams(prematurity_max=0.85, irregularity_max=0.15, v_offset=0.5)
+    params = SRuleParams(prematurity_max=0.85, irregularity_max=0.15, v_offset=0.5,
+                         assist_prematurity_max=0.95, assist_s_share_min=0.6)
 
     class Fixed(torch.nn.Module):
         def forward(self, beat: torch.Tensor, rr_: torch.Tensor) -> torch.Tensor:
@@ -138,9 +143,12 @@ def test_s_rule_module_gives_the_classes_of_the_numpy_rule() -> None:
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
     prem = rr[:, RR_FEATURES.index(PREMATURITY_FEATURE)]
     irr = rr[:, RR_FEATURES.index(IRREGULARITY_FEATURE)]
-    fires = (prem < 0.85) & (irr < 0.15)
+    share = probs[:, 1] / (probs[:, 0] + probs[:, 1])
+    fires = ((prem < 0.85) | ((prem < 0.95) & (share > 0.6))) & (irr < 0.15)
     assert np.all(fires[want == 1])  # S only where premature and regular
     assert not np.any((want == 0) & fires)  # and N never there
+    assisted = (want == 1) & (prem >= 0.85)  # mildly premature, S by the network's share
+    assert assisted.any() and np.all(share[assisted] > 0.6)
     assert 0 < int(np.sum(want == 1)) < len(want)
 
 
@@ -150,7 +158,24 @@ def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
     label = apply_s_rule(probs, rr, truth, RR_FEATURES)
     chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES)
     assert (chosen.prematurity_max, chosen.irregularity_max) == (0.84, 0.1)
+    assert (chosen.assist_prematurity_max, chosen.assist_s_share_min) == ASSIST_OFF  # not needed: off
     assert metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
+    truth = SRuleParams(prematurity_max=0.8, irregularity_max=0.15, v_offset=0.0,
+                        assist_prematurity_max=0.92, assist_s_share_min=0.5)
+    label = apply_s_rule(probs, rr, truth, RR_FEATURES)
+    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES)
+    assert chosen == truth and metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
+
+
+def test_the_selection_score_counts_false_positives_as_ec57_does() -> None:
+    # 10 N, 10 S, 10 V right; then F beats called V and Q beats called S or V: no false positive
+    # for bxb, so no loss of score; N beats called V: a loss
+    right = np.repeat([0, 1, 2], 10)
+    y = np.concatenate([right, [3, 3, 4, 4]])
+    assert selection_score_of(y, np.concatenate([right, [2, 2, 1, 2]])) == pytest.approx(1.0)
+    assert selection_score_of(np.concatenate([right, [0, 0]]), np.concatenate([right, [2, 2]])) < 1.0
+    cm = ec57_counting(confusion(y, np.concatenate([right, [2, 2, 1, 2]])))
+    assert cm[3, 2] == cm[4, 1] == cm[4, 2] == 0 and cm.sum() == 30
 
 
 def test_a_rescore_records_its_look_at_ds2_in_the_card(

@@ -35,7 +35,7 @@ from detector.training.train import (
     apply_s_rule,
     choose_s_rule,
     per_class_metrics,
-    selection_score,
+    selection_score_of,
 )
 from stream.errors import ConfigError
 
@@ -145,7 +145,7 @@ def test_the_rule_choice_with_noisy_beats_maximises_the_mean_of_both_scores() ->
 
     def mean_score(params: object) -> float:
         pred = apply_s_rule(probs, rr, params, RR_FEATURES)  # type: ignore[arg-type]
-        parts = [selection_score(per_class_metrics(label[g], pred[g])) for g in (~noisy, noisy)]
+        parts = [selection_score_of(label[g], pred[g]) for g in (~noisy, noisy)]
         return float(np.mean(parts))
 
     clean_only, _ = choose_s_rule(probs, rr, label, RR_FEATURES)
