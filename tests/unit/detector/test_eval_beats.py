@@ -63,6 +63,34 @@ def test_ec57_veb_and_sveb_leave_fusion_and_q_beats_out_of_the_false_positives()
     assert ev.as_json()["ec57"] == e
 
 
+def test_scoring_from_a_start_time_leaves_earlier_beats_out_but_classifies_them() -> None:
+    # reference beats at 1, 2, 3, 4 s (N, V, N, V) at 100 Hz; detections at 1.05 (matched), 2.5
+    # (extra), 3.02 (matched), 4.3 (extra); the reference beat at 2 s and the one at 4 s are missed
+    from detector.core.beats import BeatFeatures
+    from detector.core.classifier import AAMI_CLASSES, Classification
+    from detector.eval_beats import PreparedRecord, score_record
+
+    idx = np.array([105, 250, 302, 430])
+    feats = BeatFeatures(idx, np.zeros((4, 2, 90), np.float32), np.zeros((4, 12), np.float32))
+    prep = PreparedRecord("x", feats, np.array([0, 2, 0, 2]), np.array([0, -1, 2, -1]),
+                          np.array([100, 200, 300, 400]), 100.0)
+    seen = []
+
+    class Fixed:
+        def classify(self, batch: BeatFeatures) -> Classification:
+            seen.append(len(batch))
+            return Classification(AAMI_CLASSES, np.array([0, 2, 2, 2]), np.zeros((len(batch), 5), np.float32))
+
+    whole, late = BeatEvaluation(), BeatEvaluation()
+    score_record(prep, Fixed(), whole)  # type: ignore[arg-type]
+    score_record(prep, Fixed(), late, start_s=2.6)  # type: ignore[arg-type]
+    assert seen == [4, 4]  # every beat classified either way
+    assert whole.confusion[0, 0] == 1 and whole.confusion[0, 2] == 1  # N right, N called V
+    assert whole.confusion[5, 2] == 2 and whole.confusion[2, 5] == 2  # 2 extra, 2 V missed
+    assert late.confusion.sum() == 3  # from 2.6 s: N called V, the extra at 4.3 s, V at 4 s missed
+    assert late.confusion[0, 2] == late.confusion[5, 2] == late.confusion[2, 5] == 1
+
+
 @pytest.mark.data
 def test_default_model_on_ds2_records(mitdb_dir: Path) -> None:
     # Three DS2 patients with many V beats (200, 221, 233); never seen in training or selection.
@@ -103,6 +131,21 @@ def test_a_noise_stress_run_without_noise_records_says_so(
                      "--noise-dir", str(tmp_path)])
     assert code == 2
     assert "em, ma not found" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_cli_scores_from_the_ec57_learning_period_on(mitdb_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    card = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.json").read_text())
+    out = tmp_path / "beats.json"
+    assert cli.main(["eval", "beats", "--data-dir", str(mitdb_dir), "--records", "100", "--score-from", "300",
+                     "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    whole = np.array(card["ds2"]["records"]["100"])
+    assert got["start_s"] == 300 and 0.75 * whole.sum() < np.array(got["confusion"]).sum() < 0.9 * whole.sum()
+    args = ["eval", "beats", "--data-dir", str(mitdb_dir), "--records", "100", "--score-from", "-1"]
+    assert cli.main(args) == 2
+    assert "--score-from -1.0" in capsys.readouterr().err
 
 
 @pytest.mark.data
