@@ -30,6 +30,7 @@ import numpy.typing as npt
 from detector.core.beats import BeatFeatures, extract_beats
 from detector.core.classifier import AAMI_CLASSES, Classifier, select_leads
 from detector.core.qrs import detect_peaks
+from detector.evaluation import class_figures, ec57_counting
 from detector.training.data import DS2, MATCH_WINDOW_S, PACED, load_record, match_nearest
 from detector.training.noise import NoiseSource, load_noise, noisy_copy
 from stream.errors import ConfigError
@@ -54,29 +55,15 @@ class BeatEvaluation:
     start_s: float = 0.0  # beats before this time in each record are not scored
 
     def class_metrics(self) -> dict[str, dict[str, float]]:
-        cm = self.confusion
-        out: dict[str, dict[str, float]] = {}
-        for c, name in enumerate(LABELS[:_NONE]):
-            tp = float(cm[c, c])
-            se = tp / max(float(cm[c, :].sum()), 1.0)
-            ppv = tp / max(float(cm[:, c].sum()), 1.0)
-            out[name] = {"se": se, "ppv": ppv, "f1": 2 * se * ppv / (se + ppv) if se + ppv else 0.0}
-        return out
+        return class_figures(self.confusion, LABELS[:_NONE])
 
     def ec57(self) -> dict[str, dict[str, float]]:
         """VEB and SVEB sensitivity and positive predictivity as ``bxb`` computes them (EC57).
 
         Sensitivity counts every reference V (S) beat, missed ones included; the false
-        positives leave out F and Q beats called V and Q beats called S."""
-        cm = self.confusion
-        n, s, v, f = (LABELS.index(c) for c in "NSVF")  # Qv, Qs: neither true nor false positives
-        veb_fp = cm[n, v] + cm[s, v] + cm[_NONE, v]
-        sveb_fp = cm[n, s] + cm[v, s] + cm[f, s] + cm[_NONE, s]
-        out = {}
-        for name, c, fp in (("veb", v, veb_fp), ("sveb", s, sveb_fp)):
-            tp = float(cm[c, c])
-            out[name] = {"se": tp / max(float(cm[c, :].sum()), 1.0), "ppv": tp / max(tp + float(fp), 1.0)}
-        return out
+        positives leave out F and Q beats called V and Q beats called S (:func:`ec57_counting`)."""
+        m = class_figures(ec57_counting(self.confusion), LABELS[:_NONE])
+        return {name: {k: m[c][k] for k in ("se", "ppv")} for name, c in (("veb", "V"), ("sveb", "S"))}
 
     def accuracy(self) -> float:
         """Fraction of matched beats whose class is right (missed and extra beats excluded)."""

@@ -19,6 +19,29 @@ IntArray = npt.NDArray[np.int64]
 BEAT_SYMBOLS = frozenset("NLRejAaJSVEF/fQ")
 
 
+def class_figures(confusion: IntArray, labels: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Se, +P and F1 of the first classes of a confusion (reference rows, test columns), one per
+    label; a row or column past them (missed / extra beats) lowers Se and +P."""
+    out: dict[str, dict[str, float]] = {}
+    for c, name in enumerate(labels):
+        tp = float(confusion[c, c])
+        se = tp / max(float(confusion[c, :].sum()), 1.0)
+        ppv = tp / max(float(confusion[:, c].sum()), 1.0)
+        out[name] = {"se": se, "ppv": ppv, "f1": 2 * se * ppv / (se + ppv) if se + ppv else 0.0}
+    return out
+
+
+def ec57_counting(confusion: IntArray) -> IntArray:
+    """A class confusion (reference rows, test columns, AAMI order N S V F Q first; more
+    rows and columns, e.g. missed / extra, pass through) with the cells ``bxb`` counts as no
+    error zeroed: a fusion (F) or unclassifiable (Q) beat called V is not a false VEB, a Q beat
+    called S not a false SVEB (VFP = Nv + Sv + Ov, SFP = Ns + Vs + Fs + Os).  N, S and V
+    figures read from the result are the EC57 ones; F and Q figures are void."""
+    out = confusion.copy()
+    out[3, 2] = out[4, 2] = out[4, 1] = 0
+    return out
+
+
 def match_beats(
     ref_samples: npt.ArrayLike, test_samples: npt.ArrayLike, window_samples: int
 ) -> tuple[list[tuple[int, int]], IntArray, IntArray]:

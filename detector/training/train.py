@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from detector.evaluation import class_figures, ec57_counting
 from detector.training.data import BeatSet
 from detector.training.models import N_CLASSES, Ensemble, build, n_params
 
@@ -97,26 +98,12 @@ def per_class_metrics(y_true: I64, y_pred: I64) -> dict[str, dict[str, float]]:
 
 def confusion_metrics(cm: I64) -> dict[str, dict[str, float]]:
     """Se, +P and F1 per class of a 5 x 5 confusion (:func:`confusion`)."""
-    out: dict[str, dict[str, float]] = {}
-    for c, name in enumerate("NSVFQ"):
-        tp = float(cm[c, c])
-        se = tp / max(float(cm[c, :].sum()), 1.0)
-        ppv = tp / max(float(cm[:, c].sum()), 1.0)
-        out[name] = {"se": se, "ppv": ppv, "f1": 2 * se * ppv / (se + ppv) if se + ppv else 0.0}
-    return out
+    return class_figures(cm, "NSVFQ")
 
 
 def selection_score(m: dict[str, dict[str, float]]) -> float:
     """Selection criterion: mean F1 of N, S and V (F and Q: too few patients in DS1 to select on)."""
     return (m["N"]["f1"] + m["S"]["f1"] + m["V"]["f1"]) / 3.0
-
-
-def ec57_counting(cm: I64) -> I64:
-    """``cm`` with the cells EC57 (``bxb``) counts as no error zeroed: F and Q beats called V
-    and Q beats called S are not false VEBs / SVEBs (F and Q figures of the result are void)."""
-    out = cm.copy()
-    out[3, 2] = out[4, 2] = out[4, 1] = 0
-    return out
 
 
 def selection_score_of(y_true: I64, y_pred: I64) -> float:

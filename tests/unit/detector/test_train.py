@@ -15,6 +15,7 @@ except ModuleNotFoundError:  # pragma: no cover - CI must install the train extr
     pytest.fail("training tests need PyTorch: pip install -e '.[dev,train]'", pytrace=False)
 
 from detector.core.beats import RR_FEATURES, BeatFeatures
+from detector.evaluation import ec57_counting
 from detector.onnx_classifier import OnnxClassifier
 from detector.training.cv import cross_validate as cv_patients
 from detector.training.cv import folds_for
@@ -31,7 +32,6 @@ from detector.training.train import (
     apply_s_rule,
     choose_s_rule,
     confusion,
-    ec57_counting,
     predict,
     selection_score_of,
     train_classifier,
