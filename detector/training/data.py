@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +182,12 @@ def load_beats(
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 f = bs.features
-                np.savez(cache, idx=f.sample_index, beats=f.beats, rr=f.rr, label=bs.label,
-                         record=bs.record, source=used)
+                # Written aside and renamed: two `ecgmon train` processes may share the cache.
+                part = cache.with_name(f"{cache.name}.{os.getpid()}.part")
+                with open(part, "wb") as fh:
+                    np.savez(fh, idx=f.sample_index, beats=f.beats, rr=f.rr, label=bs.label,
+                             record=bs.record, source=used)
+                os.replace(part, cache)
         logger.info("beats of record %s (%d/%d): %d", name, i + 1, len(records), len(parts[-1]))
     return BeatSet.concat(parts), used
 
