@@ -1,15 +1,13 @@
-"""ONNX export, inference benchmark and model cards (.json + .md) for trained models."""
+"""ONNX export and model cards (.json + .md) for trained models."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -65,29 +63,6 @@ def export_onnx(model: nn.Module, path: Path, n_leads: int, family: str, *, scor
     proto.doc_string = f"ecgmon beat model ({family})"
     onnx.save(proto, str(path))
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def bench_onnx(path: Path, n_channels: int, batch: int = 64, repeats: int = 200) -> float:
-    """Median microseconds per beat at ``batch`` on one onnxruntime thread."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feed = {
-        "beat": rng.standard_normal((batch, n_channels, feat.WINDOW_LEN)).astype(np.float32),
-        "rr": np.ones((batch, feat.N_RR), np.float32),
-    }
-    for _ in range(10):
-        sess.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) / batch * 1e6)
 
 
 def write_card(path_json: Path, card: dict[str, Any]) -> None:

@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector.bench_models import bench_onnx
 from detector.core.beats import RR_FEATURES
 from detector.eval_beats import PreparedRecord, evaluate, prepare_record
 from detector.onnx_classifier import OnnxClassifier
 from detector.training.cv import CVResult, cross_validate, folds_for
 from detector.training.data import CV_FOLDS, DS1, DS2, PACED, BeatSet, load_beats, record_sha256
-from detector.training.export import bench_onnx, export_onnx, write_card
+from detector.training.export import export_onnx, write_card
 from detector.training.noise import SEGMENT_CHOICES, SEGMENT_S, NoiseSource, load_noise, load_noisy_beats
 from detector.training.train import (
     Progress,

@@ -1,0 +1,87 @@
+"""Inference cost of the shipped beat classifiers: microseconds per beat at batch 64 on one
+onnxruntime thread, the figure the model cards report and issue #4 budgets (<= 50 us).
+
+``python -m detector.bench_models [--runs 3] [--models cnn,inception]`` measures every model in
+``detector/models`` (or the named ones) with the runtime alone (no torch) and prints one line
+per model: median and range over the runs.  Run it on an idle machine: the cards' figure is
+taken while training, often beside a second training process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from detector.core import beats as feat
+from detector.onnx_classifier import MODELS_DIR
+
+BATCH = 64
+BUDGET_US = 50.0  # issue #4: default model, batch 64, one thread
+
+
+def bench_onnx(path: Path, n_channels: int, batch: int = BATCH, repeats: int = 200) -> float:
+    """Median microseconds per beat at ``batch`` on one onnxruntime thread."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {
+        "beat": rng.standard_normal((batch, n_channels, feat.WINDOW_LEN)).astype(np.float32),
+        "rr": np.ones((batch, feat.N_RR), np.float32),
+    }
+    for _ in range(10):
+        sess.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) / batch * 1e6)
+
+
+def model_channels(path: Path) -> int:
+    """Input channels of a model (2 per lead: the beat and the patient's template)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return int(sess.get_modelmeta().custom_metadata_map.get("n_leads", "1")) * 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m detector.bench_models", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument("--runs", type=int, default=3, help="measurements per model (default 3)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    names = [n for n in args.models.split(",") if n] or sorted(
+        p.stem for p in args.models_dir.glob("*.onnx"))
+    missing = [n for n in names if not (args.models_dir / f"{n}.onnx").is_file()]
+    if missing:
+        parser.error(f"no model {', '.join(missing)} in {args.models_dir}")
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        path = args.models_dir / f"{name}.onnx"
+        runs = [bench_onnx(path, model_channels(path)) for _ in range(max(1, args.runs))]
+        out[name] = {"median": float(np.median(runs)), "min": min(runs), "max": max(runs)}
+        verdict = "within" if out[name]["median"] <= BUDGET_US else "OVER"
+        sys.stdout.write(f"{name:12s} {out[name]['median']:6.1f} us/beat (runs {min(runs):.1f}-"
+                         f"{max(runs):.1f}; batch {BATCH}, 1 thread; {verdict} the "
+                         f"{BUDGET_US:.0f} us budget)\n")
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
