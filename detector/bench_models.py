@@ -1,10 +1,11 @@
 """Inference cost of the shipped beat classifiers: microseconds per beat at batch 64 on one
 onnxruntime thread, the figure the model cards report and issue #4 budgets (<= 50 us).
 
-``python -m detector.bench_models [--runs 3] [--models cnn,inception]`` measures every model in
-``detector/models`` (or the named ones) with the runtime alone (no torch) and prints one line
-per model: median and range over the runs.  Run it on an idle machine: the cards' figure is
-taken while training, often beside a second training process.
+``python -m detector.bench_models [--runs 3] [--models cnn,inception] [--record]`` measures every
+model in ``detector/models`` (or the named ones) with the runtime alone (no torch) and prints
+one line per model: median and range over the runs.  Run it on an idle machine: the cards'
+training-time figure is often taken beside a second training process.  ``--record`` writes the
+measurement into each model's card (``inference_check``), where the default-model rule reads it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--runs", type=int, default=3, help="measurements per model (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--record", action="store_true",
+                        help="write each figure into the model's card (<name>.json and .md)")
     args = parser.parse_args(argv)
     names = [n for n in args.models.split(",") if n] or sorted(
         p.stem for p in args.models_dir.glob("*.onnx"))
@@ -80,7 +84,27 @@ def main(argv: list[str] | None = None) -> int:
                          f"{BUDGET_US:.0f} us budget)\n")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
+    if args.record:
+        for name, figures in out.items():
+            record_in_card(args.models_dir / f"{name}.json", figures, max(1, args.runs))
     return 0
+
+
+def record_in_card(path: Path, figures: dict[str, float], runs: int) -> None:
+    """Store an idle-machine measurement in a model card (``inference_check``) and re-render it."""
+    from detector.training.card import write_card
+
+    if not path.is_file():
+        sys.stderr.write(f"{path.stem}: no card at {path}, figure not recorded\n")
+        return
+    card = json.loads(path.read_text())
+    card["inference_check"] = {
+        "us_per_beat": round(figures["median"], 1), "min": round(figures["min"], 1),
+        "max": round(figures["max"], 1), "runs": runs, "budget_us": BUDGET_US,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "command": f"python -m detector.bench_models --models {path.stem} --runs {runs} --record",
+    }
+    write_card(path, card)
 
 
 if __name__ == "__main__":

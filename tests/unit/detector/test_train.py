@@ -201,9 +201,7 @@ def test_a_rescore_records_its_look_at_ds2_in_the_card(
 
     monkeypatch.setattr(pipeline, "OnnxClassifier", lambda path: None)
     monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: _Eval())
-    import detector.training.export as export
-
-    monkeypatch.setattr(export, "write_card", lambda path, c: path.write_text(json.dumps(c)))  # JSON only
+    monkeypatch.setattr(pipeline, "write_card", lambda path, c: path.write_text(json.dumps(c)))  # JSON only
     for _ in range(2):
         pipeline.rescore(tmp_path, tmp_path, ["cnn"], lambda _: None)
     looks = json.loads((tmp_path / "cnn.json").read_text())["ds2_looks"]
