@@ -1,5 +1,5 @@
 """Inference cost of the shipped beat classifiers: microseconds per beat at batch 64 on one
-onnxruntime thread, the figure the model cards report and issue #4 budgets (<= 50 us).
+onnxruntime thread, the figure the model cards report; the default model must stay within 50 us.
 
 ``python -m detector.bench_models [--runs 3] [--models cnn,inception] [--record]`` measures every
 model in ``detector/models`` (or the named ones) with the runtime alone (no torch) and prints
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m detector.bench_models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
-    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR,
+                        help=f"folder of <name>.onnx and cards (default {MODELS_DIR})")
     parser.add_argument("--runs", type=int, default=3, help="measurements per model (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--record", action="store_true",
