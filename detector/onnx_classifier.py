@@ -9,6 +9,7 @@ features it was not trained for.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -40,6 +41,26 @@ def model_path(name: str, models_dir: Path = MODELS_DIR) -> Path:
     return path
 
 
+def _warn_from_card(path: Path) -> None:
+    """Say at load time what the model card recorded against this model's use at the bedside:
+    a model whose beats let the alarm engine miss VF episodes in the DS1 check (the VF rule's
+    organised-rhythm veto counts beats the model calls N or S)."""
+    card_path = path.with_suffix(".json")
+    if not card_path.is_file():
+        return
+    try:
+        vf = json.loads(card_path.read_text()).get("ds1_vf_alarm_check") or {}
+        found, episodes = int(vf.get("vf_detected", 0)), int(vf.get("vf_episodes", 0))
+    except (ValueError, TypeError, AttributeError):
+        logger.warning("beat model %s: unreadable model card %s", path.stem, card_path)
+        return
+    if found < episodes:
+        logger.warning(
+            "beat model %s raised a VF alarm for only %d of %d ventricular fibrillation episodes in "
+            "its DS1 alarm check (model card %s): VF alarms may be missed with it; the default "
+            "model %s raised all", path.stem, found, episodes, card_path.name, DEFAULT_MODEL)
+
+
 class OnnxClassifier:
     """Batched beat classification with one ONNX Runtime session (1 intra-op thread by default)."""
 
@@ -56,6 +77,7 @@ class OnnxClassifier:
         self._labels = tuple(BeatClass(x) for x in meta.get("labels", "N,S,V,F,Q").split(","))
         self._n_leads = int(meta.get("n_leads", "1"))
         self._n_rr = self._check_layout(meta, path)
+        _warn_from_card(path)
 
     @classmethod
     def load(cls, name: str, intra_op_threads: int = 1, models_dir: Path = MODELS_DIR) -> OnnxClassifier:

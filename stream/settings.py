@@ -102,7 +102,8 @@ class Settings:
     # classifier
     model: str = _f(
         "cnn", "beat classifier: a model name in detector/models (cnn, resnet, inception, lstm, mlp) "
-        "or a path to an .onnx file"
+        "or a path to an .onnx file; one whose model card records missed VF episodes in the DS1 "
+        "alarm check logs a warning when loaded"
     )
     # gateway
     http_host: str = _f("127.0.0.1", "address the gateway listens on")

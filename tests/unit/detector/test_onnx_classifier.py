@@ -137,3 +137,31 @@ def test_the_default_follows_the_selection_rule() -> None:
             return
         assert name != DEFAULT_MODEL
     pytest.fail("no family passes the DS1 VF alarm check within the budgets")
+
+
+@pytest.mark.parametrize(("card", "warned"), [
+    ({"ds1_vf_alarm_check": {"vf_detected": 3, "vf_episodes": 6}}, "only 3 of 6"),
+    ({"ds1_vf_alarm_check": {"vf_detected": 6, "vf_episodes": 6}}, None),
+    ({}, None),
+    ({"ds1_vf_alarm_check": {"vf_detected": "many"}}, "unreadable model card"),
+])
+def test_loading_a_model_says_what_its_card_recorded_against_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, card: dict[str, object], warned: str | None
+) -> None:
+    (tmp_path / "m.onnx").write_bytes((MODELS_DIR / "mlp.onnx").read_bytes())
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    with caplog.at_level("WARNING", logger="detector.onnx_classifier"):
+        OnnxClassifier.load("m", models_dir=tmp_path)
+    if warned is None:
+        assert caplog.records == []
+    else:
+        assert len(caplog.records) == 1 and warned in caplog.records[0].getMessage()
+
+
+def test_the_shipped_models_warn_exactly_when_their_vf_check_failed(caplog: pytest.LogCaptureFixture) -> None:
+    for name in CLASSIFIERS:
+        vf = json.loads((MODELS_DIR / f"{name}.json").read_text())["ds1_vf_alarm_check"]
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="detector.onnx_classifier"):
+            OnnxClassifier.load(name)
+        assert bool(caplog.records) == (vf["vf_detected"] < vf["vf_episodes"]), name
