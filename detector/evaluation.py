@@ -36,9 +36,10 @@ def ec57_counting(confusion: IntArray) -> IntArray:
     rows and columns, e.g. missed / extra, pass through) with the cells ``bxb`` counts as no
     error zeroed: a fusion (F) or unclassifiable (Q) beat called V is not a false VEB, a Q beat
     called S not a false SVEB (VFP = Nv + Sv + Ov, SFP = Ns + Vs + Fs + Os).  N, S and V
-    figures read from the result are the EC57 ones; F and Q figures are void."""
+    figures read from the result are the EC57 ones; F and Q figures are void.  A stack of
+    confusions (leading axes) is counted confusion by confusion."""
     out = confusion.copy()
-    out[3, 2] = out[4, 2] = out[4, 1] = 0
+    out[..., 3, 2] = out[..., 4, 2] = out[..., 4, 1] = 0  # also a stack of confusions
     return out
 
 

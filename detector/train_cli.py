@@ -65,6 +65,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         cache_dir=settings.cache_dir / "beats",
         max_train_beats=args.max_train_beats, ensemble=args.ensemble,
         noise_dir=_noise_dir(settings.data_dir, args),
+        cv_predictions_dir=Path(args.cv_predictions) if args.cv_predictions else None,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -129,6 +130,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--rescore", action="store_true",
                         help="no training: score the existing models on DS2 again (and, unless --no-noise, "
                         "on DS2 under held-out noise) and update their cards (after a QRS detector change)")
+    parser.add_argument("--cv-predictions", default=None, metavar="DIR",
+                        help="also save each family's pooled held-out CV outputs (per epoch) with "
+                        "labels, RR features and records as DIR/<family>_cv.npz, to study rules "
+                        "on DS1 CV without retraining")
     parser.add_argument("--ucr", default=None, help="UCR file (e.g. ECG5000_TRAIN.txt): k-fold CV instead")
     parser.add_argument("--folds", type=int, default=None,
                         help="cross-validation folds (DS1: 4 fixed patient folds; --ucr: 5 stratified)")

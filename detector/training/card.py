@@ -110,8 +110,12 @@ def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:
         if rule.get("assist_prematurity_max", 0.0) > 0.0:
             assist = (f" (or < {rule['assist_prematurity_max']} when the network gives S more than "
                       f"{rule['assist_s_share_min']} of its N-or-S probability)")
+        veto = ""
+        if rule.get("veto_s_share_max", 0.0) > 0.0:
+            veto = (f" with the network giving S at least {rule['veto_s_share_max']} of its N-or-S "
+                    "probability")
         chosen = (f"chosen epoch {cv['best_epoch']}; S rule: a beat the network calls N or S is S when "
-                  f"{rule['prematurity_feature']} < {rule['prematurity_max']}{assist} and "
+                  f"{rule['prematurity_feature']} < {rule['prematurity_max']}{veto}{assist} and "
                   f"{rule['irregularity_feature']} < {rule['irregularity_max']}; V logit offset "
                   f"{rule['v_offset']}.")
         if "ec57_selection" in cv:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,7 @@ class CVResult:
     clean_per_epoch: list[float] = field(default_factory=list)
     noisy_per_epoch: list[float] = field(default_factory=list)
     metrics_noisy: dict[str, dict[str, float]] = field(default_factory=dict)
+    predictions: CVPredictions | None = None  # the pooled held-out outputs (not in the card)
 
     @property
     def score(self) -> float:
@@ -76,6 +78,35 @@ class CVResult:
                 "noisy_score_per_epoch": [round(v, 4) for v in self.noisy_per_epoch],
                 "metrics_noisy": self.metrics_noisy} if self.noisy_per_epoch else {}),
         }
+
+
+@dataclass(frozen=True)
+class CVPredictions:
+    """The pooled held-out outputs behind a :class:`CVResult`, one row per held-out DS1 beat.
+
+    Saved with ``ecgmon train --cv-predictions DIR`` so rules on top of the network (the S rule,
+    alarm rules) can be studied on DS1 CV without retraining."""
+
+    per_epoch: list[F32]  # (beats, classes) probabilities, or (beats,) anomaly scores, per epoch
+    label: np.ndarray
+    rr: F32
+    record: np.ndarray
+    fold: np.ndarray
+    noisy: np.ndarray  # True: a beat of the held-out noise-stressed copy
+
+    @staticmethod
+    def load(path: Path) -> CVPredictions:
+        with np.load(path) as d:
+            if tuple(d["rr_names"].tolist()) != RR_FEATURES:
+                raise ValueError(f"{path}: saved with other RR features than this version's")
+            return CVPredictions(list(d["per_epoch"]), d["label"], d["rr"], d["record"], d["fold"],
+                                 d["noisy"])
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, per_epoch=np.stack(self.per_epoch), label=self.label, rr=self.rr,
+                            rr_names=np.array(RR_FEATURES), record=self.record, fold=self.fold,
+                            noisy=self.noisy)
 
 
 def folds_for(records: list[str] | tuple[str, ...], k: int = len(CV_FOLDS)) -> list[list[str]]:
@@ -104,7 +135,7 @@ def cross_validate(
     folds = folds or folds_for(sorted(set(beats.record.tolist())))
     is_ae = cfg.family == "autoencoder"
     pooled: list[F32] = [np.zeros(0, np.float32)] * cfg.epochs
-    labels, fold_of, rrs, noisy = [], [], [], []
+    labels, fold_of, rrs, noisy, records = [], [], [], [], []
     start = time.perf_counter()
     for i, fold in enumerate(folds):
         held = np.isin(beats.record, fold)
@@ -120,11 +151,16 @@ def cross_validate(
                                                                                   strict=True)]
         labels.append(test.label)
         rrs.append(test.features.rr)
+        records.append(test.record)
         fold_of.append(np.full(len(test), i))
         noisy.append(np.arange(len(test)) >= int(held.sum()))
     label, fold_idx = np.concatenate(labels), np.concatenate(fold_of)
     noisy_mask = np.concatenate(noisy) if noisy_test is not None else None
-    result = _summarise(pooled, label, fold_idx, folds, is_ae, np.concatenate(rrs), noisy_mask)
+    rr = np.concatenate(rrs)
+    result = _summarise(pooled, label, fold_idx, folds, is_ae, rr, noisy_mask)
+    result.predictions = CVPredictions(
+        pooled, label, rr, np.concatenate(records), fold_idx,
+        noisy_mask if noisy_mask is not None else np.zeros(len(label), bool))
     result.seconds = time.perf_counter() - start
     progress(f"{cfg.family} CV: best epoch {result.best_epoch}, score {result.score:.4f}, "
              f"per epoch {[round(s, 3) for s in result.score_per_epoch]}, S rule {result.s_rule}")

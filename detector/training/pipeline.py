@@ -84,6 +84,7 @@ class TrainOptions:
     # nstdb folder with the em and ma noise records: classifiers also train on a noise-stressed
     # copy of DS1 and the CV also scores a held-out noisy copy (detector.training.noise); None: clean only
     noise_dir: Path | None = None
+    cv_predictions_dir: Path | None = None  # where to save each family's pooled CV outputs (.npz)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -113,6 +114,10 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
                             noisy_test if noisy else None)
+        if opts.cv_predictions_dir is not None and cv.predictions is not None:
+            saved = opts.cv_predictions_dir / f"{family}_cv.npz"
+            cv.predictions.save(saved)
+            progress(f"{family}: pooled CV outputs saved to {saved}")
         trainer = train_autoencoder if family == "autoencoder" else train_ensemble
         progress(f"{family}: final model on all {len(recs)} DS1 records, {cv.best_epoch} epochs")
         final = BeatSet.concat([beats, noisy_train]) if noisy and noisy_train is not None else beats

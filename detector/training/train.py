@@ -295,6 +295,11 @@ RULE_V_OFFSET = (-1.0, -0.5, 0.0, 0.5, 1.0)
 ASSIST_OFF = (0.0, 1.0)
 RULE_ASSIST = (ASSIST_OFF,) + tuple(
     (a, t) for a in (0.83, 0.85, 0.88, 0.92, 0.96) for t in (0.3, 0.5, 0.7, 0.9))
+# Network veto (a premature beat the network is sure is N stays N): the values training tries,
+# and the values `python -m detector.training.rule_study` compares against none on DS1 CV outputs.
+VETO_OFF = 0.0
+RULE_VETO = (VETO_OFF,)
+VETO_STUDY = (VETO_OFF, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,9 @@ class SRuleParams:
     # the network's S share of N-or-S above ``assist_s_share_min``; 0.0 / 1.0: off
     assist_prematurity_max: float = ASSIST_OFF[0]
     assist_s_share_min: float = ASSIST_OFF[1]
+    # network veto: a premature beat stays N when the network's S share of N-or-S is below this
+    # (the network is sure of N: its P wave and shape are this patient's usual ones); 0.0: off
+    veto_s_share_max: float = VETO_OFF
 
     def as_json(self) -> dict[str, float | str]:
         return {**asdict(self), "prematurity_feature": PREMATURITY_FEATURE,
@@ -325,6 +333,7 @@ class SRule(nn.Module):
         self.irr_col = rr_names.index(IRREGULARITY_FEATURE)
         self.prem_max, self.irr_max = params.prematurity_max, params.irregularity_max
         self.assist_max, self.share_min = params.assist_prematurity_max, params.assist_s_share_min
+        self.veto = params.veto_s_share_max
         bias = torch.zeros(N_CLASSES)
         bias[2] = params.v_offset
         self.register_buffer("bias", bias)
@@ -337,7 +346,8 @@ class SRule(nn.Module):
         others = p[:, 2:]
         is_ns = ns >= others.max(dim=1).values
         prem = rr[:, self.prem_col]
-        premature = (prem < self.prem_max) | ((prem < self.assist_max) & (share > self.share_min))
+        premature = ((prem < self.prem_max) & (share >= self.veto)) | (
+            (prem < self.assist_max) & (share > self.share_min))
         fires = is_ns & premature & (rr[:, self.irr_col] < self.irr_max)
         zero = torch.zeros_like(ns)
         q = torch.cat([torch.where(fires, zero, ns)[:, None], torch.where(fires, ns, zero)[:, None],
@@ -381,7 +391,7 @@ class _RuleInputs:
 
 
 def _fires(inputs: _RuleInputs, params: SRuleParams) -> npt.NDArray[np.bool_]:
-    premature = (inputs.prem < params.prematurity_max) | (
+    premature = ((inputs.prem < params.prematurity_max) & (inputs.share >= params.veto_s_share_max)) | (
         (inputs.prem < params.assist_prematurity_max) & (inputs.share > params.assist_s_share_min))
     out: npt.NDArray[np.bool_] = premature & (inputs.irr < params.irregularity_max)
     return out
@@ -393,12 +403,34 @@ def _rule_classes(base: I64, inputs: _RuleInputs, params: SRuleParams) -> I64:
     return cls
 
 
+def _grid_scores(fixed: I64, fires: npt.NDArray[np.bool_], label: I64) -> npt.NDArray[np.float64]:
+    """:func:`selection_score_of` for many rule outcomes at once (the same floats).
+
+    ``fires`` (points, beats): which of the movable beats (reference classes ``label``, called
+    N unless the rule fires, then S) each grid point calls S; ``fixed``: the confusion of the
+    other beats."""
+    to_s = (fires.astype(np.float32) @ np.eye(N_CLASSES, dtype=np.float32)[label]).astype(np.int64)
+    cm = np.repeat(fixed[None], len(fires), axis=0)
+    cm[:, :, 1] += to_s
+    cm[:, :, 0] += np.bincount(label, minlength=N_CLASSES) - to_s
+    cm = ec57_counting(cm)
+    f1 = []
+    for c in range(3):  # N, S, V as selection_score; class_figures' arithmetic, vectorised
+        tp = cm[:, c, c].astype(np.float64)
+        se = tp / np.maximum(cm[:, c, :].sum(axis=1), 1).astype(np.float64)
+        ppv = tp / np.maximum(cm[:, :, c].sum(axis=1), 1).astype(np.float64)
+        both = se + ppv
+        f1.append(np.where(both > 0, 2 * se * ppv / np.where(both > 0, both, 1.0), 0.0))
+    out: npt.NDArray[np.float64] = (f1[0] + f1[1] + f1[2]) / 3.0
+    return out
+
+
 def choose_s_rule(
     probs: F32, rr: F32, label: I64, rr_names: tuple[str, ...],
-    noisy: npt.NDArray[np.bool_] | None = None,
+    noisy: npt.NDArray[np.bool_] | None = None, veto_grid: tuple[float, ...] = RULE_VETO,
 ) -> tuple[SRuleParams, dict[str, dict[str, float]]]:
     """The :class:`SRuleParams` on the grid that maximise the selection score on ``probs``
-    (:func:`selection_score_of`).
+    (:func:`selection_score_of`); ``veto_grid``: the network-veto values tried.
 
     With ``noisy`` (a mask of noise-stressed beats), the score is the mean of the selection
     scores of the clean and the noisy beats, and the metrics returned are the clean beats'.
@@ -413,20 +445,24 @@ def choose_s_rule(
     for v in RULE_V_OFFSET:
         base = inputs.base(v)
         movable = reach & (base == 0)
-        sub = _RuleInputs(inputs.logp[movable], inputs.pooled[movable], inputs.share[movable],
-                          inputs.prem[movable], inputs.irr[movable])
+        prem, share, irr = inputs.prem[movable], inputs.share[movable], inputs.irr[movable]
         fixed = [confusion(label[g & ~movable], base[g & ~movable]) for g in groups]
         sub_label, sub_groups = label[movable], [g[movable] for g in groups]
+        assisted = np.stack([(prem < am) & (share > sm) for am, sm in RULE_ASSIST])
+        regular = np.stack([irr < b for b in RULE_IRREGULARITY])
         for a in RULE_PREMATURITY:
-            for b in RULE_IRREGULARITY:
-                for assist_max, share_min in RULE_ASSIST:
-                    params = SRuleParams(a, b, v, assist_max, share_min)
-                    cls = np.where(_fires(sub, params), 1, 0)
-                    cms = [ec57_counting(f + confusion(sub_label[g], cls[g]))
-                           for f, g in zip(fixed, sub_groups, strict=True)]
-                    score = float(np.mean([selection_score(confusion_metrics(cm)) for cm in cms]))
-                    if best is None or score > best[0]:
-                        best = (score, params)
+            # every (irregularity, assisted zone, veto) point at once, in the grid's order
+            primary = np.stack([(prem < a) & (share >= veto) for veto in veto_grid])
+            fires = (assisted[None, :, None, :] | primary[None, None, :, :]) & regular[:, None, None, :]
+            fires = fires.reshape(len(RULE_IRREGULARITY) * len(RULE_ASSIST) * len(veto_grid), len(prem))
+            scores = np.mean(np.stack([_grid_scores(f, fires[:, g], sub_label[g])
+                                       for f, g in zip(fixed, sub_groups, strict=True)]), axis=0)
+            i = int(np.argmax(scores))  # the first best (grid order decides ties)
+            if best is None or scores[i] > best[0]:
+                bi, ai, vi = np.unravel_index(i, (len(RULE_IRREGULARITY), len(RULE_ASSIST), len(veto_grid)))
+                assist_max, share_min = RULE_ASSIST[ai]
+                best = (float(scores[i]),
+                        SRuleParams(a, RULE_IRREGULARITY[bi], v, assist_max, share_min, veto_grid[vi]))
     assert best is not None
     chosen = best[1]
     pred = _rule_classes(inputs.base(chosen.v_offset), inputs, chosen)

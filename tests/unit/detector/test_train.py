@@ -26,9 +26,12 @@ from detector.training.train import (
     ASSIST_OFF,
     IRREGULARITY_FEATURE,
     PREMATURITY_FEATURE,
+    VETO_OFF,
+    VETO_STUDY,
     SRule,
     SRuleParams,
     TrainConfig,
+    _grid_scores,
     apply_s_rule,
     choose_s_rule,
     confusion,
@@ -127,7 +130,7 @@ def test_s_rule_module_gives_the_classes_of_the_numpy_rule() -> None:
     """The ONNX-exported SRule and the CV's numpy rule must decide alike (CV figures = model)."""
     probs, rr = _rule_inputs(4000)
     params = SRuleParams(prematurity_max=0.85, irregularity_max=0.15, v_offset=0.5,
-                         assist_prematurity_max=0.95, assist_s_share_min=0.6)
+                         assist_prematurity_max=0.95, assist_s_share_min=0.6, veto_s_share_max=0.1)
 
     class Fixed(torch.nn.Module):
         def forward(self, beat: torch.Tensor, rr_: torch.Tensor) -> torch.Tensor:
@@ -144,11 +147,13 @@ def test_s_rule_module_gives_the_classes_of_the_numpy_rule() -> None:
     prem = rr[:, RR_FEATURES.index(PREMATURITY_FEATURE)]
     irr = rr[:, RR_FEATURES.index(IRREGULARITY_FEATURE)]
     share = probs[:, 1] / (probs[:, 0] + probs[:, 1])
-    fires = ((prem < 0.85) | ((prem < 0.95) & (share > 0.6))) & (irr < 0.15)
+    fires = (((prem < 0.85) & (share >= 0.1)) | ((prem < 0.95) & (share > 0.6))) & (irr < 0.15)
     assert np.all(fires[want == 1])  # S only where premature and regular
     assert not np.any((want == 0) & fires)  # and N never there
     assisted = (want == 1) & (prem >= 0.85)  # mildly premature, S by the network's share
     assert assisted.any() and np.all(share[assisted] > 0.6)
+    vetoed = (want == 0) & (prem < 0.85) & (irr < 0.15) & (share < 0.1)  # the network is sure of N
+    assert vetoed.any() and not np.any((want == 1) & (share < 0.1))
     assert 0 < int(np.sum(want == 1)) < len(want)
 
 
@@ -156,15 +161,33 @@ def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
     probs, rr = _rule_inputs(6000, seed=1)
     truth = SRuleParams(prematurity_max=0.84, irregularity_max=0.1, v_offset=0.0)
     label = apply_s_rule(probs, rr, truth, RR_FEATURES)
-    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES)
+    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES, veto_grid=VETO_STUDY)
     assert (chosen.prematurity_max, chosen.irregularity_max) == (0.84, 0.1)
     assert (chosen.assist_prematurity_max, chosen.assist_s_share_min) == ASSIST_OFF  # not needed: off
+    assert chosen.veto_s_share_max == VETO_OFF
     assert metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
     truth = SRuleParams(prematurity_max=0.8, irregularity_max=0.15, v_offset=0.0,
                         assist_prematurity_max=0.92, assist_s_share_min=0.5)
     label = apply_s_rule(probs, rr, truth, RR_FEATURES)
     chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES)
     assert chosen == truth and metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
+    truth = SRuleParams(prematurity_max=0.82, irregularity_max=0.1, v_offset=0.0, veto_s_share_max=0.2)
+    label = apply_s_rule(probs, rr, truth, RR_FEATURES)
+    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES, veto_grid=VETO_STUDY)
+    assert chosen == truth and metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
+
+
+def test_the_grid_search_scores_each_point_as_the_selection_score_does() -> None:
+    rng = np.random.default_rng(3)
+    label, base = rng.integers(0, 5, 500), rng.integers(0, 5, 500)
+    movable = (base == 0) & (rng.uniform(size=500) < 0.5)
+    fires = rng.uniform(size=(40, int(movable.sum()))) < rng.uniform(size=(40, 1))
+    fires[0], fires[1] = False, True  # no beat to S, every beat to S
+    got = _grid_scores(confusion(label[~movable], base[~movable]), fires, label[movable])
+    for row, f in zip(got, fires, strict=True):
+        pred = base.copy()
+        pred[np.flatnonzero(movable)[f]] = 1
+        assert row == selection_score_of(label, pred)  # the same floats: ties break alike
 
 
 def test_the_selection_score_counts_false_positives_as_ec57_does() -> None:

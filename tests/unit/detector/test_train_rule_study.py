@@ -1,0 +1,62 @@
+"""The S-rule grid study on saved CV outputs (detector.training.rule_study)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import torch  # noqa: F401
+except ModuleNotFoundError:  # pragma: no cover - CI must install the train extra
+    pytest.fail("training tests need PyTorch: pip install -e '.[dev,train]'", pytrace=False)
+
+from detector.core.beats import RR_FEATURES
+from detector.training.cv import CVPredictions
+from detector.training.rule_study import estimate, main
+from detector.training.train import (
+    IRREGULARITY_FEATURE,
+    VETO_OFF,
+    VETO_STUDY,
+    SRuleParams,
+    apply_s_rule,
+)
+
+
+def _predictions(n: int, truth: SRuleParams, seed: int = 0) -> CVPredictions:
+    """Outputs whose labels a rule with ``truth`` made: four folds, a quarter of them noisy."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 2.0, (n, 5))
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    rr = rng.uniform(0.5, 1.3, (n, len(RR_FEATURES))).astype(np.float32)
+    rr[:, RR_FEATURES.index(IRREGULARITY_FEATURE)] = rng.uniform(0.0, 0.3, n)
+    label = apply_s_rule(probs, rr, truth, RR_FEATURES)
+    return CVPredictions([probs * 0.5 + 0.1, probs], label, rr, np.array(["100"] * n),
+                         np.arange(n) % 4, rng.uniform(size=n) < 0.25)
+
+
+def test_the_nested_estimate_values_a_veto_only_where_one_made_the_labels() -> None:
+    vetoed = _predictions(1500, SRuleParams(0.82, 0.1, 0.0, veto_s_share_max=0.2))
+    grid = (VETO_OFF, 0.05, 0.2)  # a part of VETO_STUDY keeps the test quick
+    assert set(grid) <= set(VETO_STUDY)
+    without, with_veto = estimate(vetoed, 2, (VETO_OFF,)), estimate(vetoed, 2, grid)
+    assert with_veto.nested > without.nested
+    assert with_veto.nested > 0.98 and with_veto.pooled == pytest.approx(1.0)
+    assert all(rule.veto_s_share_max == 0.2 for rule in with_veto.fold_rules)
+    plain = _predictions(1500, SRuleParams(0.82, 0.1, 0.0), seed=1)
+    assert estimate(plain, 2, grid).pooled_rule.veto_s_share_max == VETO_OFF
+
+
+def test_saved_predictions_load_back_and_the_command_reports_both_grids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cv = _predictions(400, SRuleParams(0.82, 0.1, 0.0, veto_s_share_max=0.2))
+    path = tmp_path / "cnn_cv.npz"
+    cv.save(path)
+    back = CVPredictions.load(path)
+    assert np.array_equal(back.per_epoch[1], cv.per_epoch[1]) and np.array_equal(back.noisy, cv.noisy)
+    assert main([str(path), "--epoch", "2", "--veto-grid", "0.2"]) == 0
+    without, with_veto = capsys.readouterr().out.split("with the veto: nested score")
+    assert without.startswith("without the veto: nested score") and "veto_s_share_max=0.2" not in without
+    assert "pooled rule SRuleParams(" in with_veto and "veto_s_share_max=0.2" in with_veto
