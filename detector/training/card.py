@@ -144,4 +144,15 @@ def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:
         if noisy:
             row += f" {100 * noisy[c]['se']:.1f} / {100 * noisy[c]['ppv']:.1f} |"
         lines.append(row)
-    return lines + ["", "(Held-out beats matched to reference beats: no missed or extra beats here.)", ""]
+    lines += ["", "(Held-out beats matched to reference beats: no missed or extra beats here.)", ""]
+    nested = cv.get("nested_rule")
+    if nested:
+        m = nested["metrics"]
+        lines += [f"The S rule and V offset above were chosen on the same pooled outputs they are scored "
+                  f"on, so those figures are optimistic. Chosen on the other folds' outputs and applied "
+                  f"to each fold in turn, the folds pooled (epoch {nested['epoch']}): score "
+                  f"{nested['score']:.4f}; "
+                  f"clean S Se / +P {100 * m['S']['se']:.1f} / {100 * m['S']['ppv']:.1f}, V "
+                  f"{100 * m['V']['se']:.1f} / {100 * m['V']['ppv']:.1f}, N "
+                  f"{100 * m['N']['se']:.1f} / {100 * m['N']['ppv']:.1f}.", ""]
+    return lines

@@ -18,7 +18,7 @@ classifier in noise.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from detector.core.beats import RR_FEATURES
 from detector.training.data import CV_FOLDS, BeatSet
 from detector.training.train import (
     F32,
+    RULE_VETO,
     Progress,
     SRuleParams,
     TrainConfig,
@@ -60,6 +61,7 @@ class CVResult:
     noisy_per_epoch: list[float] = field(default_factory=list)
     metrics_noisy: dict[str, dict[str, float]] = field(default_factory=dict)
     predictions: CVPredictions | None = None  # the pooled held-out outputs (not in the card)
+    nested: NestedEstimate | None = None  # classifiers: the S rule's choice on unseen patients
 
     @property
     def score(self) -> float:
@@ -77,6 +79,7 @@ class CVResult:
             **({"clean_score_per_epoch": [round(v, 4) for v in self.clean_per_epoch],
                 "noisy_score_per_epoch": [round(v, 4) for v in self.noisy_per_epoch],
                 "metrics_noisy": self.metrics_noisy} if self.noisy_per_epoch else {}),
+            **({"nested_rule": self.nested.as_json()} if self.nested else {}),
         }
 
 
@@ -107,6 +110,40 @@ class CVPredictions:
         np.savez_compressed(path, per_epoch=np.stack(self.per_epoch), label=self.label, rr=self.rr,
                             rr_names=np.array(RR_FEATURES), record=self.record, fold=self.fold,
                             noisy=self.noisy)
+
+
+@dataclass(frozen=True)
+class NestedEstimate:
+    """The S rule chosen on all folds' held-out outputs but one and applied to that one, the four
+    pooled: what choosing the rule is worth on patients it was not chosen on.  The CV's own score
+    chooses the rule on the outputs it scores, so it is optimistic."""
+
+    epoch: int
+    score: float  # selection score as the CV's (clean and noisy mean)
+    metrics: dict[str, dict[str, float]]  # clean held-out beats
+    fold_rules: list[SRuleParams]  # the rule chosen without each fold
+
+    def as_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "score": round(self.score, 4), "metrics": self.metrics,
+                "rules_without_each_fold": [asdict(r) for r in self.fold_rules]}
+
+
+def nested_rule_estimate(
+    cv: CVPredictions, epoch: int, veto_grid: tuple[float, ...] = RULE_VETO
+) -> NestedEstimate:
+    """:class:`NestedEstimate` of the S rule grid (network veto values ``veto_grid``) at ``epoch``."""
+    probs = cv.per_epoch[epoch - 1]
+    pred = np.zeros(len(cv.label), np.int64)
+    rules = []
+    for f in np.unique(cv.fold):
+        fit, held = cv.fold != f, cv.fold == f
+        rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES,
+                                cv.noisy[fit] if cv.noisy.any() else None, veto_grid=veto_grid)
+        pred[held] = apply_s_rule(probs[held], cv.rr[held], rule, RR_FEATURES)
+        rules.append(rule)
+    groups = [~cv.noisy, cv.noisy] if cv.noisy.any() else [~cv.noisy]
+    score = float(np.mean([selection_score_of(cv.label[g], pred[g]) for g in groups]))
+    return NestedEstimate(epoch, score, per_class_metrics(cv.label[~cv.noisy], pred[~cv.noisy]), rules)
 
 
 def folds_for(records: list[str] | tuple[str, ...], k: int = len(CV_FOLDS)) -> list[list[str]]:
@@ -161,6 +198,8 @@ def cross_validate(
     result.predictions = CVPredictions(
         pooled, label, rr, np.concatenate(records), fold_idx,
         noisy_mask if noisy_mask is not None else np.zeros(len(label), bool))
+    if not is_ae and len(folds) > 1:
+        result.nested = nested_rule_estimate(result.predictions, result.best_epoch)
     result.seconds = time.perf_counter() - start
     progress(f"{cfg.family} CV: best epoch {result.best_epoch}, score {result.score:.4f}, "
              f"per epoch {[round(s, 3) for s in result.score_per_epoch]}, S rule {result.s_rule}")

@@ -4,62 +4,53 @@ The CV chooses the S rule on the same pooled held-out outputs that it then score
 grid can only score higher there.  This study estimates what a grid is worth on unseen
 patients: for each CV fold, the rule is chosen on the other folds' held-out outputs and applied
 to that fold; the four folds' predictions are pooled and scored as the CV scores (mean of the
-clean and noisy selection scores).  Usage::
+clean and noisy selection scores).  ``ecgmon train`` reports the same estimate for the
+training grid in every card it writes (``cv.nested_rule``); ``--card`` adds it to a card made
+before, once the saved outputs are shown to be that card's (they reproduce its CV score and
+S rule: the same command with the same seeds rebuilds a model bit for bit).  Usage::
 
-    python -m detector.training.rule_study /tmp/cv/cnn_cv.npz [--epoch N]
+    python -m detector.training.rule_study /tmp/cv/cnn_cv.npz [--epoch N] [--card detector/models/cnn.json]
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from detector.core.beats import RR_FEATURES
-from detector.training.cv import CVPredictions
+from detector.training.card import write_card
+from detector.training.cv import CVPredictions, NestedEstimate, nested_rule_estimate
 from detector.training.train import (
+    RULE_VETO,
     VETO_OFF,
     VETO_STUDY,
     SRuleParams,
     apply_s_rule,
     choose_s_rule,
-    per_class_metrics,
     selection_score_of,
 )
 
 
 @dataclass(frozen=True)
 class GridEstimate:
-    nested: float  # rule chosen without the scored fold
+    nested: NestedEstimate  # rule chosen without the scored fold
     pooled: float  # rule chosen on all folds (what the CV reports)
-    nested_metrics: dict[str, dict[str, float]]  # clean beats, nested predictions
     pooled_rule: SRuleParams
-    fold_rules: list[SRuleParams]
-
-
-def _score(label: np.ndarray, pred: np.ndarray, noisy: np.ndarray) -> float:
-    groups = [~noisy, noisy] if noisy.any() else [~noisy]
-    return float(np.mean([selection_score_of(label[g], pred[g]) for g in groups]))
 
 
 def estimate(cv: CVPredictions, epoch: int, veto_grid: tuple[float, ...]) -> GridEstimate:
     """Nested and pooled selection scores of the S-rule grid with ``veto_grid`` at ``epoch``."""
     probs = cv.per_epoch[epoch - 1]
-    pred = np.zeros(len(cv.label), np.int64)
-    rules = []
-    for f in np.unique(cv.fold):
-        fit, held = cv.fold != f, cv.fold == f
-        rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES, cv.noisy[fit],
-                                veto_grid=veto_grid)
-        pred[held] = apply_s_rule(probs[held], cv.rr[held], rule, RR_FEATURES)
-        rules.append(rule)
-    pooled_rule, _ = choose_s_rule(probs, cv.rr, cv.label, RR_FEATURES, cv.noisy, veto_grid=veto_grid)
-    pooled = apply_s_rule(probs, cv.rr, pooled_rule, RR_FEATURES)
-    clean = ~cv.noisy
-    return GridEstimate(_score(cv.label, pred, cv.noisy), _score(cv.label, pooled, cv.noisy),
-                        per_class_metrics(cv.label[clean], pred[clean]), pooled_rule, rules)
+    noisy = cv.noisy if cv.noisy.any() else None
+    rule, _ = choose_s_rule(probs, cv.rr, cv.label, RR_FEATURES, noisy, veto_grid=veto_grid)
+    pred = apply_s_rule(probs, cv.rr, rule, RR_FEATURES)
+    groups = [~cv.noisy, cv.noisy] if noisy is not None else [~cv.noisy]
+    pooled = float(np.mean([selection_score_of(cv.label[g], pred[g]) for g in groups]))
+    return GridEstimate(nested_rule_estimate(cv, epoch, veto_grid), pooled, rule)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,18 +62,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch", type=int, default=0, help="CV epoch (default: the last)")
     parser.add_argument("--veto-grid", default=",".join(map(str, VETO_STUDY)),
                         help="veto values tried with the veto (default: the training grid)")
+    parser.add_argument("--card", type=Path, default=None,
+                        help="write the nested estimate of the training grid at the card's epoch into "
+                        "this model card (JSON and markdown), once the predictions are shown to be the "
+                        "card's: they reproduce its CV score and S rule")
     args = parser.parse_args(argv)
     cv = CVPredictions.load(args.predictions)
+    if args.card is not None:
+        return _into_card(cv, args.card)
     epoch = args.epoch or len(cv.per_epoch)
     vetoes = tuple(sorted({VETO_OFF, *(float(v) for v in args.veto_grid.split(","))}))
     for name, grid in (("without the veto", (VETO_OFF,)), ("with the veto", vetoes)):
         est = estimate(cv, epoch, grid)
-        s, v = est.nested_metrics["S"], est.nested_metrics["V"]
-        print(f"{name}: nested score {est.nested:.4f} (clean S Se/+P {100 * s['se']:.1f}/"  # noqa: T201
+        s, v = est.nested.metrics["S"], est.nested.metrics["V"]
+        print(f"{name}: nested score {est.nested.score:.4f} (clean S Se/+P {100 * s['se']:.1f}/"  # noqa: T201
               f"{100 * s['ppv']:.1f}, V {100 * v['se']:.1f}/{100 * v['ppv']:.1f}), pooled score "
               f"{est.pooled:.4f}, pooled rule {est.pooled_rule}")
-        for i, rule in enumerate(est.fold_rules):
+        for i, rule in enumerate(est.nested.fold_rules):
             print(f"  rule without fold {i + 1}: {rule}")  # noqa: T201
+    return 0
+
+
+def _into_card(cv: CVPredictions, card_path: Path) -> int:
+    card = json.loads(card_path.read_text())
+    epoch = int(card["cv"]["best_epoch"])
+    est = estimate(cv, epoch, RULE_VETO)
+    rule = card["cv"]["s_rule"]
+    same_rule = all(rule[k] == v for k, v in asdict(est.pooled_rule).items() if k in rule)
+    if abs(est.pooled - float(card["cv"]["score"])) > 1e-9 or not same_rule:
+        raise SystemExit(f"{card_path}: these CV outputs are not this model's (score {est.pooled:.6f} "
+                         f"against {card['cv']['score']:.6f}, rule {est.pooled_rule}); nothing written")
+    card["cv"]["nested_rule"] = est.nested.as_json()
+    write_card(card_path, card)
+    print(f"{card_path}: nested score {est.nested.score:.4f} (the CV's {est.pooled:.4f}) written")  # noqa: T201
     return 0
 
 

@@ -22,6 +22,7 @@ from detector.training.cv import folds_for
 from detector.training.data import CV_FOLDS, DS1, load_beats
 from detector.training.export import export_onnx
 from detector.training.pipeline import TrainOptions, run_training
+from detector.training.rule_study import main as rule_study
 from detector.training.train import (
     ASSIST_OFF,
     IRREGULARITY_FEATURE,
@@ -47,6 +48,7 @@ def test_tiny_training_run_exports_loadable_onnx(mitdb_dir: Path, tmp_path: Path
     opts = TrainOptions(
         data_dir=mitdb_dir, out_dir=tmp_path, families=["cnn", "autoencoder"], epochs=1,
         records=["119", "209", "220"], folds=3, evaluate_ds2=False, max_train_beats=1500,
+        cv_predictions_dir=tmp_path,
     )
     rows = run_training(opts, lambda _: None)
     assert [r["model"] for r in rows] == ["cnn", "autoencoder"]
@@ -60,6 +62,20 @@ def test_tiny_training_run_exports_loadable_onnx(mitdb_dir: Path, tmp_path: Path
     card = json.loads((tmp_path / "cnn.json").read_text())
     assert sorted(r for f in card["cv"]["folds"] for r in f) == ["119", "209", "220"]
     assert card["epochs_trained"] == card["cv"]["best_epoch"] == 1
+    nested = card["cv"]["nested_rule"]  # the rule chosen without each fold, the folds pooled
+    assert nested["epoch"] == 1 and len(nested["rules_without_each_fold"]) == 3
+    assert "applied to each fold in turn" in (tmp_path / "cnn.md").read_text()
+    assert "nested_rule" not in json.loads((tmp_path / "autoencoder.json").read_text())["cv"]
+    # a card made without the estimate gets it from the saved CV outputs, only if they are its own
+    card_path, saved = tmp_path / "cnn.json", tmp_path / "cnn_cv.npz"
+    del card["cv"]["nested_rule"]
+    card_path.write_text(json.dumps(card))
+    assert rule_study([str(saved), "--card", str(card_path)]) == 0
+    assert json.loads(card_path.read_text())["cv"]["nested_rule"] == nested
+    card["cv"]["score"] += 0.01
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(SystemExit, match="not this model's"):
+        rule_study([str(saved), "--card", str(card_path)])
 
 
 def test_cv_folds_cover_ds1_once() -> None:
@@ -75,6 +91,9 @@ def test_cross_validation_pools_every_held_out_beat(mitdb_dir: Path) -> None:
     cv = cv_patients(beats, cfg, lambda _: None, folds_for(["119", "209", "220"], 3))
     assert cv.best_epoch in (1, 2) and len(cv.score_per_epoch) == 2 and len(cv.fold_metrics) == 3
     assert cv.score == max(cv.score_per_epoch) and len(cv.bias) == 5
+    assert cv.nested is not None and cv.nested.epoch == cv.best_epoch and len(cv.nested.fold_rules) == 3
+    assert cv.predictions is not None and len(cv.predictions.label) == len(cv.predictions.fold)
+    assert 0.0 < cv.nested.score <= 1.0
 
 
 def test_training_is_reproducible(mitdb_dir: Path) -> None:

@@ -41,9 +41,9 @@ def test_the_nested_estimate_values_a_veto_only_where_one_made_the_labels() -> N
     grid = (VETO_OFF, 0.05, 0.2)  # a part of VETO_STUDY keeps the test quick
     assert set(grid) <= set(VETO_STUDY)
     without, with_veto = estimate(vetoed, 2, (VETO_OFF,)), estimate(vetoed, 2, grid)
-    assert with_veto.nested > without.nested
-    assert with_veto.nested > 0.98 and with_veto.pooled == pytest.approx(1.0)
-    assert all(rule.veto_s_share_max == 0.2 for rule in with_veto.fold_rules)
+    assert with_veto.nested.score > without.nested.score
+    assert with_veto.nested.score > 0.98 and with_veto.pooled == pytest.approx(1.0)
+    assert all(rule.veto_s_share_max == 0.2 for rule in with_veto.nested.fold_rules)
     plain = _predictions(1500, SRuleParams(0.82, 0.1, 0.0), seed=1)
     assert estimate(plain, 2, grid).pooled_rule.veto_s_share_max == VETO_OFF
 
