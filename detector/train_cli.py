@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from detector.training import DEFAULT_EPOCHS
 from stream.errors import ConfigError
 from stream.settings import Settings, add_flags
 
@@ -106,8 +107,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_flags(parser, ["data_dir", "cache_dir"])
     parser.add_argument("--families", default=ALL_FAMILIES, help=f"comma-separated (default {ALL_FAMILIES})")
-    parser.add_argument("--epochs", type=int, default=10,
-                        help="length of the cosine learning-rate schedule; DS1 CV picks the epoch to stop at")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                        help="length of the cosine learning-rate schedule (default %(default)s); DS1 CV "
+                        "picks the epoch to stop at")
     parser.add_argument("--peaks", default="auto", choices=("auto", "detected", "reference"),
                         help="R-peaks: our detector (auto when present) or reference positions +-20 ms")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs are reproducible)")

@@ -28,6 +28,7 @@ from detector.core.beats import RR_FEATURES
 from detector.training.data import CV_FOLDS, BeatSet
 from detector.training.train import (
     F32,
+    RULE_ASSIST,
     RULE_VETO,
     Progress,
     SRuleParams,
@@ -129,16 +130,18 @@ class NestedEstimate:
 
 
 def nested_rule_estimate(
-    cv: CVPredictions, epoch: int, veto_grid: tuple[float, ...] = RULE_VETO
+    cv: CVPredictions, epoch: int, *, assist_grid: tuple[tuple[float, float], ...] = RULE_ASSIST,
+    veto_grid: tuple[float, ...] = RULE_VETO,
 ) -> NestedEstimate:
-    """:class:`NestedEstimate` of the S rule grid (network veto values ``veto_grid``) at ``epoch``."""
+    """:class:`NestedEstimate` of the S rule grid at ``epoch`` (default: training's grid)."""
     probs = cv.per_epoch[epoch - 1]
     pred = np.zeros(len(cv.label), np.int64)
     rules = []
     for f in np.unique(cv.fold):
         fit, held = cv.fold != f, cv.fold == f
         rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES,
-                                cv.noisy[fit] if cv.noisy.any() else None, veto_grid=veto_grid)
+                                cv.noisy[fit] if cv.noisy.any() else None, assist_grid=assist_grid,
+                                veto_grid=veto_grid)
         pred[held] = apply_s_rule(probs[held], cv.rr[held], rule, RR_FEATURES)
         rules.append(rule)
     groups = [~cv.noisy, cv.noisy] if cv.noisy.any() else [~cv.noisy]

@@ -16,6 +16,7 @@ from detector.bench_models import bench_onnx
 from detector.core.beats import RR_FEATURES
 from detector.eval_beats import PreparedRecord, evaluate, prepare_record
 from detector.onnx_classifier import OnnxClassifier
+from detector.training import DEFAULT_EPOCHS
 from detector.training.card import write_card
 from detector.training.cv import CVResult, cross_validate, folds_for
 from detector.training.data import CV_FOLDS, DS1, DS2, PACED, BeatSet, load_beats, record_sha256
@@ -48,7 +49,10 @@ DS2_LOOKS = (
     "alone (cnn seeds 0 and 1, inception), with the previous models' DS2 figures known. Three-seed "
     "ensembles (2026-12-06) were adopted for every family after a DS1 CV seed-spread study of the "
     "cnn, with the single models' DS2 figures known; the default rule gained the issue's inference "
-    "budget (50 us per beat, measured idle with `python -m detector.bench_models`)."
+    "budget (50 us per beat, measured idle with `python -m detector.bench_models`). The S rule's "
+    "assisted zone left the training grid (2026-12-06) on a nested estimate over DS1 CV outputs "
+    "alone (the rule chosen on three folds, scored on the fourth), with the previous models' DS2 "
+    "figures known."
 )
 
 
@@ -58,8 +62,7 @@ SUMMARY = (
     "a beat is classified once the next beat is detected) and five shape and rhythm features "
     "(correlation, P-wave difference and amplitude against the template; RR irregularity, mean- "
     "and median-based). The network's N and S outputs are pooled and split by a rule chosen on "
-    "DS1 CV: S when the beat is premature for this patient (or, if the CV chose it, only mildly "
-    "premature and mostly S to the network) and the rhythm before it is regular. "
+    "DS1 CV: S when the beat is premature for this patient and the rhythm before it is regular. "
     "Trained on DS1 and on a noise-stressed copy of DS1 (MIT-BIH Noise Stress Test electrode-motion "
     "and muscle noise at 12 and 6 dB SNR), selected on clean and held-out noisy DS1 patients."
 )
@@ -70,7 +73,7 @@ class TrainOptions:
     data_dir: Path
     out_dir: Path
     families: list[str]
-    epochs: int = 12
+    epochs: int = DEFAULT_EPOCHS
     peaks: str = "auto"
     seed: int = 0
     threads: int = 1
@@ -192,6 +195,7 @@ def _card(
         "reproduce": {
             "train": f"ecgmon train --data-dir ../shared/data/mitdb --families {fam}"
             + (f" --ensemble {result.config.ensemble}" if result.config.ensemble > 1 else "")
+            + (f" --epochs {opts.epochs}" if opts.epochs != DEFAULT_EPOCHS else "")
             + ("" if opts.noise_dir is not None or fam == "autoencoder" else " --no-noise"),
             "eval": f"ecgmon eval beats --data-dir ../shared/data/mitdb --model {fam} --records ds2",
         },

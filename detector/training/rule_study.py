@@ -3,11 +3,13 @@
 The CV chooses the S rule on the same pooled held-out outputs that it then scores, so a larger
 grid can only score higher there.  This study estimates what a grid is worth on unseen
 patients: for each CV fold, the rule is chosen on the other folds' held-out outputs and applied
-to that fold; the four folds' predictions are pooled and scored as the CV scores (mean of the
-clean and noisy selection scores).  ``ecgmon train`` reports the same estimate for the
-training grid in every card it writes (``cv.nested_rule``); ``--card`` adds it to a card made
-before, once the saved outputs are shown to be that card's (they reproduce its CV score and
-S rule: the same command with the same seeds rebuilds a model bit for bit).  Usage::
+to that fold; the folds' predictions are pooled and scored as the CV scores (mean of the clean
+and noisy selection scores).  It compares training's grid with the grid plus the assisted zone
+(sessions 11-12) and with the grid plus a network veto.  ``ecgmon train`` reports the nested
+estimate of training's grid in every card it writes (``cv.nested_rule``); ``--card`` adds it
+to a card made before, once the saved outputs are shown to be that card's (they reproduce its
+CV score and S rule: the same command with the same seeds rebuilds a model bit for bit).
+Usage::
 
     python -m detector.training.rule_study /tmp/cv/cnn_cv.npz [--epoch N] [--card detector/models/cnn.json]
 """
@@ -25,14 +27,22 @@ from detector.core.beats import RR_FEATURES
 from detector.training.card import write_card
 from detector.training.cv import CVPredictions, NestedEstimate, nested_rule_estimate
 from detector.training.train import (
+    ASSIST_STUDY,
+    RULE_ASSIST,
     RULE_VETO,
-    VETO_OFF,
     VETO_STUDY,
     SRuleParams,
     apply_s_rule,
     choose_s_rule,
     selection_score_of,
 )
+
+Grid = tuple[tuple[tuple[float, float], ...], tuple[float, ...]]  # assisted zones, vetoes
+GRIDS: dict[str, Grid] = {
+    "training's grid": (RULE_ASSIST, RULE_VETO),
+    "with the assisted zone": (ASSIST_STUDY, RULE_VETO),
+    "with the network veto": (RULE_ASSIST, VETO_STUDY),
+}
 
 
 @dataclass(frozen=True)
@@ -42,26 +52,26 @@ class GridEstimate:
     pooled_rule: SRuleParams
 
 
-def estimate(cv: CVPredictions, epoch: int, veto_grid: tuple[float, ...]) -> GridEstimate:
-    """Nested and pooled selection scores of the S-rule grid with ``veto_grid`` at ``epoch``."""
+def estimate(cv: CVPredictions, epoch: int, grid: Grid = GRIDS["training's grid"]) -> GridEstimate:
+    """Nested and pooled selection scores of an S-rule grid at ``epoch``."""
+    assist, veto = grid
     probs = cv.per_epoch[epoch - 1]
     noisy = cv.noisy if cv.noisy.any() else None
-    rule, _ = choose_s_rule(probs, cv.rr, cv.label, RR_FEATURES, noisy, veto_grid=veto_grid)
+    rule, _ = choose_s_rule(probs, cv.rr, cv.label, RR_FEATURES, noisy, assist_grid=assist, veto_grid=veto)
     pred = apply_s_rule(probs, cv.rr, rule, RR_FEATURES)
     groups = [~cv.noisy, cv.noisy] if noisy is not None else [~cv.noisy]
     pooled = float(np.mean([selection_score_of(cv.label[g], pred[g]) for g in groups]))
-    return GridEstimate(nested_rule_estimate(cv, epoch, veto_grid), pooled, rule)
+    return GridEstimate(nested_rule_estimate(cv, epoch, assist_grid=assist, veto_grid=veto), pooled, rule)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m detector.training.rule_study",
-        description="Nested (leave-one-fold-out) estimate of the S-rule grid, with and without the "
-        "network veto, on the pooled DS1 CV outputs that `ecgmon train --cv-predictions DIR` saved.")
+        description="Nested (leave-one-fold-out) estimate of S-rule grids (training's, with the "
+        "assisted zone, with the network veto) on the pooled DS1 CV outputs that "
+        "`ecgmon train --cv-predictions DIR` saved.")
     parser.add_argument("predictions", type=Path, help="a <family>_cv.npz file")
     parser.add_argument("--epoch", type=int, default=0, help="CV epoch (default: the last)")
-    parser.add_argument("--veto-grid", default=",".join(map(str, VETO_STUDY)),
-                        help="veto values tried with the veto (default: the training grid)")
     parser.add_argument("--card", type=Path, default=None,
                         help="write the nested estimate of the training grid at the card's epoch into "
                         "this model card (JSON and markdown), once the predictions are shown to be the "
@@ -71,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.card is not None:
         return _into_card(cv, args.card)
     epoch = args.epoch or len(cv.per_epoch)
-    vetoes = tuple(sorted({VETO_OFF, *(float(v) for v in args.veto_grid.split(","))}))
-    for name, grid in (("without the veto", (VETO_OFF,)), ("with the veto", vetoes)):
+    for name, grid in GRIDS.items():
         est = estimate(cv, epoch, grid)
         s, v = est.nested.metrics["S"], est.nested.metrics["V"]
         print(f"{name}: nested score {est.nested.score:.4f} (clean S Se/+P {100 * s['se']:.1f}/"  # noqa: T201
@@ -86,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 def _into_card(cv: CVPredictions, card_path: Path) -> int:
     card = json.loads(card_path.read_text())
     epoch = int(card["cv"]["best_epoch"])
-    est = estimate(cv, epoch, RULE_VETO)
+    est = estimate(cv, epoch)
     rule = card["cv"]["s_rule"]
     same_rule = all(rule[k] == v for k, v in asdict(est.pooled_rule).items() if k in rule)
     if abs(est.pooled - float(card["cv"]["score"])) > 1e-9 or not same_rule:

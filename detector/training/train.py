@@ -284,19 +284,23 @@ def train_autoencoder(
 # the rhythm before it is regular.  Learnt S decisions did not carry over to unseen patients
 # (DS1 CV: S Se 23-42 % across seeds, worse with more inputs); these two thresholds, chosen
 # by DS1 CV, do (about 68/73 % Se/+P at the best mean F1, stable across seeds).
-# Assisted zone: a beat only mildly premature (below a second, looser threshold) is S when the
-# network's own S probability is most of its N-or-S probability (morphology, the P wave against
-# the template): most S beats the rule missed in DS1 CV were premature by 0.82-0.94 only.
+# Assisted zone (sessions 11-12; left the training grid in session 13): a beat only mildly
+# premature (below a second, looser threshold) is S when the network's own S probability is most
+# of its N-or-S probability.  It raised the CV score chosen and scored on the same outputs, but
+# chosen on three CV folds it lowered the fourth's (nested estimate without -> with it, rule_study: 5-cnn
+# default 0.8275 -> 0.8185, a 14-epoch run 0.8396 -> 0.8235), so training no longer tries it.
 PREMATURITY_FEATURE = "prev_over_long"
 IRREGULARITY_FEATURE = "rr_irregularity_median"
 RULE_PREMATURITY = tuple(round(0.76 + 0.01 * i, 2) for i in range(17))  # 0.76 ... 0.92
 RULE_IRREGULARITY = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 RULE_V_OFFSET = (-1.0, -0.5, 0.0, 0.5, 1.0)
+# The assisted zones and network vetoes training tries, and those `python -m
+# detector.training.rule_study` compares with the training grid on saved DS1 CV outputs.
 ASSIST_OFF = (0.0, 1.0)
-RULE_ASSIST = (ASSIST_OFF,) + tuple(
+RULE_ASSIST = (ASSIST_OFF,)
+ASSIST_STUDY = (ASSIST_OFF,) + tuple(
     (a, t) for a in (0.83, 0.85, 0.88, 0.92, 0.96) for t in (0.3, 0.5, 0.7, 0.9))
-# Network veto (a premature beat the network is sure is N stays N): the values training tries,
-# and the values `python -m detector.training.rule_study` compares against none on DS1 CV outputs.
+# network veto: a premature beat the network is sure is N stays N
 VETO_OFF = 0.0
 RULE_VETO = (VETO_OFF,)
 VETO_STUDY = (VETO_OFF, 0.01, 0.02, 0.05, 0.1, 0.2)
@@ -427,10 +431,12 @@ def _grid_scores(fixed: I64, fires: npt.NDArray[np.bool_], label: I64) -> npt.ND
 
 def choose_s_rule(
     probs: F32, rr: F32, label: I64, rr_names: tuple[str, ...],
-    noisy: npt.NDArray[np.bool_] | None = None, veto_grid: tuple[float, ...] = RULE_VETO,
+    noisy: npt.NDArray[np.bool_] | None = None, *,
+    assist_grid: tuple[tuple[float, float], ...] = RULE_ASSIST, veto_grid: tuple[float, ...] = RULE_VETO,
 ) -> tuple[SRuleParams, dict[str, dict[str, float]]]:
     """The :class:`SRuleParams` on the grid that maximise the selection score on ``probs``
-    (:func:`selection_score_of`); ``veto_grid``: the network-veto values tried.
+    (:func:`selection_score_of`); ``assist_grid``, ``veto_grid``: the assisted zones and network
+    vetoes tried (default: training's).
 
     With ``noisy`` (a mask of noise-stressed beats), the score is the mean of the selection
     scores of the clean and the noisy beats, and the metrics returned are the clean beats'.
@@ -439,7 +445,7 @@ def choose_s_rule(
     clean = np.ones(len(label), bool) if noisy is None else ~noisy
     groups = [clean] if noisy is None else [clean, noisy]
     # only beats called N-or-S, premature and regular enough for some grid point can change
-    reach = (inputs.prem < max(max(RULE_PREMATURITY), max(a for a, _ in RULE_ASSIST))) & (
+    reach = (inputs.prem < max(max(RULE_PREMATURITY), max(a for a, _ in assist_grid))) & (
         inputs.irr < max(RULE_IRREGULARITY))
     best: tuple[float, SRuleParams] | None = None
     for v in RULE_V_OFFSET:
@@ -448,19 +454,19 @@ def choose_s_rule(
         prem, share, irr = inputs.prem[movable], inputs.share[movable], inputs.irr[movable]
         fixed = [confusion(label[g & ~movable], base[g & ~movable]) for g in groups]
         sub_label, sub_groups = label[movable], [g[movable] for g in groups]
-        assisted = np.stack([(prem < am) & (share > sm) for am, sm in RULE_ASSIST])
+        assisted = np.stack([(prem < am) & (share > sm) for am, sm in assist_grid])
         regular = np.stack([irr < b for b in RULE_IRREGULARITY])
         for a in RULE_PREMATURITY:
             # every (irregularity, assisted zone, veto) point at once, in the grid's order
             primary = np.stack([(prem < a) & (share >= veto) for veto in veto_grid])
             fires = (assisted[None, :, None, :] | primary[None, None, :, :]) & regular[:, None, None, :]
-            fires = fires.reshape(len(RULE_IRREGULARITY) * len(RULE_ASSIST) * len(veto_grid), len(prem))
+            fires = fires.reshape(len(RULE_IRREGULARITY) * len(assist_grid) * len(veto_grid), len(prem))
             scores = np.mean(np.stack([_grid_scores(f, fires[:, g], sub_label[g])
                                        for f, g in zip(fixed, sub_groups, strict=True)]), axis=0)
             i = int(np.argmax(scores))  # the first best (grid order decides ties)
             if best is None or scores[i] > best[0]:
-                bi, ai, vi = np.unravel_index(i, (len(RULE_IRREGULARITY), len(RULE_ASSIST), len(veto_grid)))
-                assist_max, share_min = RULE_ASSIST[ai]
+                bi, ai, vi = np.unravel_index(i, (len(RULE_IRREGULARITY), len(assist_grid), len(veto_grid)))
+                assist_max, share_min = assist_grid[ai]
                 best = (float(scores[i]),
                         SRuleParams(a, RULE_IRREGULARITY[bi], v, assist_max, share_min, veto_grid[vi]))
     assert best is not None

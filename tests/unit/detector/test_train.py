@@ -25,6 +25,7 @@ from detector.training.pipeline import TrainOptions, run_training
 from detector.training.rule_study import main as rule_study
 from detector.training.train import (
     ASSIST_OFF,
+    ASSIST_STUDY,
     IRREGULARITY_FEATURE,
     PREMATURITY_FEATURE,
     VETO_OFF,
@@ -62,6 +63,7 @@ def test_tiny_training_run_exports_loadable_onnx(mitdb_dir: Path, tmp_path: Path
     card = json.loads((tmp_path / "cnn.json").read_text())
     assert sorted(r for f in card["cv"]["folds"] for r in f) == ["119", "209", "220"]
     assert card["epochs_trained"] == card["cv"]["best_epoch"] == 1
+    assert card["reproduce"]["train"].endswith("--families cnn --epochs 1 --no-noise")
     nested = card["cv"]["nested_rule"]  # the rule chosen without each fold, the folds pooled
     assert nested["epoch"] == 1 and len(nested["rules_without_each_fold"]) == 3
     assert "applied to each fold in turn" in (tmp_path / "cnn.md").read_text()
@@ -180,7 +182,8 @@ def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
     probs, rr = _rule_inputs(6000, seed=1)
     truth = SRuleParams(prematurity_max=0.84, irregularity_max=0.1, v_offset=0.0)
     label = apply_s_rule(probs, rr, truth, RR_FEATURES)
-    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES, veto_grid=VETO_STUDY)
+    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES, assist_grid=ASSIST_STUDY,
+                                    veto_grid=VETO_STUDY)
     assert (chosen.prematurity_max, chosen.irregularity_max) == (0.84, 0.1)
     assert (chosen.assist_prematurity_max, chosen.assist_s_share_min) == ASSIST_OFF  # not needed: off
     assert chosen.veto_s_share_max == VETO_OFF
@@ -188,7 +191,7 @@ def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
     truth = SRuleParams(prematurity_max=0.8, irregularity_max=0.15, v_offset=0.0,
                         assist_prematurity_max=0.92, assist_s_share_min=0.5)
     label = apply_s_rule(probs, rr, truth, RR_FEATURES)
-    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES)
+    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES, assist_grid=ASSIST_STUDY)
     assert chosen == truth and metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
     truth = SRuleParams(prematurity_max=0.82, irregularity_max=0.1, v_offset=0.0, veto_s_share_max=0.2)
     label = apply_s_rule(probs, rr, truth, RR_FEATURES)

@@ -14,11 +14,10 @@ except ModuleNotFoundError:  # pragma: no cover - CI must install the train extr
 
 from detector.core.beats import RR_FEATURES
 from detector.training.cv import CVPredictions
-from detector.training.rule_study import estimate, main
+from detector.training.rule_study import GRIDS, estimate, main
 from detector.training.train import (
     IRREGULARITY_FEATURE,
     VETO_OFF,
-    VETO_STUDY,
     SRuleParams,
     apply_s_rule,
 )
@@ -38,14 +37,15 @@ def _predictions(n: int, truth: SRuleParams, seed: int = 0) -> CVPredictions:
 
 def test_the_nested_estimate_values_a_veto_only_where_one_made_the_labels() -> None:
     vetoed = _predictions(1500, SRuleParams(0.82, 0.1, 0.0, veto_s_share_max=0.2))
-    grid = (VETO_OFF, 0.05, 0.2)  # a part of VETO_STUDY keeps the test quick
-    assert set(grid) <= set(VETO_STUDY)
-    without, with_veto = estimate(vetoed, 2, (VETO_OFF,)), estimate(vetoed, 2, grid)
+    without, with_veto = estimate(vetoed, 2), estimate(vetoed, 2, GRIDS["with the network veto"])
     assert with_veto.nested.score > without.nested.score
     assert with_veto.nested.score > 0.98 and with_veto.pooled == pytest.approx(1.0)
     assert all(rule.veto_s_share_max == 0.2 for rule in with_veto.nested.fold_rules)
     plain = _predictions(1500, SRuleParams(0.82, 0.1, 0.0), seed=1)
-    assert estimate(plain, 2, grid).pooled_rule.veto_s_share_max == VETO_OFF
+    assert estimate(plain, 2, GRIDS["with the network veto"]).pooled_rule.veto_s_share_max == VETO_OFF
+    assisted = _predictions(1500, SRuleParams(0.8, 0.1, 0.0, 0.92, 0.5), seed=2)
+    assert estimate(assisted, 2, GRIDS["with the assisted zone"]).pooled_rule.assist_prematurity_max == 0.92
+    assert estimate(assisted, 2).pooled_rule.assist_prematurity_max == 0.0  # training's grid: off
 
 
 def test_saved_predictions_load_back_and_the_command_reports_both_grids(
@@ -56,7 +56,8 @@ def test_saved_predictions_load_back_and_the_command_reports_both_grids(
     cv.save(path)
     back = CVPredictions.load(path)
     assert np.array_equal(back.per_epoch[1], cv.per_epoch[1]) and np.array_equal(back.noisy, cv.noisy)
-    assert main([str(path), "--epoch", "2", "--veto-grid", "0.2"]) == 0
-    without, with_veto = capsys.readouterr().out.split("with the veto: nested score")
-    assert without.startswith("without the veto: nested score") and "veto_s_share_max=0.2" not in without
-    assert "pooled rule SRuleParams(" in with_veto and "veto_s_share_max=0.2" in with_veto
+    assert main([str(path), "--epoch", "2"]) == 0
+    out = capsys.readouterr().out
+    training, rest = out.split("with the assisted zone: nested score")
+    assert training.startswith("training's grid: nested score") and "veto_s_share_max=0.2" not in training
+    assert "with the network veto: nested score" in rest and "veto_s_share_max=0.2" in rest
