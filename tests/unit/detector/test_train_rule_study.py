@@ -61,3 +61,15 @@ def test_saved_predictions_load_back_and_the_command_reports_both_grids(
     training, rest = out.split("with the assisted zone: nested score")
     assert training.startswith("training's grid: nested score") and "veto_s_share_max=0.2" not in training
     assert "with the network veto: nested score" in rest and "veto_s_share_max=0.2" in rest
+
+
+def test_a_missing_or_foreign_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "none.npz")])
+    assert "no such file" in capsys.readouterr().err
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "other.npz")])
+    assert "not CV outputs this version can read" in capsys.readouterr().err
