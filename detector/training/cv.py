@@ -98,6 +98,11 @@ class CVPredictions:
     fold: np.ndarray
     noisy: np.ndarray  # True: a beat of the held-out noise-stressed copy
 
+    @property
+    def noisy_mask(self) -> np.ndarray | None:
+        """``noisy``, or None when the CV had no noise-stressed copy (as the CV passes it)."""
+        return self.noisy if self.noisy.any() else None
+
     @staticmethod
     def load(path: Path) -> CVPredictions:
         with np.load(path) as d:
@@ -115,7 +120,7 @@ class CVPredictions:
 
 @dataclass(frozen=True)
 class NestedEstimate:
-    """The S rule chosen on all folds' held-out outputs but one and applied to that one, the four
+    """The S rule chosen on all folds' held-out outputs but one and applied to that one, the folds
     pooled: what choosing the rule is worth on patients it was not chosen on.  The CV's own score
     chooses the rule on the outputs it scores, so it is optimistic."""
 
@@ -139,13 +144,13 @@ def nested_rule_estimate(
     rules = []
     for f in np.unique(cv.fold):
         fit, held = cv.fold != f, cv.fold == f
+        noisy = cv.noisy_mask
         rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES,
-                                cv.noisy[fit] if cv.noisy.any() else None, assist_grid=assist_grid,
+                                None if noisy is None else noisy[fit], assist_grid=assist_grid,
                                 veto_grid=veto_grid)
         pred[held] = apply_s_rule(probs[held], cv.rr[held], rule, RR_FEATURES)
         rules.append(rule)
-    groups = [~cv.noisy, cv.noisy] if cv.noisy.any() else [~cv.noisy]
-    score = float(np.mean([selection_score_of(cv.label[g], pred[g]) for g in groups]))
+    score = float(np.mean(selection_scores(cv.label, pred, cv.noisy_mask)))
     return NestedEstimate(epoch, score, per_class_metrics(cv.label[~cv.noisy], pred[~cv.noisy]), rules)
 
 
@@ -238,6 +243,11 @@ def _scores(
     probs: F32, rr: F32, label: np.ndarray, rule: SRuleParams, noisy: np.ndarray | None
 ) -> list[float]:
     """Selection score of the clean held-out beats, then (with ``noisy``) of the noisy ones."""
-    pred = apply_s_rule(probs, rr, rule, RR_FEATURES)
+    return selection_scores(label, apply_s_rule(probs, rr, rule, RR_FEATURES), noisy)
+
+
+def selection_scores(label: np.ndarray, pred: np.ndarray, noisy: np.ndarray | None) -> list[float]:
+    """Selection score of the clean beats, then (with a ``noisy`` mask) of the noisy ones; the CV
+    scores their mean."""
     groups = [np.ones(len(label), bool)] if noisy is None else [~noisy, noisy]
     return [selection_score_of(label[g], pred[g]) for g in groups]

@@ -25,7 +25,7 @@ import numpy as np
 
 from detector.core.beats import RR_FEATURES
 from detector.training.card import write_card
-from detector.training.cv import CVPredictions, NestedEstimate, nested_rule_estimate
+from detector.training.cv import CVPredictions, NestedEstimate, nested_rule_estimate, selection_scores
 from detector.training.train import (
     ASSIST_STUDY,
     RULE_ASSIST,
@@ -34,7 +34,6 @@ from detector.training.train import (
     SRuleParams,
     apply_s_rule,
     choose_s_rule,
-    selection_score_of,
 )
 
 Grid = tuple[tuple[tuple[float, float], ...], tuple[float, ...]]  # assisted zones, vetoes
@@ -56,11 +55,10 @@ def estimate(cv: CVPredictions, epoch: int, grid: Grid = GRIDS["training's grid"
     """Nested and pooled selection scores of an S-rule grid at ``epoch``."""
     assist, veto = grid
     probs = cv.per_epoch[epoch - 1]
-    noisy = cv.noisy if cv.noisy.any() else None
-    rule, _ = choose_s_rule(probs, cv.rr, cv.label, RR_FEATURES, noisy, assist_grid=assist, veto_grid=veto)
+    rule, _ = choose_s_rule(probs, cv.rr, cv.label, RR_FEATURES, cv.noisy_mask, assist_grid=assist,
+                            veto_grid=veto)
     pred = apply_s_rule(probs, cv.rr, rule, RR_FEATURES)
-    groups = [~cv.noisy, cv.noisy] if noisy is not None else [~cv.noisy]
-    pooled = float(np.mean([selection_score_of(cv.label[g], pred[g]) for g in groups]))
+    pooled = float(np.mean(selection_scores(cv.label, pred, cv.noisy_mask)))
     return GridEstimate(nested_rule_estimate(cv, epoch, assist_grid=assist, veto_grid=veto), pooled, rule)
 
 
