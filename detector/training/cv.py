@@ -17,6 +17,7 @@ classifier in noise.
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +31,11 @@ from detector.training.train import (
     F32,
     RULE_ASSIST,
     RULE_VETO,
+    SELECTION_WEIGHTS,
     Progress,
     SRuleParams,
     TrainConfig,
+    Weights,
     apply_s_rule,
     auroc,
     choose_s_rule,
@@ -41,6 +44,10 @@ from detector.training.train import (
     train_autoencoder,
     train_ensemble,
 )
+
+# epochs averaged in choosing the epoch count (choose_epoch); `python -m
+# detector.training.selection_study` compares others on saved DS1 CV outputs
+EPOCH_WINDOW = 1
 
 
 @dataclass
@@ -111,6 +118,18 @@ class CVPredictions:
             return CVPredictions(list(d["per_epoch"]), d["label"], d["rr"], d["record"], d["fold"],
                                  d["noisy"])
 
+    @staticmethod
+    def load_argument(parser: argparse.ArgumentParser, path: Path) -> CVPredictions:
+        """:meth:`load` for a command's argument: a missing or unreadable file is a one-line
+        usage error, not a traceback."""
+        if not path.is_file():
+            parser.error(f"{path}: no such file (`ecgmon train --cv-predictions DIR` writes "
+                         "DIR/<family>_cv.npz)")
+        try:
+            return CVPredictions.load(path)
+        except (ValueError, KeyError, OSError) as exc:
+            parser.error(f"{path}: not CV outputs this version can read ({exc})")
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, per_epoch=np.stack(self.per_epoch), label=self.label, rr=self.rr,
@@ -136,7 +155,7 @@ class NestedEstimate:
 
 def nested_rule_estimate(
     cv: CVPredictions, epoch: int, *, assist_grid: tuple[tuple[float, float], ...] = RULE_ASSIST,
-    veto_grid: tuple[float, ...] = RULE_VETO,
+    veto_grid: tuple[float, ...] = RULE_VETO, weights: Weights = SELECTION_WEIGHTS,
 ) -> NestedEstimate:
     """:class:`NestedEstimate` of the S rule grid at ``epoch`` (default: training's grid)."""
     probs = cv.per_epoch[epoch - 1]
@@ -147,10 +166,10 @@ def nested_rule_estimate(
         noisy = cv.noisy_mask
         rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES,
                                 None if noisy is None else noisy[fit], assist_grid=assist_grid,
-                                veto_grid=veto_grid)
+                                veto_grid=veto_grid, weights=weights)
         pred[held] = apply_s_rule(probs[held], cv.rr[held], rule, RR_FEATURES)
         rules.append(rule)
-    score = float(np.mean(selection_scores(cv.label, pred, cv.noisy_mask)))
+    score = float(np.mean(selection_scores(cv.label, pred, cv.noisy_mask, weights)))
     return NestedEstimate(epoch, score, per_class_metrics(cv.label[~cv.noisy], pred[~cv.noisy]), rules)
 
 
@@ -223,7 +242,7 @@ def _summarise(pooled: list[F32], label: np.ndarray, fold_idx: np.ndarray, folds
     fits = [choose_s_rule(p, rr, label, RR_FEATURES, noisy) for p in pooled]
     parts = [_scores(p, rr, label, rule, noisy) for p, (rule, _) in zip(pooled, fits, strict=True)]
     scores = [float(np.mean(part)) for part in parts]
-    best = int(np.argmax(scores))
+    best = choose_epoch(scores) - 1
     rule = fits[best][0]
     probs = pooled[best]
     pred = apply_s_rule(probs, rr, rule, RR_FEATURES)
@@ -239,6 +258,15 @@ def _summarise(pooled: list[F32], label: np.ndarray, fold_idx: np.ndarray, folds
     return result
 
 
+def choose_epoch(scores: list[float], window: int = EPOCH_WINDOW) -> int:
+    """The epoch (from 1) with the best per-epoch score, each epoch's score averaged with its
+    neighbours' within ``window`` (odd; 1: the epoch's own; at the ends, the neighbours there are).
+    The first best wins."""
+    half = window // 2
+    smooth = [float(np.mean(scores[max(0, i - half): i + half + 1])) for i in range(len(scores))]
+    return int(np.argmax(smooth)) + 1
+
+
 def _scores(
     probs: F32, rr: F32, label: np.ndarray, rule: SRuleParams, noisy: np.ndarray | None
 ) -> list[float]:
@@ -246,8 +274,9 @@ def _scores(
     return selection_scores(label, apply_s_rule(probs, rr, rule, RR_FEATURES), noisy)
 
 
-def selection_scores(label: np.ndarray, pred: np.ndarray, noisy: np.ndarray | None) -> list[float]:
+def selection_scores(label: np.ndarray, pred: np.ndarray, noisy: np.ndarray | None,
+                     weights: Weights = SELECTION_WEIGHTS) -> list[float]:
     """Selection score of the clean beats, then (with a ``noisy`` mask) of the noisy ones; the CV
     scores their mean."""
     groups = [np.ones(len(label), bool)] if noisy is None else [~noisy, noisy]
-    return [selection_score_of(label[g], pred[g]) for g in groups]
+    return [selection_score_of(label[g], pred[g], weights) for g in groups]

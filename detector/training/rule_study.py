@@ -75,13 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                         "this model card (JSON and markdown), once the predictions are shown to be the "
                         "card's: they reproduce its CV score and S rule")
     args = parser.parse_args(argv)
-    if not args.predictions.is_file():
-        parser.error(f"{args.predictions}: no such file (`ecgmon train --cv-predictions DIR` writes "
-                     "DIR/<family>_cv.npz)")
-    try:
-        cv = CVPredictions.load(args.predictions)
-    except (ValueError, KeyError, OSError) as exc:
-        parser.error(f"{args.predictions}: not CV outputs this version can read ({exc})")
+    cv = CVPredictions.load_argument(parser, args.predictions)
     if args.card is not None:
         return _into_card(cv, args.card)
     epoch = args.epoch or len(cv.per_epoch)

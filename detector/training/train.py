@@ -101,15 +101,22 @@ def confusion_metrics(cm: I64) -> dict[str, dict[str, float]]:
     return class_figures(cm, "NSVFQ")
 
 
-def selection_score(m: dict[str, dict[str, float]]) -> float:
-    """Selection criterion: mean F1 of N, S and V (F and Q: too few patients in DS1 to select on)."""
-    return (m["N"]["f1"] + m["S"]["f1"] + m["V"]["f1"]) / 3.0
+Weights = tuple[float, float, float]
+# the weights of the N, S and V F1 in the selection score; `python -m
+# detector.training.selection_study` compares others on saved DS1 CV outputs
+SELECTION_WEIGHTS: Weights = (1.0, 1.0, 1.0)
 
 
-def selection_score_of(y_true: I64, y_pred: I64) -> float:
+def selection_score(m: dict[str, dict[str, float]], weights: Weights = SELECTION_WEIGHTS) -> float:
+    """Selection criterion: the weighted mean F1 of N, S and V (F and Q: too few patients in DS1
+    to select on); equal weights unless a study says otherwise."""
+    return (weights[0] * m["N"]["f1"] + weights[1] * m["S"]["f1"] + weights[2] * m["V"]["f1"]) / sum(weights)
+
+
+def selection_score_of(y_true: I64, y_pred: I64, weights: Weights = SELECTION_WEIGHTS) -> float:
     """:func:`selection_score` of predictions, false positives counted as EC57 does (the
     evaluation the models are judged by, ``ecgmon eval beats``' ``ec57`` figures)."""
-    return selection_score(confusion_metrics(ec57_counting(confusion(y_true, y_pred))))
+    return selection_score(confusion_metrics(ec57_counting(confusion(y_true, y_pred))), weights)
 
 
 @torch.no_grad()
@@ -407,7 +414,8 @@ def _rule_classes(base: I64, inputs: _RuleInputs, params: SRuleParams) -> I64:
     return cls
 
 
-def _grid_scores(fixed: I64, fires: npt.NDArray[np.bool_], label: I64) -> npt.NDArray[np.float64]:
+def _grid_scores(fixed: I64, fires: npt.NDArray[np.bool_], label: I64,
+                 weights: Weights = SELECTION_WEIGHTS) -> npt.NDArray[np.float64]:
     """:func:`selection_score_of` for many rule outcomes at once (the same floats).
 
     ``fires`` (points, beats): which of the movable beats (reference classes ``label``, called
@@ -425,7 +433,8 @@ def _grid_scores(fixed: I64, fires: npt.NDArray[np.bool_], label: I64) -> npt.ND
         ppv = tp / np.maximum(cm[:, :, c].sum(axis=1), 1).astype(np.float64)
         both = se + ppv
         f1.append(np.where(both > 0, 2 * se * ppv / np.where(both > 0, both, 1.0), 0.0))
-    out: npt.NDArray[np.float64] = (f1[0] + f1[1] + f1[2]) / 3.0
+    out: npt.NDArray[np.float64] = (
+        weights[0] * f1[0] + weights[1] * f1[1] + weights[2] * f1[2]) / sum(weights)
     return out
 
 
@@ -433,10 +442,11 @@ def choose_s_rule(
     probs: F32, rr: F32, label: I64, rr_names: tuple[str, ...],
     noisy: npt.NDArray[np.bool_] | None = None, *,
     assist_grid: tuple[tuple[float, float], ...] = RULE_ASSIST, veto_grid: tuple[float, ...] = RULE_VETO,
+    weights: Weights = SELECTION_WEIGHTS,
 ) -> tuple[SRuleParams, dict[str, dict[str, float]]]:
     """The :class:`SRuleParams` on the grid that maximise the selection score on ``probs``
-    (:func:`selection_score_of`); ``assist_grid``, ``veto_grid``: the assisted zones and network
-    vetoes tried (default: training's).
+    (:func:`selection_score_of` with ``weights``); ``assist_grid``, ``veto_grid``: the assisted
+    zones and network vetoes tried (default: training's).
 
     With ``noisy`` (a mask of noise-stressed beats), the score is the mean of the selection
     scores of the clean and the noisy beats, and the metrics returned are the clean beats'.
@@ -461,7 +471,7 @@ def choose_s_rule(
             primary = np.stack([(prem < a) & (share >= veto) for veto in veto_grid])
             fires = (assisted[None, :, None, :] | primary[None, None, :, :]) & regular[:, None, None, :]
             fires = fires.reshape(len(RULE_IRREGULARITY) * len(assist_grid) * len(veto_grid), len(prem))
-            scores = np.mean(np.stack([_grid_scores(f, fires[:, g], sub_label[g])
+            scores = np.mean(np.stack([_grid_scores(f, fires[:, g], sub_label[g], weights)
                                        for f, g in zip(fixed, sub_groups, strict=True)]), axis=0)
             i = int(np.argmax(scores))  # the first best (grid order decides ties)
             if best is None or scores[i] > best[0]:

@@ -28,6 +28,7 @@ from detector.training.train import (
     ASSIST_STUDY,
     IRREGULARITY_FEATURE,
     PREMATURITY_FEATURE,
+    RULE_V_OFFSET,
     VETO_OFF,
     VETO_STUDY,
     SRule,
@@ -38,6 +39,7 @@ from detector.training.train import (
     choose_s_rule,
     confusion,
     predict,
+    selection_score,
     selection_score_of,
     train_classifier,
     train_ensemble,
@@ -199,17 +201,44 @@ def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
     assert chosen == truth and metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
 
 
-def test_the_grid_search_scores_each_point_as_the_selection_score_does() -> None:
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0), (1.0, 1.0, 2.0)])
+def test_the_grid_search_scores_each_point_as_the_selection_score_does(
+    weights: tuple[float, float, float],
+) -> None:
     rng = np.random.default_rng(3)
     label, base = rng.integers(0, 5, 500), rng.integers(0, 5, 500)
     movable = (base == 0) & (rng.uniform(size=500) < 0.5)
     fires = rng.uniform(size=(40, int(movable.sum()))) < rng.uniform(size=(40, 1))
     fires[0], fires[1] = False, True  # no beat to S, every beat to S
-    got = _grid_scores(confusion(label[~movable], base[~movable]), fires, label[movable])
+    got = _grid_scores(confusion(label[~movable], base[~movable]), fires, label[movable], weights)
     for row, f in zip(got, fires, strict=True):
         pred = base.copy()
         pred[np.flatnonzero(movable)[f]] = 1
-        assert row == selection_score_of(label, pred)  # the same floats: ties break alike
+        assert row == selection_score_of(label, pred, weights)  # the same floats: ties break alike
+
+
+def test_the_selection_score_weighs_the_class_f1_as_told() -> None:
+    m = {"N": {"f1": 0.99}, "S": {"f1": 0.6}, "V": {"f1": 0.9}}
+    assert selection_score(m) == (0.99 + 0.6 + 0.9) / 3.0  # equal weights: the plain mean, same float
+    assert selection_score(m, (1.0, 1.0, 2.0)) == pytest.approx((0.99 + 0.6 + 1.8) / 4.0)
+    assert selection_score(m, (0.0, 0.0, 1.0)) == pytest.approx(0.9)
+
+
+def test_a_v_only_score_chooses_the_v_offset_with_the_best_v_f1() -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    label = rng.choice(5, n, p=[0.7, 0.1, 0.15, 0.03, 0.02])
+    logits = rng.normal(0.0, 1.5, (n, 5))
+    logits[np.arange(n), label] += 1.2  # an informative but imperfect network
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    rr = rng.uniform(0.5, 1.3, (n, len(RR_FEATURES))).astype(np.float32)
+    chosen, _ = choose_s_rule(probs, rr, label, RR_FEATURES, weights=(0.0, 0.0, 1.0))
+
+    def v_f1(offset: float) -> float:
+        pred = apply_s_rule(probs, rr, replace(chosen, v_offset=offset), RR_FEATURES)
+        return selection_score_of(label, pred, (0.0, 0.0, 1.0))
+
+    assert v_f1(chosen.v_offset) == max(v_f1(v) for v in RULE_V_OFFSET)
 
 
 def test_the_selection_score_counts_false_positives_as_ec57_does() -> None:
