@@ -75,22 +75,27 @@ def test_the_adoption_rule_needs_v_ppv_v_se_and_score_together() -> None:
     base = _result(0.92, 0.85, 0.840)
     results = {"base": base, "less +P": _result(0.93, 0.855, 0.845), "low Se": _result(0.89, 0.90, 0.842),
                "costly": _result(0.92, 0.90, 0.834)}
-    assert adopted(results, "base") == "base"
+    assert adopted([results], "base") == "base"
     results |= {"good": _result(0.91, 0.87, 0.838), "better": _result(0.95, 0.87, 0.839)}
-    assert adopted(results, "base") == "better"  # of those that pass, the best score
+    assert adopted([results], "base") == "better"  # of those that pass, the best score
+    other = results | {"better": _result(0.95, 0.855, 0.839)}  # fails on a second run
+    assert adopted([results, other], "base") == "good"
+    assert adopted([results, other | {"good": _result(0.85, 0.95, 0.84)}], "base") == "base"
 
 
 def test_the_command_reports_every_criterion_and_the_rules_pick(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "cnn_cv.npz"
-    _predictions(400, seed=1).save(path)
-    assert main([str(path), "--json", str(tmp_path / "study.json")]) == 0
+    paths = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    _predictions(400, seed=1).save(paths[0])
+    _predictions(400, seed=2).save(paths[1])
+    assert main([*map(str, paths), "--json", str(tmp_path / "study.json")]) == 0
     out = capsys.readouterr().out
     for name in CRITERIA:
-        assert f"{name}: nested score" in out
+        assert out.count(f"\n  {name}: nested score") == 2
     study = json.loads((tmp_path / "study.json").read_text())
-    assert set(study["criteria"]) == set(CRITERIA) and study["adopted"] in CRITERIA
+    assert set(study["runs"]) == set(map(str, paths)) and study["adopted"] in CRITERIA
+    assert all(set(run) == set(CRITERIA) for run in study["runs"].values())
     assert f"adoption rule picks: {study['adopted']}" in out
 
 
