@@ -145,14 +145,21 @@ def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:
             row += f" {100 * noisy[c]['se']:.1f} / {100 * noisy[c]['ppv']:.1f} |"
         lines.append(row)
     lines += ["", "(Held-out beats matched to reference beats: no missed or extra beats here.)", ""]
-    nested = cv.get("nested_rule")
+    nested, whole = cv.get("nested_rule"), cv.get("nested_selection")
     if nested:
-        m = nested["metrics"]
         lines += [f"The S rule and V offset above were chosen on the same pooled outputs they are scored "
                   f"on, so those figures are optimistic. Chosen on the other folds' outputs and applied "
                   f"to each fold in turn, the folds pooled (epoch {nested['epoch']}): score "
-                  f"{nested['score']:.4f}; "
-                  f"clean S Se / +P {100 * m['S']['se']:.1f} / {100 * m['S']['ppv']:.1f}, V "
-                  f"{100 * m['V']['se']:.1f} / {100 * m['V']['ppv']:.1f}, N "
-                  f"{100 * m['N']['se']:.1f} / {100 * m['N']['ppv']:.1f}.", ""]
+                  f"{nested['score']:.4f}; {_se_ppv(nested['metrics'], 'SVN')}.", ""]
+    if whole:
+        lines += [f"With the epoch chosen that way too (epochs chosen without each fold: "
+                  f"{', '.join(map(str, whole['epochs_without_each_fold']))}): score {whole['score']:.4f}; "
+                  f"{_se_ppv(whole['metrics_ec57'], 'SV')} (EC57 counting). This is the DS1 estimate "
+                  f"of the whole selection to compare with DS2.", ""]
     return lines
+
+
+def _se_ppv(m: dict[str, dict[str, float]], classes: str) -> str:
+    """'clean S Se / +P 63.5 / 72.1, V 90.3 / 85.4, ...' for ``classes``."""
+    parts = [f"{c} {100 * m[c]['se']:.1f} / {100 * m[c]['ppv']:.1f}" for c in classes]
+    return f"clean {parts[0][0]} Se / +P{parts[0][1:]}" + "".join(f", {p}" for p in parts[1:])

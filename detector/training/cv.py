@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from detector.core.beats import RR_FEATURES
+from detector.evaluation import ec57_counting
 from detector.training.data import CV_FOLDS, BeatSet
 from detector.training.train import (
     F32,
@@ -39,6 +40,8 @@ from detector.training.train import (
     apply_s_rule,
     auroc,
     choose_s_rule,
+    confusion,
+    confusion_metrics,
     per_class_metrics,
     selection_score_of,
     train_autoencoder,
@@ -70,6 +73,7 @@ class CVResult:
     metrics_noisy: dict[str, dict[str, float]] = field(default_factory=dict)
     predictions: CVPredictions | None = None  # the pooled held-out outputs (not in the card)
     nested: NestedEstimate | None = None  # classifiers: the S rule's choice on unseen patients
+    nested_selection: NestedSelection | None = None  # classifiers: epoch and rule chosen so
 
     @property
     def score(self) -> float:
@@ -88,6 +92,7 @@ class CVResult:
                 "noisy_score_per_epoch": [round(v, 4) for v in self.noisy_per_epoch],
                 "metrics_noisy": self.metrics_noisy} if self.noisy_per_epoch else {}),
             **({"nested_rule": self.nested.as_json()} if self.nested else {}),
+            **({"nested_selection": self.nested_selection.as_json()} if self.nested_selection else {}),
         }
 
 
@@ -173,6 +178,76 @@ def nested_rule_estimate(
     return NestedEstimate(epoch, score, per_class_metrics(cv.label[~cv.noisy], pred[~cv.noisy]), rules)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What the CV chooses on held-out outputs: the epoch count and the S rule at that epoch."""
+
+    epoch: int
+    rule: SRuleParams
+    score: float  # the criterion's score of the choice on the outputs it was chosen on
+
+
+@dataclass(frozen=True)
+class NestedSelection:
+    """The epoch and the S rule chosen as the CV chooses them on all folds' held-out outputs but
+    one, and applied to that one (its fold models' outputs at that epoch), the folds pooled:
+    what the CV's whole choice is worth on patients it was not made on.  :class:`NestedEstimate`
+    keeps the CV's epoch, chosen on every fold, so it is optimistic by the epoch's choice."""
+
+    pooled: Selection  # chosen on all folds: the CV's own choice
+    fold_choices: list[Selection]  # chosen without each fold
+    score: float  # the CV's measure (equal weights; mean of the clean and noisy scores)
+    clean: dict[str, dict[str, float]]  # clean held-out beats, EC57 counting
+    noisy: dict[str, dict[str, float]] | None  # noise-stressed held-out beats, EC57 counting
+
+    def as_json(self) -> dict[str, Any]:
+        def figures(m: dict[str, dict[str, float]] | None) -> dict[str, Any] | None:
+            return None if m is None else {c: {k: round(v, 4) for k, v in m[c].items()} for c in "NSV"}
+
+        return {"score": round(self.score, 4),
+                "epochs_without_each_fold": [c.epoch for c in self.fold_choices],
+                "rules_without_each_fold": [asdict(c.rule) for c in self.fold_choices],
+                "metrics_ec57": figures(self.clean), "metrics_noisy_ec57": figures(self.noisy)}
+
+
+def choose_selection(cv: CVPredictions, fit: np.ndarray, weights: Weights = SELECTION_WEIGHTS,
+                     window: int = EPOCH_WINDOW) -> Selection:
+    """The epoch and S rule the CV's criterion (``weights``, ``window``) picks on the outputs of
+    the beats in ``fit``: at each epoch the best rule, then the best epoch (:func:`choose_epoch`)."""
+    noisy = cv.noisy_mask
+    sub_noisy = None if noisy is None else noisy[fit]
+    rules, scores = [], []
+    for probs in cv.per_epoch:
+        rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES, sub_noisy,
+                                weights=weights)
+        pred = apply_s_rule(probs[fit], cv.rr[fit], rule, RR_FEATURES)
+        rules.append(rule)
+        scores.append(float(np.mean(selection_scores(cv.label[fit], pred, sub_noisy, weights))))
+    epoch = choose_epoch(scores, window)
+    return Selection(epoch, rules[epoch - 1], scores[epoch - 1])
+
+
+def nested_selection_estimate(cv: CVPredictions, weights: Weights = SELECTION_WEIGHTS,
+                              window: int = EPOCH_WINDOW) -> NestedSelection:
+    """:class:`NestedSelection` of the criterion (default: training's)."""
+    pred = np.zeros(len(cv.label), np.int64)
+    choices = []
+    for f in np.unique(cv.fold):
+        held = cv.fold == f
+        pick = choose_selection(cv, ~held, weights, window)
+        pred[held] = apply_s_rule(cv.per_epoch[pick.epoch - 1][held], cv.rr[held], pick.rule, RR_FEATURES)
+        choices.append(pick)
+    noisy = cv.noisy_mask
+
+    def ec57(mask: np.ndarray) -> dict[str, dict[str, float]]:
+        return confusion_metrics(ec57_counting(confusion(cv.label[mask], pred[mask])))
+
+    return NestedSelection(
+        choose_selection(cv, np.ones(len(cv.label), bool), weights, window), choices,
+        float(np.mean(selection_scores(cv.label, pred, noisy))), ec57(~cv.noisy),
+        None if noisy is None else ec57(noisy))
+
+
 def folds_for(records: list[str] | tuple[str, ...], k: int = len(CV_FOLDS)) -> list[list[str]]:
     """``CV_FOLDS`` restricted to ``records`` (others dealt round-robin); empty folds dropped."""
     recs = list(records)
@@ -227,6 +302,7 @@ def cross_validate(
         noisy_mask if noisy_mask is not None else np.zeros(len(label), bool))
     if not is_ae and len(folds) > 1:
         result.nested = nested_rule_estimate(result.predictions, result.best_epoch)
+        result.nested_selection = nested_selection_estimate(result.predictions)
     result.seconds = time.perf_counter() - start
     progress(f"{cfg.family} CV: best epoch {result.best_epoch}, score {result.score:.4f}, "
              f"per epoch {[round(s, 3) for s in result.score_per_epoch]}, S rule {result.s_rule}")

@@ -52,7 +52,9 @@ DS2_LOOKS = (
     "budget (50 us per beat, measured idle with `python -m detector.bench_models`). The S rule's "
     "assisted zone left the training grid (2026-12-06) on a nested estimate over DS1 CV outputs "
     "alone (the rule chosen on three folds, scored on the fourth), with the previous models' DS2 "
-    "figures known."
+    "figures known. Other selection criteria (the V F1 weighed double, the epoch chosen on a "
+    "3-epoch mean; 2026-12-06) were studied on DS1 CV outputs alone and not adopted, with the "
+    "session-13 default's DS2 figures known."
 )
 
 

@@ -17,114 +17,47 @@ default's own command and of the same command with ``--seed 5``): a criterion re
 training's when, on every run given and against training's criterion, its nested clean EC57
 V +P is at least 1.0 point higher, its nested clean V Se stays at least 90 %, and its nested
 score by the CV's measure is at most 0.005 lower; of several, the highest mean score.
+``ecgmon train`` reports the nested estimate of training's criterion in every card it writes
+(``cv.nested_selection``); ``--card`` adds it to a card made before, once the saved outputs
+are shown to be that card's (they reproduce its CV epoch, score and S rule).
 Usage::
 
     python -m detector.training.selection_study /tmp/a/cnn_cv.npz [/tmp/b/cnn_cv.npz ...] [--json FILE]
+    python -m detector.training.selection_study /tmp/a/cnn_cv.npz --card detector/models/cnn.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from detector.core.beats import RR_FEATURES
-from detector.evaluation import ec57_counting
-from detector.training.cv import EPOCH_WINDOW, CVPredictions, choose_epoch, selection_scores
-from detector.training.train import (
-    SELECTION_WEIGHTS,
-    SRuleParams,
-    Weights,
-    apply_s_rule,
-    choose_s_rule,
-    confusion,
-    confusion_metrics,
+from detector.training.card import write_card
+from detector.training.cv import (
+    EPOCH_WINDOW,
+    CVPredictions,
+    NestedSelection,
+    nested_selection_estimate,
 )
+from detector.training.train import SELECTION_WEIGHTS, Weights
 
-
-@dataclass(frozen=True)
-class Criterion:
-    weights: Weights  # of the N, S and V F1
-    window: int  # epochs averaged in choosing the epoch
-
-
-CRITERIA: dict[str, Criterion] = {
-    "training's (mean F1, best epoch)": Criterion(SELECTION_WEIGHTS, EPOCH_WINDOW),
-    "V F1 weighed double": Criterion((1.0, 1.0, 2.0), 1),
-    "3-epoch mean": Criterion(SELECTION_WEIGHTS, 3),
-    "V F1 weighed double, 3-epoch mean": Criterion((1.0, 1.0, 2.0), 3),
+CRITERIA: dict[str, tuple[Weights, int]] = {  # weights of the N, S, V F1; epochs averaged
+    "training's (mean F1, best epoch)": (SELECTION_WEIGHTS, EPOCH_WINDOW),
+    "V F1 weighed double": ((1.0, 1.0, 2.0), 1),
+    "3-epoch mean": (SELECTION_WEIGHTS, 3),
+    "V F1 weighed double, 3-epoch mean": ((1.0, 1.0, 2.0), 3),
 }
 
 
-@dataclass(frozen=True)
-class Selection:
-    epoch: int
-    rule: SRuleParams
-
-
-@dataclass(frozen=True)
-class CriterionEstimate:
-    pooled: Selection  # chosen on all folds (what the CV would ship)
-    fold_choices: list[Selection]  # chosen without each fold
-    score: float  # nested, by the CV's measure (equal weights, clean and noisy mean)
-    clean: dict[str, dict[str, float]]  # nested, clean held-out beats, EC57 counting
-    noisy: dict[str, dict[str, float]] | None  # nested, noise-stressed held-out beats
-
-    def as_json(self) -> dict[str, Any]:
-        def figures(m: dict[str, dict[str, float]] | None) -> dict[str, Any] | None:
-            return None if m is None else {c: {k: round(v, 4) for k, v in m[c].items()} for c in "NSV"}
-
-        return {"pooled_choice": {"epoch": self.pooled.epoch, "rule": str(self.pooled.rule)},
-                "epochs_without_each_fold": [c.epoch for c in self.fold_choices],
-                "nested_score": round(self.score, 4), "nested_clean_ec57": figures(self.clean),
-                "nested_noisy_ec57": figures(self.noisy)}
-
-
-def choose(cv: CVPredictions, fit: np.ndarray, criterion: Criterion) -> Selection:
-    """The epoch and S rule that ``criterion`` picks on the outputs of the beats in ``fit``."""
-    noisy = cv.noisy_mask
-    sub_noisy = None if noisy is None else noisy[fit]
-    rules, scores = [], []
-    for probs in cv.per_epoch:
-        rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES, sub_noisy,
-                                weights=criterion.weights)
-        pred = apply_s_rule(probs[fit], cv.rr[fit], rule, RR_FEATURES)
-        rules.append(rule)
-        scores.append(float(np.mean(selection_scores(cv.label[fit], pred, sub_noisy, criterion.weights))))
-    epoch = choose_epoch(scores, criterion.window)
-    return Selection(epoch, rules[epoch - 1])
-
-
-def estimate(cv: CVPredictions, criterion: Criterion) -> CriterionEstimate:
-    """Nested (leave-one-fold-out) estimate of choosing the epoch and the S rule by ``criterion``."""
-    pred = np.zeros(len(cv.label), np.int64)
-    choices = []
-    for f in np.unique(cv.fold):
-        held = cv.fold == f
-        pick = choose(cv, ~held, criterion)
-        pred[held] = apply_s_rule(cv.per_epoch[pick.epoch - 1][held], cv.rr[held], pick.rule, RR_FEATURES)
-        choices.append(pick)
-    noisy = cv.noisy_mask
-
-    def ec57(mask: np.ndarray) -> dict[str, dict[str, float]]:
-        return confusion_metrics(ec57_counting(confusion(cv.label[mask], pred[mask])))
-
-    return CriterionEstimate(
-        choose(cv, np.ones(len(cv.label), bool), criterion), choices,
-        float(np.mean(selection_scores(cv.label, pred, noisy))), ec57(~cv.noisy),
-        None if noisy is None else ec57(noisy))
-
-
-def adopted(runs: list[dict[str, CriterionEstimate]], baseline: str) -> str:
+def adopted(runs: list[dict[str, NestedSelection]], baseline: str) -> str:
     """The criterion the adoption rule (module docstring) picks: ``baseline`` unless another,
     on every run, gains >= 1.0 point of clean V +P, keeps clean V Se >= 90 % and loses <= 0.005
     of score; of several, the best mean score."""
 
-    def passes(name: str, run: dict[str, CriterionEstimate]) -> bool:
+    def passes(name: str, run: dict[str, NestedSelection]) -> bool:
         r, base = run[name], run[baseline]
         return (r.clean["V"]["ppv"] >= base.clean["V"]["ppv"] + 0.01 and r.clean["V"]["se"] >= 0.90
                 and r.score >= base.score - 0.005)
@@ -141,13 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("predictions", type=Path, nargs="+",
                         help="<family>_cv.npz files, one per run (the rule must hold on every run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the estimates here")
+    parser.add_argument("--card", type=Path, default=None,
+                        help="write the nested estimate of training's criterion into this model card "
+                        "(JSON and markdown), once the predictions (one file) are shown to be the card's: "
+                        "they reproduce its CV epoch, score and S rule")
     args = parser.parse_args(argv)
+    if args.card is not None:
+        if len(args.predictions) != 1:
+            parser.error("--card takes the one predictions file of that model's run")
+        return _into_card(CVPredictions.load_argument(parser, args.predictions[0]), args.card)
     runs = []
     for path in args.predictions:
         cv = CVPredictions.load_argument(parser, path)
         if cv.per_epoch[0].ndim != 2:
             parser.error(f"{path}: an autoencoder's outputs; the criteria choose classifiers")
-        runs.append({name: estimate(cv, c) for name, c in CRITERIA.items()})
+        runs.append({name: nested_selection_estimate(cv, *c) for name, c in CRITERIA.items()})
     for path, results in zip(args.predictions, runs, strict=True):
         print(f"{path}:")  # noqa: T201
         for name, r in results.items():
@@ -165,6 +106,22 @@ def main(argv: list[str] | None = None) -> int:
             {"runs": {str(p): {n: r.as_json() for n, r in results.items()}
                       for p, results in zip(args.predictions, runs, strict=True)},
              "adopted": pick}, indent=2) + "\n")
+    return 0
+
+
+def _into_card(cv: CVPredictions, card_path: Path) -> int:
+    card = json.loads(card_path.read_text())
+    est = nested_selection_estimate(cv)
+    chosen, rule = est.pooled, card["cv"]["s_rule"]
+    same_rule = all(rule[k] == v for k, v in asdict(chosen.rule).items() if k in rule)
+    if (chosen.epoch != int(card["cv"]["best_epoch"]) or abs(chosen.score - float(card["cv"]["score"])) > 1e-9
+            or not same_rule):
+        raise SystemExit(f"{card_path}: these CV outputs are not this model's (epoch {chosen.epoch}, score "
+                         f"{chosen.score:.6f} against {card['cv']['best_epoch']}, {card['cv']['score']:.6f}; "
+                         f"rule {chosen.rule}); nothing written")
+    card["cv"]["nested_selection"] = est.as_json()
+    write_card(card_path, card)
+    print(f"{card_path}: nested selection score {est.score:.4f} (the CV's {chosen.score:.4f}) written")  # noqa: T201
     return 0
 
 

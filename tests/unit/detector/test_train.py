@@ -23,6 +23,7 @@ from detector.training.data import CV_FOLDS, DS1, load_beats
 from detector.training.export import export_onnx
 from detector.training.pipeline import TrainOptions, run_training
 from detector.training.rule_study import main as rule_study
+from detector.training.selection_study import main as selection_study
 from detector.training.train import (
     ASSIST_OFF,
     ASSIST_STUDY,
@@ -69,17 +70,23 @@ def test_tiny_training_run_exports_loadable_onnx(mitdb_dir: Path, tmp_path: Path
     nested = card["cv"]["nested_rule"]  # the rule chosen without each fold, the folds pooled
     assert nested["epoch"] == 1 and len(nested["rules_without_each_fold"]) == 3
     assert "applied to each fold in turn" in (tmp_path / "cnn.md").read_text()
+    whole = card["cv"]["nested_selection"]  # epoch and rule chosen without each fold
+    assert whole["epochs_without_each_fold"] == [1, 1, 1] and 0.0 < whole["score"] <= 1.0
+    assert "With the epoch chosen that way too" in (tmp_path / "cnn.md").read_text()
     assert "nested_rule" not in json.loads((tmp_path / "autoencoder.json").read_text())["cv"]
-    # a card made without the estimate gets it from the saved CV outputs, only if they are its own
+    # a card made without the estimates gets them from the saved CV outputs, only if they are its own
     card_path, saved = tmp_path / "cnn.json", tmp_path / "cnn_cv.npz"
-    del card["cv"]["nested_rule"]
+    del card["cv"]["nested_rule"], card["cv"]["nested_selection"]
     card_path.write_text(json.dumps(card))
     assert rule_study([str(saved), "--card", str(card_path)]) == 0
-    assert json.loads(card_path.read_text())["cv"]["nested_rule"] == nested
+    assert selection_study([str(saved), "--card", str(card_path)]) == 0
+    back = json.loads(card_path.read_text())["cv"]
+    assert back["nested_rule"] == nested and back["nested_selection"] == whole
     card["cv"]["score"] += 0.01
     card_path.write_text(json.dumps(card))
-    with pytest.raises(SystemExit, match="not this model's"):
-        rule_study([str(saved), "--card", str(card_path)])
+    for study in (rule_study, selection_study):
+        with pytest.raises(SystemExit, match="not this model's"):
+            study([str(saved), "--card", str(card_path)])
 
 
 def test_cv_folds_cover_ds1_once() -> None:

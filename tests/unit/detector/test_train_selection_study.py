@@ -14,16 +14,14 @@ except ModuleNotFoundError:  # pragma: no cover - CI must install the train extr
     pytest.fail("training tests need PyTorch: pip install -e '.[dev,train]'", pytrace=False)
 
 from detector.core.beats import RR_FEATURES
-from detector.training.cv import CVPredictions, choose_epoch
-from detector.training.selection_study import (
-    CRITERIA,
-    Criterion,
-    CriterionEstimate,
+from detector.training.cv import (
+    CVPredictions,
+    NestedSelection,
     Selection,
-    adopted,
-    estimate,
-    main,
+    choose_epoch,
+    nested_selection_estimate,
 )
+from detector.training.selection_study import CRITERIA, adopted, main
 from detector.training.train import IRREGULARITY_FEATURE, SRuleParams, apply_s_rule
 
 TRUTH = SRuleParams(0.82, 0.1, 0.0)
@@ -54,21 +52,22 @@ def test_the_epoch_choice_averages_neighbours_when_told() -> None:
 
 def test_the_nested_estimate_finds_the_epoch_and_rule_that_made_the_labels() -> None:
     cv = _predictions(1600)
-    est = estimate(cv, CRITERIA["training's (mean F1, best epoch)"])
+    est = nested_selection_estimate(cv)  # training's criterion
+    assert est == nested_selection_estimate(cv, *CRITERIA["training's (mean F1, best epoch)"])
     assert est.pooled.epoch == 2 and all(c.epoch == 2 for c in est.fold_choices)
     assert est.pooled.rule.prematurity_max == TRUTH.prematurity_max
     assert est.clean["S"]["se"] > 0.97 and est.score > 0.97
     assert est.noisy is not None and est.noisy["S"]["se"] > 0.97
     # the three-epoch mean cannot single the second epoch out from its neighbours' mean, but
     # its choice is still scored on folds it was not made on
-    smooth = estimate(cv, Criterion((1.0, 1.0, 1.0), 3))
+    smooth = nested_selection_estimate(cv, (1.0, 1.0, 1.0), 3)
     assert smooth.pooled.epoch in (1, 2, 3) and smooth.score <= est.score
 
 
-def _result(v_se: float, v_ppv: float, score: float) -> CriterionEstimate:
+def _result(v_se: float, v_ppv: float, score: float) -> NestedSelection:
     figures = {"N": {"se": 0.99, "ppv": 0.99, "f1": 0.99}, "S": {"se": 0.6, "ppv": 0.7, "f1": 0.65},
                "V": {"se": v_se, "ppv": v_ppv, "f1": 2 * v_se * v_ppv / (v_se + v_ppv)}}
-    return CriterionEstimate(Selection(6, TRUTH), [], score, figures, None)
+    return NestedSelection(Selection(6, TRUTH, score), [], score, figures, None)
 
 
 def test_the_adoption_rule_needs_v_ppv_v_se_and_score_together() -> None:
