@@ -154,8 +154,9 @@ def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:
     if whole:
         lines += [f"With the epoch chosen that way too (epochs chosen without each fold: "
                   f"{', '.join(map(str, whole['epochs_without_each_fold']))}): score {whole['score']:.4f}; "
-                  f"{_se_ppv(whole['metrics_ec57'], 'SV')} (EC57 counting). This is the DS1 estimate "
-                  f"of the whole selection to compare with DS2.", ""]
+                  f"{_se_ppv(whole['metrics'], 'SV')}; counted as EC57 counts, as DS2 is below, V +P "
+                  f"{100 * whole['metrics_ec57']['V']['ppv']:.1f}. This is the DS1 estimate of the whole "
+                  f"selection to compare with DS2.", ""]
     return lines
 
 

@@ -197,6 +197,7 @@ class NestedSelection:
     pooled: Selection  # chosen on all folds: the CV's own choice
     fold_choices: list[Selection]  # chosen without each fold
     score: float  # the CV's measure (equal weights; mean of the clean and noisy scores)
+    metrics: dict[str, dict[str, float]]  # clean held-out beats, counted as the CV's other figures
     clean: dict[str, dict[str, float]]  # clean held-out beats, EC57 counting
     noisy: dict[str, dict[str, float]] | None  # noise-stressed held-out beats, EC57 counting
 
@@ -207,7 +208,8 @@ class NestedSelection:
         return {"score": round(self.score, 4),
                 "epochs_without_each_fold": [c.epoch for c in self.fold_choices],
                 "rules_without_each_fold": [asdict(c.rule) for c in self.fold_choices],
-                "metrics_ec57": figures(self.clean), "metrics_noisy_ec57": figures(self.noisy)}
+                "metrics": figures(self.metrics), "metrics_ec57": figures(self.clean),
+                "metrics_noisy_ec57": figures(self.noisy)}
 
 
 def choose_selection(cv: CVPredictions, fit: np.ndarray, weights: Weights = SELECTION_WEIGHTS,
@@ -244,7 +246,8 @@ def nested_selection_estimate(cv: CVPredictions, weights: Weights = SELECTION_WE
 
     return NestedSelection(
         choose_selection(cv, np.ones(len(cv.label), bool), weights, window), choices,
-        float(np.mean(selection_scores(cv.label, pred, noisy))), ec57(~cv.noisy),
+        float(np.mean(selection_scores(cv.label, pred, noisy))),
+        per_class_metrics(cv.label[~cv.noisy], pred[~cv.noisy]), ec57(~cv.noisy),
         None if noisy is None else ec57(noisy))
 
 

@@ -67,7 +67,7 @@ def test_the_nested_estimate_finds_the_epoch_and_rule_that_made_the_labels() -> 
 def _result(v_se: float, v_ppv: float, score: float) -> NestedSelection:
     figures = {"N": {"se": 0.99, "ppv": 0.99, "f1": 0.99}, "S": {"se": 0.6, "ppv": 0.7, "f1": 0.65},
                "V": {"se": v_se, "ppv": v_ppv, "f1": 2 * v_se * v_ppv / (v_se + v_ppv)}}
-    return NestedSelection(Selection(6, TRUTH, score), [], score, figures, None)
+    return NestedSelection(Selection(6, TRUTH, score), [], score, figures, figures, None)
 
 
 def test_the_adoption_rule_needs_v_ppv_v_se_and_score_together() -> None:
