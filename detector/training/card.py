@@ -110,6 +110,10 @@ def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:
         if rule.get("assist_prematurity_max", 0.0) > 0.0:
             assist = (f" (or < {rule['assist_prematurity_max']} when the network gives S more than "
                       f"{rule['assist_s_share_min']} of its N-or-S probability)")
+        if rule.get("pause_prematurity_max", 0.0) > 0.0:
+            assist += (f" (or < {rule['pause_prematurity_max']} when the next RR is at least "
+                       f"{rule['pause_ratio_min']} times the previous one, {rule['pause_feature']}: the "
+                       "pause after an atrial premature beat)")
         veto = ""
         if rule.get("veto_s_share_max", 0.0) > 0.0:
             veto = (f" with the network giving S at least {rule['veto_s_share_max']} of its N-or-S "

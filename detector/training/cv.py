@@ -31,6 +31,7 @@ from detector.training.data import CV_FOLDS, BeatSet
 from detector.training.train import (
     F32,
     RULE_ASSIST,
+    RULE_PAUSE,
     RULE_VETO,
     SELECTION_WEIGHTS,
     Progress,
@@ -160,7 +161,8 @@ class NestedEstimate:
 
 def nested_rule_estimate(
     cv: CVPredictions, epoch: int, *, assist_grid: tuple[tuple[float, float], ...] = RULE_ASSIST,
-    veto_grid: tuple[float, ...] = RULE_VETO, weights: Weights = SELECTION_WEIGHTS,
+    veto_grid: tuple[float, ...] = RULE_VETO, pause_grid: tuple[tuple[float, float], ...] = RULE_PAUSE,
+    weights: Weights = SELECTION_WEIGHTS,
 ) -> NestedEstimate:
     """:class:`NestedEstimate` of the S rule grid at ``epoch`` (default: training's grid)."""
     probs = cv.per_epoch[epoch - 1]
@@ -171,7 +173,7 @@ def nested_rule_estimate(
         noisy = cv.noisy_mask
         rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES,
                                 None if noisy is None else noisy[fit], assist_grid=assist_grid,
-                                veto_grid=veto_grid, weights=weights)
+                                veto_grid=veto_grid, pause_grid=pause_grid, weights=weights)
         pred[held] = apply_s_rule(probs[held], cv.rr[held], rule, RR_FEATURES)
         rules.append(rule)
     score = float(np.mean(selection_scores(cv.label, pred, cv.noisy_mask, weights)))

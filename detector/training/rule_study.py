@@ -4,11 +4,12 @@ The CV chooses the S rule on the same pooled held-out outputs that it then score
 grid can only score higher there.  This study estimates what a grid is worth on unseen
 patients: for each CV fold, the rule is chosen on the other folds' held-out outputs and applied
 to that fold; the folds' predictions are pooled and scored as the CV scores (mean of the clean
-and noisy selection scores).  It compares training's grid with the grid plus the assisted zone
-(sessions 11-12) and with the grid plus a network veto.  ``ecgmon train`` reports the nested
-estimate of training's grid in every card it writes (``cv.nested_rule``); ``--card`` adds it
-to a card made before, once the saved outputs are shown to be that card's (they reproduce its
-CV score and S rule: the same command with the same seeds rebuilds a model bit for bit).
+and noisy selection scores).  It compares training's grid with the grid without the pause zone
+(session 14), plus the assisted zone (sessions 11-12) and plus a network veto.  ``ecgmon train``
+reports the nested estimate of training's grid in every card it writes (``cv.nested_rule``);
+``--card`` adds it to a card made before, once the saved outputs are shown to be that card's
+(they reproduce its CV score and S rule: the same command with the same seeds rebuilds a model
+bit for bit).
 Usage::
 
     python -m detector.training.rule_study /tmp/cv/cnn_cv.npz [--epoch N] [--card detector/models/cnn.json]
@@ -28,7 +29,9 @@ from detector.training.card import write_card
 from detector.training.cv import CVPredictions, NestedEstimate, nested_rule_estimate, selection_scores
 from detector.training.train import (
     ASSIST_STUDY,
+    PAUSE_OFF,
     RULE_ASSIST,
+    RULE_PAUSE,
     RULE_VETO,
     VETO_STUDY,
     SRuleParams,
@@ -36,11 +39,13 @@ from detector.training.train import (
     choose_s_rule,
 )
 
-Grid = tuple[tuple[tuple[float, float], ...], tuple[float, ...]]  # assisted zones, vetoes
+Zones = tuple[tuple[float, float], ...]
+Grid = tuple[Zones, tuple[float, ...], Zones]  # assisted zones, vetoes, pause zones
 GRIDS: dict[str, Grid] = {
-    "training's grid": (RULE_ASSIST, RULE_VETO),
-    "with the assisted zone": (ASSIST_STUDY, RULE_VETO),
-    "with the network veto": (RULE_ASSIST, VETO_STUDY),
+    "training's grid": (RULE_ASSIST, RULE_VETO, RULE_PAUSE),
+    "without the pause zone": (RULE_ASSIST, RULE_VETO, (PAUSE_OFF,)),
+    "with the assisted zone": (ASSIST_STUDY, RULE_VETO, RULE_PAUSE),
+    "with the network veto": (RULE_ASSIST, VETO_STUDY, RULE_PAUSE),
 }
 
 
@@ -53,13 +58,14 @@ class GridEstimate:
 
 def estimate(cv: CVPredictions, epoch: int, grid: Grid = GRIDS["training's grid"]) -> GridEstimate:
     """Nested and pooled selection scores of an S-rule grid at ``epoch``."""
-    assist, veto = grid
+    assist, veto, pause = grid
     probs = cv.per_epoch[epoch - 1]
     rule, _ = choose_s_rule(probs, cv.rr, cv.label, RR_FEATURES, cv.noisy_mask, assist_grid=assist,
-                            veto_grid=veto)
+                            veto_grid=veto, pause_grid=pause)
     pred = apply_s_rule(probs, cv.rr, rule, RR_FEATURES)
     pooled = float(np.mean(selection_scores(cv.label, pred, cv.noisy_mask)))
-    return GridEstimate(nested_rule_estimate(cv, epoch, assist_grid=assist, veto_grid=veto), pooled, rule)
+    nested = nested_rule_estimate(cv, epoch, assist_grid=assist, veto_grid=veto, pause_grid=pause)
+    return GridEstimate(nested, pooled, rule)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,8 @@ from detector.training.train import (
     ASSIST_OFF,
     ASSIST_STUDY,
     IRREGULARITY_FEATURE,
+    PAUSE_FEATURE,
+    PAUSE_OFF,
     PREMATURITY_FEATURE,
     RULE_V_OFFSET,
     VETO_OFF,
@@ -160,7 +162,8 @@ def test_s_rule_module_gives_the_classes_of_the_numpy_rule() -> None:
     """The ONNX-exported SRule and the CV's numpy rule must decide alike (CV figures = model)."""
     probs, rr = _rule_inputs(4000)
     params = SRuleParams(prematurity_max=0.85, irregularity_max=0.15, v_offset=0.5,
-                         assist_prematurity_max=0.95, assist_s_share_min=0.6, veto_s_share_max=0.1)
+                         assist_prematurity_max=0.95, assist_s_share_min=0.6, veto_s_share_max=0.1,
+                         pause_prematurity_max=0.92, pause_ratio_min=1.2)
 
     class Fixed(torch.nn.Module):
         def forward(self, beat: torch.Tensor, rr_: torch.Tensor) -> torch.Tensor:
@@ -177,13 +180,17 @@ def test_s_rule_module_gives_the_classes_of_the_numpy_rule() -> None:
     prem = rr[:, RR_FEATURES.index(PREMATURITY_FEATURE)]
     irr = rr[:, RR_FEATURES.index(IRREGULARITY_FEATURE)]
     share = probs[:, 1] / (probs[:, 0] + probs[:, 1])
-    fires = (((prem < 0.85) & (share >= 0.1)) | ((prem < 0.95) & (share > 0.6))) & (irr < 0.15)
+    ratio = rr[:, RR_FEATURES.index(PAUSE_FEATURE)]
+    fires = (((prem < 0.85) & (share >= 0.1)) | ((prem < 0.95) & (share > 0.6))
+             | ((prem < 0.92) & (ratio >= 1.2))) & (irr < 0.15)
     assert np.all(fires[want == 1])  # S only where premature and regular
     assert not np.any((want == 0) & fires)  # and N never there
-    assisted = (want == 1) & (prem >= 0.85)  # mildly premature, S by the network's share
-    assert assisted.any() and np.all(share[assisted] > 0.6)
+    assisted = (want == 1) & (prem >= 0.85)  # mildly premature: S by the network's share or a pause
+    paused = (prem < 0.92) & (ratio >= 1.2)  # mildly premature, then a pause: S whatever the network says
+    assert assisted.any() and np.all((share[assisted] > 0.6) | paused[assisted])
+    assert np.any(assisted & (share <= 0.6)) and np.any(assisted & ~paused)  # each zone fired alone
     vetoed = (want == 0) & (prem < 0.85) & (irr < 0.15) & (share < 0.1)  # the network is sure of N
-    assert vetoed.any() and not np.any((want == 1) & (share < 0.1))
+    assert vetoed.any() and not np.any((want == 1) & (share < 0.1) & ~paused)
     assert 0 < int(np.sum(want == 1)) < len(want)
 
 
@@ -196,6 +203,7 @@ def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
     assert (chosen.prematurity_max, chosen.irregularity_max) == (0.84, 0.1)
     assert (chosen.assist_prematurity_max, chosen.assist_s_share_min) == ASSIST_OFF  # not needed: off
     assert chosen.veto_s_share_max == VETO_OFF
+    assert (chosen.pause_prematurity_max, chosen.pause_ratio_min) == PAUSE_OFF  # training's grid: not needed
     assert metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
     truth = SRuleParams(prematurity_max=0.8, irregularity_max=0.15, v_offset=0.0,
                         assist_prematurity_max=0.92, assist_s_share_min=0.5)
@@ -206,6 +214,13 @@ def test_s_rule_choice_finds_the_thresholds_that_made_the_labels() -> None:
     label = apply_s_rule(probs, rr, truth, RR_FEATURES)
     chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES, veto_grid=VETO_STUDY)
     assert chosen == truth and metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
+    truth = SRuleParams(prematurity_max=0.8, irregularity_max=0.15, v_offset=0.0,
+                        pause_prematurity_max=0.88, pause_ratio_min=1.2)
+    label = apply_s_rule(probs, rr, truth, RR_FEATURES)
+    chosen, metrics = choose_s_rule(probs, rr, label, RR_FEATURES)  # the pause zone: in training's grid
+    assert chosen == truth and metrics["S"]["se"] == metrics["S"]["ppv"] == 1.0
+    off, _ = choose_s_rule(probs, rr, label, RR_FEATURES, pause_grid=(PAUSE_OFF,))
+    assert (off.pause_prematurity_max, off.pause_ratio_min) == PAUSE_OFF
 
 
 @pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0), (1.0, 1.0, 2.0)])
