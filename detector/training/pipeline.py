@@ -54,7 +54,9 @@ DS2_LOOKS = (
     "alone (the rule chosen on three folds, scored on the fourth), with the previous models' DS2 "
     "figures known. Other selection criteria (the V F1 weighed double, the epoch chosen on a "
     "3-epoch mean; 2026-12-06) were studied on DS1 CV outputs alone and not adopted, with the "
-    "session-13 default's DS2 figures known."
+    "session-13 default's DS2 figures known. The S rule's pause zone (2026-12-06) was adopted by a "
+    "rule fixed before its nested estimate over DS1 CV outputs was computed, with the previous "
+    "models' DS2 figures known (the DS1 analysis of missed S beats that prompted it used DS1 only)."
 )
 
 
