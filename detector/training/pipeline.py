@@ -66,7 +66,8 @@ SUMMARY = (
     "a beat is classified once the next beat is detected) and five shape and rhythm features "
     "(correlation, P-wave difference and amplitude against the template; RR irregularity, mean- "
     "and median-based). The network's N and S outputs are pooled and split by a rule chosen on "
-    "DS1 CV: S when the beat is premature for this patient and the rhythm before it is regular. "
+    "DS1 CV: S when the beat is premature for this patient (or mildly premature and followed by a "
+    "pause) and the rhythm before it is regular. "
     "Trained on DS1 and on a noise-stressed copy of DS1 (MIT-BIH Noise Stress Test electrode-motion "
     "and muscle noise at 12 and 6 dB SNR), selected on clean and held-out noisy DS1 patients."
 )
