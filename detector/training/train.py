@@ -316,7 +316,8 @@ VETO_STUDY = (VETO_OFF, 0.01, 0.02, 0.05, 0.1, 0.2)
 # premature beat, while the sinus node resets) and the rhythm before it is regular.  Uses only
 # the RR intervals, so it reads no network output; the next RR is known when the beat is
 # classified.  Pre-registered study (nested over the CV folds, runs R and B of BENCHMARKS.md):
-# 0.8360 -> 0.8514 and 0.8364 -> 0.8518, clean S Se 63.5 -> 73.7 % at +P 72.1 -> 71.1 %.
+# 0.8360 -> 0.8514 and 0.8364 -> 0.8518, clean S Se 63.5 -> 73.7 % at +P 72.1 -> 71.1 %.  On DS2
+# (scored once afterwards) it did not carry over: SVEB 57.2 / 48.7 -> 58.0 / 45.8 % for the default.
 PAUSE_FEATURE = "next_over_prev"
 PAUSE_OFF = (0.0, 1.0)
 RULE_PAUSE = (PAUSE_OFF,) + tuple((a, r) for a in (0.83, 0.85, 0.88, 0.92) for r in (1.1, 1.2, 1.3, 1.5))
