@@ -31,6 +31,12 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         "## Model", "",
         f"- Parameters: {card['n_params']}; ONNX: {card['onnx_bytes']} bytes, sha256 `{card['onnx_sha256']}`",
+        *([f"- ONNX graph rewritten after training ({card['onnx_lift']['date']}, "
+           f"`{card['onnx_lift']['command']}`): its 1-D convolutions and pools as 2-D ones, the same "
+           f"weights, outputs equal to float rounding; sha256 as trained "
+           f"`{card['onnx_lift']['sha256_before']}`"
+           + (f". {card['onnx_lift']['check']}" if "check" in card["onnx_lift"] else "")]
+          if "onnx_lift" in card else []),
         f"- Inference: {card['us_per_beat_batch64_1thread']:.1f} us/beat (batch 64, 1 onnxruntime thread)"
         + _inference_check(card.get("inference_check")),
         f"- Training: {card['training_seconds']:.0f} s on CPU for the final model ({card['epochs_trained']} "
