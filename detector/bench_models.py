@@ -3,9 +3,11 @@ onnxruntime thread, the figure the model cards report; the default model must st
 
 ``python -m detector.bench_models [--runs 3] [--models cnn,inception] [--record]`` measures every
 model in ``detector/models`` (or the named ones) with the runtime alone (no torch) and prints
-one line per model: median and range over the runs.  Run it on an idle machine: the cards'
-training-time figure is often taken beside a second training process.  ``--record`` writes the
-measurement into each model's card (``inference_check``), where the default-model rule reads it.
+one line per model: median and range over the runs, taken round robin (one run of every model
+per round, so a change in the machine's speed touches all of them alike).  Run it on an idle
+machine: the cards' training-time figure is often taken beside a second training process.
+``--record`` writes the measurement into each model's card (``inference_check``), where the
+default-model rule reads it.
 """
 
 from __future__ import annotations
@@ -75,13 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no model {', '.join(missing)} in {args.models_dir}")
     out: dict[str, dict[str, float]] = {}
+    paths = {name: args.models_dir / f"{name}.onnx" for name in names}
+    channels = {name: model_channels(path) for name, path in paths.items()}
+    # round robin: the machine's speed drifts from minute to minute, so every model gets a
+    # measurement in each round, and the models are compared under the same conditions
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(max(1, args.runs)):
+        for name in names:
+            runs[name].append(bench_onnx(paths[name], channels[name]))
     for name in names:
-        path = args.models_dir / f"{name}.onnx"
-        runs = [bench_onnx(path, model_channels(path)) for _ in range(max(1, args.runs))]
-        out[name] = {"median": float(np.median(runs)), "min": min(runs), "max": max(runs)}
+        got = runs[name]
+        out[name] = {"median": float(np.median(got)), "min": min(got), "max": max(got)}
         verdict = "within" if out[name]["median"] <= BUDGET_US else "OVER"
-        sys.stdout.write(f"{name:12s} {out[name]['median']:6.1f} us/beat (runs {min(runs):.1f}-"
-                         f"{max(runs):.1f}; batch {BATCH}, 1 thread; {verdict} the "
+        sys.stdout.write(f"{name:12s} {out[name]['median']:6.1f} us/beat (runs {min(got):.1f}-"
+                         f"{max(got):.1f}; batch {BATCH}, 1 thread; {verdict} the "
                          f"{BUDGET_US:.0f} us budget)\n")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

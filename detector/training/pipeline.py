@@ -93,6 +93,7 @@ class TrainOptions:
     # copy of DS1 and the CV also scores a held-out noisy copy (detector.training.noise); None: clean only
     noise_dir: Path | None = None
     cv_predictions_dir: Path | None = None  # where to save each family's pooled CV outputs (.npz)
+    rr_dropout: float = 0.0  # TrainConfig.rr_dropout (a study option; the shipped models: 0)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -118,7 +119,8 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
     for family in opts.families:
         cfg = TrainConfig(family=family, epochs=opts.epochs, seed=opts.seed, threads=opts.threads,
                           max_train_beats=opts.max_train_beats,
-                          ensemble=1 if family == "autoencoder" else opts.ensemble)
+                          ensemble=1 if family == "autoencoder" else opts.ensemble,
+                          rr_dropout=0.0 if family == "autoencoder" else opts.rr_dropout)
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
                             noisy_test if noisy else None)

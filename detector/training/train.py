@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from detector.core.beats import RR_FEATURES
 from detector.evaluation import class_figures, ec57_counting
 from detector.training.data import BeatSet
 from detector.training.models import N_CLASSES, Ensemble, build, n_params
@@ -56,6 +57,10 @@ class TrainConfig:
     # >1: that many members trained with seeds seed, seed + 1, ..., their class probabilities
     # averaged, in the CV as in the exported model (less seed-to-seed variance on new patients)
     ensemble: int = 1
+    # >0: for that share of the training beats, the timing features are replaced by those of a
+    # beat on time at the local rate (:func:`_drop_timing`), so a class must also be learnt from
+    # the beat's shape (session 15 study; 0.0: off, the random streams are then unchanged)
+    rr_dropout: float = 0.0
 
 
 @dataclass
@@ -139,6 +144,27 @@ def _augment(beats: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tor
     return beats
 
 
+# The timing features of a beat that came on time at the local rate: the previous and the next
+# RR equal to the local mean.  The rhythm context (local rate, irregularity) and the shape
+# features are left as they are.
+_ON_TIME = {"prev_over_long": "local_over_long", "next_over_long": "local_over_long", "prev_s": "local_s"}
+_ON_TIME_ONE = ("prev_over_local", "next_over_prev")
+
+
+def _drop_timing(rr: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """``rr`` with the timing features of a random ``cfg.rr_dropout`` share of the beats replaced
+    by those of a beat on time (training only; the S rule still reads the true ones)."""
+    if not cfg.rr_dropout:
+        return rr
+    drop = torch.rand(len(rr), generator=gen) < cfg.rr_dropout
+    out = rr.clone()
+    for name, source in _ON_TIME.items():
+        out[drop, RR_FEATURES.index(name)] = rr[drop, RR_FEATURES.index(source)]
+    for name in _ON_TIME_ONE:
+        out[drop, RR_FEATURES.index(name)] = 1.0
+    return out
+
+
 def _epoch_indices(y: I64, cfg: TrainConfig, rng: np.random.Generator, draw_p: F32 | None) -> I64:
     n = len(y)
     size = min(n, cfg.max_train_beats) if cfg.max_train_beats else n
@@ -216,7 +242,7 @@ def train_classifier(
     start = time.perf_counter()
 
     def batch_loss(xb: torch.Tensor, xr: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = loss_fn(model(_augment(xb, cfg, gen), xr), yb)
+        out: torch.Tensor = loss_fn(model(_augment(xb, cfg, gen), _drop_timing(xr, cfg, gen)), yb)
         return out
 
     def after_epoch(epoch: int, loss: float, current: nn.Module) -> None:

@@ -303,3 +303,24 @@ def test_a_rescore_records_its_look_at_ds2_in_the_card(
     looks = json.loads((tmp_path / "cnn.json").read_text())["ds2_looks"]
     assert looks.startswith("once. Rescored on ")
     assert "the same figures." in looks and looks.endswith("new figures (detector change).")
+
+
+def test_timing_dropout_shows_some_beats_as_on_time_and_is_off_by_default() -> None:
+    from detector.training.train import _drop_timing
+
+    rng = np.random.default_rng(0)
+    rr = torch.from_numpy(rng.uniform(0.5, 1.5, (4000, len(RR_FEATURES))).astype(np.float32))
+    gen = torch.Generator().manual_seed(0)
+    assert _drop_timing(rr, TrainConfig(), gen) is rr
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())  # no draw when off
+    out = _drop_timing(rr, TrainConfig(rr_dropout=0.3), gen)
+    col = RR_FEATURES.index
+    dropped = (out[:, col("next_over_prev")] == 1.0) & (out[:, col("prev_over_local")] == 1.0)
+    assert 0.27 < float(dropped.float().mean()) < 0.33
+    torch.testing.assert_close(out[dropped, col("prev_over_long")], rr[dropped, col("local_over_long")])
+    torch.testing.assert_close(out[dropped, col("next_over_long")], rr[dropped, col("local_over_long")])
+    torch.testing.assert_close(out[dropped, col("prev_s")], rr[dropped, col("local_s")])
+    torch.testing.assert_close(out[~dropped], rr[~dropped])  # the other beats as they were
+    kept = [i for i, n in enumerate(RR_FEATURES) if n not in (
+        "prev_over_long", "next_over_long", "prev_s", "prev_over_local", "next_over_prev")]
+    torch.testing.assert_close(out[:, kept], rr[:, kept])  # rhythm context and shape untouched
