@@ -95,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     if args.record:
+        # the command that measured them: the models named (or all) side by side, round robin
+        command = ("python -m detector.bench_models" + (f" --models {args.models}" if args.models else "")
+                   + f" --runs {max(1, args.runs)} --record")
         for name, figures in out.items():
-            record_in_card(args.models_dir / f"{name}.json", figures, max(1, args.runs))
+            record_in_card(args.models_dir / f"{name}.json", figures, max(1, args.runs), command)
     return 0
 
 
-def record_in_card(path: Path, figures: dict[str, float], runs: int) -> None:
+def record_in_card(path: Path, figures: dict[str, float], runs: int, command: str) -> None:
     """Store an idle-machine measurement in a model card (``inference_check``) and re-render it."""
     from detector.training.card import write_card
 
@@ -112,7 +115,7 @@ def record_in_card(path: Path, figures: dict[str, float], runs: int) -> None:
         "us_per_beat": round(figures["median"], 1), "min": round(figures["min"], 1),
         "max": round(figures["max"], 1), "runs": runs, "budget_us": BUDGET_US,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "command": f"python -m detector.bench_models --models {path.stem} --runs {runs} --record",
+        "command": command,
     }
     write_card(path, card)
 

@@ -198,7 +198,8 @@ def _card(
         "cv": cv.as_json(),
         "training_seconds": round(result.train_seconds, 1),
         "training_with_cv_seconds": round(result.train_seconds + cv.seconds, 1),
-        "training_machine": f"{platform.machine()} CPU, torch {torch.__version__}, {opts.threads} thread(s)",
+        "training_machine": f"{platform.machine()} CPU ({_cpu_model()}), torch {torch.__version__}, "
+                            f"{opts.threads} thread(s)",
         "reproduce": {
             "train": f"ecgmon train --data-dir ../shared/data/mitdb --families {fam}"
             + (f" --ensemble {result.config.ensemble}" if result.config.ensemble > 1 else "")
@@ -207,6 +208,18 @@ def _card(
             "eval": f"ecgmon eval beats --data-dir ../shared/data/mitdb --model {fam} --records ds2",
         },
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name: the same seeds train other networks on another CPU (its kernels
+    round differently), so a card says where it was trained (BENCHMARKS.md, session 15)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "model unknown"
 
 
 def _ensemble_sentence(members: int, seed: int) -> str:

@@ -69,6 +69,7 @@ def test_tiny_training_run_exports_loadable_onnx(mitdb_dir: Path, tmp_path: Path
     assert sorted(r for f in card["cv"]["folds"] for r in f) == ["119", "209", "220"]
     assert card["epochs_trained"] == card["cv"]["best_epoch"] == 1
     assert card["reproduce"]["train"].endswith("--families cnn --epochs 1 --no-noise")
+    assert "CPU (" in card["training_machine"] and "model unknown" not in card["training_machine"]
     nested = card["cv"]["nested_rule"]  # the rule chosen without each fold, the folds pooled
     assert nested["epoch"] == 1 and len(nested["rules_without_each_fold"]) == 3
     assert "applied to each fold in turn" in (tmp_path / "cnn.md").read_text()
