@@ -56,7 +56,9 @@ DS2_LOOKS = (
     "3-epoch mean; 2026-12-06) were studied on DS1 CV outputs alone and not adopted, with the "
     "session-13 default's DS2 figures known. The S rule's pause zone (2026-12-06) was adopted by a "
     "rule fixed before its nested estimate over DS1 CV outputs was computed, with the previous "
-    "models' DS2 figures known (the DS1 analysis of missed S beats that prompted it used DS1 only)."
+    "models' DS2 figures known (the DS1 analysis of missed S beats that prompted it used DS1 only). "
+    "A rerun of the default's command on another session's machine (2026-12-06), which trained "
+    "other networks, was scored on DS2 once to measure that noise; nothing was chosen on it."
 )
 
 
