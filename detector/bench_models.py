@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,21 +104,51 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def record_in_card(path: Path, figures: dict[str, float], runs: int, command: str) -> None:
-    """Store an idle-machine measurement in a model card (``inference_check``) and re-render it."""
+KEPT_RECORDINGS = 3  # the card's figure: the slowest median of the last three recordings
+MIN_SPACING_S = 600  # a recording within 10 minutes of the last one replaces it
+
+
+def record_in_card(path: Path, figures: dict[str, float], runs: int, command: str,
+                   now: datetime | None = None) -> None:
+    """Store an idle-machine measurement in a model card (``inference_check``) and re-render it.
+
+    The machine's speed drifts by the minute, and a model that meets the budget only in a quiet
+    one would not keep it for a user: the card keeps the last :data:`KEPT_RECORDINGS`
+    recordings, at least :data:`MIN_SPACING_S` apart (a closer one replaces the last), and its
+    figure, the one the default-model rule reads, is the slowest of their medians."""
     from detector.training.card import write_card
 
     if not path.is_file():
         sys.stderr.write(f"{path.stem}: no card at {path}, figure not recorded\n")
         return
+    now = now or datetime.now(UTC)
     card = json.loads(path.read_text())
+    previous = card.get("inference_check") or {}
+    kept: list[dict[str, Any]] = list(previous.get("recordings", []))
+    if previous and not kept:  # a card recorded before recordings were kept: its one figure
+        kept = [{"utc": previous["date"], "median": previous["us_per_beat"], "min": previous["min"],
+                 "max": previous["max"], "runs": previous["runs"], "command": previous["command"]}]
+    this = {"utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "median": round(figures["median"], 1),
+            "min": round(figures["min"], 1), "max": round(figures["max"], 1), "runs": runs,
+            "command": command}
+    if kept and _seconds_between(kept[-1]["utc"], now) < MIN_SPACING_S:
+        kept[-1] = this
+    else:
+        kept.append(this)
+    kept = kept[-KEPT_RECORDINGS:]
+    worst = max(kept, key=lambda r: float(r["median"]))
     card["inference_check"] = {
-        "us_per_beat": round(figures["median"], 1), "min": round(figures["min"], 1),
-        "max": round(figures["max"], 1), "runs": runs, "budget_us": BUDGET_US,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "command": command,
+        "us_per_beat": worst["median"], "min": worst["min"], "max": worst["max"], "runs": worst["runs"],
+        "budget_us": BUDGET_US, "date": now.strftime("%Y-%m-%d"), "command": command,
+        "recordings": kept,
     }
     write_card(path, card)
+
+
+def _seconds_between(utc: str, now: datetime) -> float:
+    """Seconds from a recording's time to ``now`` (a date alone: its start, so far enough)."""
+    fmt = "%Y-%m-%dT%H:%M:%SZ" if "T" in utc else "%Y-%m-%d"
+    return (now - datetime.strptime(utc, fmt).replace(tzinfo=UTC)).total_seconds()
 
 
 if __name__ == "__main__":

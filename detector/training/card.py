@@ -87,8 +87,12 @@ def _inference_check(check: dict[str, Any] | None) -> str:
     """The idle-machine measurement of ``python -m detector.bench_models --record``, if made."""
     if not check:
         return " while training"
+    recordings = check.get("recordings", [])
+    each = ", ".join(f"{r['utc']}: {r['median']:.1f}" for r in recordings)
+    spread = (f"; the slowest median of {len(recordings)} recordings at least 10 minutes apart ({each})"
+              if len(recordings) > 1 else "")
     return (f" while training; idle: {check['us_per_beat']:.1f} (median of {check['runs']} runs, "
-            f"{check['min']:.1f}-{check['max']:.1f}; {check['date']}, `{check['command']}`), "
+            f"{check['min']:.1f}-{check['max']:.1f}{spread}; {check['date']}, `{check['command']}`), "
             f"{'within' if check['us_per_beat'] <= check['budget_us'] else 'over'} the default "
             f"model's budget of {check['budget_us']:.0f} us")
 

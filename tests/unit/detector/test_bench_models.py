@@ -45,3 +45,31 @@ def test_record_writes_the_measurement_into_the_card(tmp_path: Path) -> None:
     assert 0 < check["min"] <= check["us_per_beat"] <= check["max"]
     assert check["command"] == "python -m detector.bench_models --models mlp --runs 1 --record"
     assert f"idle: {check['us_per_beat']:.1f}" in (tmp_path / "mlp.md").read_text()
+
+
+def test_the_card_keeps_three_spaced_recordings_and_reads_the_slowest(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from detector.training.card import write_card
+
+    card = json.loads((bench_models.MODELS_DIR / "mlp.json").read_text())
+    card.pop("inference_check", None)
+    write_card(tmp_path / "m.json", card)
+    t0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+    def record(median: float, minutes: float) -> dict[str, object]:
+        figures = {"median": median, "min": median - 1, "max": median + 5}
+        bench_models.record_in_card(tmp_path / "m.json", figures, 30, "cmd", t0 + timedelta(minutes=minutes))
+        check: dict[str, object] = json.loads((tmp_path / "m.json").read_text())["inference_check"]
+        return check
+
+    assert record(40.0, 0)["us_per_beat"] == 40.0
+    assert record(55.0, 5)["us_per_beat"] == 55.0  # 5 minutes later: replaces the first
+    assert len(record(45.0, 20)["recordings"]) == 2  # type: ignore[arg-type]
+    check = record(48.0, 40)
+    assert check["us_per_beat"] == 55.0 and len(check["recordings"]) == 3  # type: ignore[arg-type]
+    check = record(47.0, 60)  # the oldest (55.0) leaves: the slowest kept is 48.0
+    assert check["us_per_beat"] == 48.0
+    assert [r["median"] for r in check["recordings"]] == [45.0, 48.0, 47.0]  # type: ignore[union-attr]
+    md = (tmp_path / "m.md").read_text()
+    assert "the slowest median of 3 recordings" in md and "idle: 48.0" in md

@@ -123,8 +123,9 @@ def test_the_default_follows_the_selection_rule() -> None:
     """BENCHMARKS.md: the best DS1 CV score among the families whose detected beats let the
     alarm engine raise every ventricular fibrillation episode of DS1 and that fit issue #4's
     budgets: <= 50 us per beat (batch 64, one thread, measured idle by ``python -m
-    detector.bench_models --record``) and <= 30 minutes of training with the CV. The checks are
-    in the cards; a better-scoring family must be recorded as failing one. DS2 plays no part."""
+    detector.bench_models --record``: the slowest median of the card's last three recordings)
+    and <= 30 minutes of training with the CV. The checks are in the cards; a better-scoring
+    family must be recorded as failing one. DS2 plays no part."""
     cards = {n: json.loads((MODELS_DIR / f"{n}.json").read_text()) for n in CLASSIFIERS}
     for name in sorted(cards, key=lambda n: -cards[n]["cv"]["score"]):
         card = cards[name]
