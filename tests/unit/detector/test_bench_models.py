@@ -35,13 +35,15 @@ def test_an_unknown_model_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_record_writes_the_measurement_into_the_card(tmp_path: Path) -> None:
-    for suffix in (".onnx", ".json"):
-        shutil.copy(bench_models.MODELS_DIR / f"mlp{suffix}", tmp_path / f"mlp{suffix}")
+    shutil.copy(bench_models.MODELS_DIR / "mlp.onnx", tmp_path / "mlp.onnx")
+    card = json.loads((bench_models.MODELS_DIR / "mlp.json").read_text())
+    card.pop("inference_check", None)  # a card never measured: this is its only recording
+    (tmp_path / "mlp.json").write_text(json.dumps(card))
     assert bench_models.main(["--models", "mlp", "--runs", "1", "--models-dir", str(tmp_path),
                               "--record"]) == 0
     card = json.loads((tmp_path / "mlp.json").read_text())
     check = card["inference_check"]
-    assert check["runs"] == 1 and check["budget_us"] == 50
+    assert check["runs"] == 1 and check["budget_us"] == 50 and len(check["recordings"]) == 1
     assert 0 < check["min"] <= check["us_per_beat"] <= check["max"]
     assert check["command"] == "python -m detector.bench_models --models mlp --runs 1 --record"
     assert f"idle: {check['us_per_beat']:.1f}" in (tmp_path / "mlp.md").read_text()
