@@ -7,7 +7,7 @@ every 1-D ``Conv``, ``MaxPool`` and ``AveragePool`` becomes its 2-D form over a 
 inserted axis of length 1, the ops between them that do not care about the extra axis
 (``BatchNormalization``, ``Relu``, ``Add``, channel ``Concat``) work on the 4-D tensors, and
 a ``Squeeze`` gives the 3-D tensor back wherever anything else reads it.  The outputs agree
-with the original graph's to float rounding (tests: ``tests/unit/detector/training/test_lift.py``).
+with the original graph's to float rounding (tests: ``tests/unit/detector/test_train_lift.py``).
 """
 
 from __future__ import annotations
@@ -77,9 +77,7 @@ def lift_1d_to_2d(model: onnx.ModelProto) -> onnx.ModelProto:
             new.input[0] = four_d(node.input[0])
             del new.attribute[:]
             for key, value in attrs.items():
-                if key == "kernel_shape":
-                    value = [1, *value]
-                elif key in ("strides", "dilations"):
+                if key in ("kernel_shape", "strides", "dilations"):
                     value = [1, *value]
                 elif key == "pads":
                     value = [0, value[0], 0, value[1]]
