@@ -96,6 +96,7 @@ class TrainOptions:
     noise_dir: Path | None = None
     cv_predictions_dir: Path | None = None  # where to save each family's pooled CV outputs (.npz)
     rr_dropout: float = 0.0  # TrainConfig.rr_dropout (a study option; the shipped models: 0)
+    time_warp: float = 0.0  # TrainConfig.time_warp
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -122,7 +123,8 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
         cfg = TrainConfig(family=family, epochs=opts.epochs, seed=opts.seed, threads=opts.threads,
                           max_train_beats=opts.max_train_beats,
                           ensemble=1 if family == "autoencoder" else opts.ensemble,
-                          rr_dropout=0.0 if family == "autoencoder" else opts.rr_dropout)
+                          rr_dropout=0.0 if family == "autoencoder" else opts.rr_dropout,
+                          time_warp=0.0 if family == "autoencoder" else opts.time_warp)
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
                             noisy_test if noisy else None)
@@ -203,13 +205,21 @@ def _card(
         "training_machine": f"{platform.machine()} CPU ({_cpu_model()}), torch {torch.__version__}, "
                             f"{opts.threads} thread(s)",
         "reproduce": {
-            "train": f"ecgmon train --data-dir ../shared/data/mitdb --families {fam}"
-            + (f" --ensemble {result.config.ensemble}" if result.config.ensemble > 1 else "")
-            + (f" --epochs {opts.epochs}" if opts.epochs != DEFAULT_EPOCHS else "")
-            + ("" if opts.noise_dir is not None or fam == "autoencoder" else " --no-noise"),
+            "train": train_command(opts, result.config),
             "eval": f"ecgmon eval beats --data-dir ../shared/data/mitdb --model {fam} --records ds2",
         },
     }
+
+
+def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
+    """The ``ecgmon train`` command that trains ``cfg``'s model again (a card's ``reproduce``)."""
+    return (f"ecgmon train --data-dir ../shared/data/mitdb --families {cfg.family}"
+            + (f" --ensemble {cfg.ensemble}" if cfg.ensemble > 1 else "")
+            + (f" --epochs {opts.epochs}" if opts.epochs != DEFAULT_EPOCHS else "")
+            + (f" --seed {cfg.seed}" if cfg.seed else "")
+            + (f" --rr-dropout {cfg.rr_dropout}" if cfg.rr_dropout else "")
+            + (f" --time-warp {cfg.time_warp}" if cfg.time_warp else "")
+            + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 
 def _cpu_model() -> str:

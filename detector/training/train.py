@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from detector.core import beats as feat
 from detector.core.beats import RR_FEATURES
 from detector.evaluation import class_figures, ec57_counting
 from detector.training.data import BeatSet
@@ -61,6 +62,11 @@ class TrainConfig:
     # beat on time at the local rate (:func:`_drop_timing`), so a class must also be learnt from
     # the beat's shape (session 15 study; 0.0: off, the random streams are then unchanged)
     rr_dropout: float = 0.0
+    # >0: every training beat and its template are stretched together in time about the R-peak
+    # by a factor drawn uniformly from [1 - P, 1 + P], then normalised again as the features
+    # are (:func:`_time_warp`): other patients' QRS and QT widths (session 16 study; 0.0: off,
+    # the random streams are then unchanged)
+    time_warp: float = 0.0
 
 
 @dataclass
@@ -136,12 +142,32 @@ def predict(model: nn.Module, beats: F32, rr: F32, *, softmax: bool = True) -> F
 
 
 def _augment(beats: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    beats = _time_warp(beats, cfg, gen)
     if cfg.max_shift:
         shift = int(torch.randint(-cfg.max_shift, cfg.max_shift + 1, (1,), generator=gen))
         beats = torch.roll(beats, shift, dims=2)
     if cfg.noise_std:
         beats = beats + cfg.noise_std * torch.randn(beats.shape, generator=gen)
     return beats
+
+
+def _time_warp(beats: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """``beats`` (batch, channels, WINDOW_LEN) stretched in time about the R-peak sample, one
+    factor per beat for all its channels (the beat and the patient's template alike), linearly
+    interpolated (edge values beyond the window), then centred on the median and divided by
+    the standard deviation per channel as :func:`detector.core.beats.normalise_window` does."""
+    if not cfg.time_warp:
+        return beats
+    n, _, length = beats.shape
+    factor = 1.0 + cfg.time_warp * (2.0 * torch.rand(n, generator=gen) - 1.0)
+    i = torch.arange(length, dtype=beats.dtype)
+    src = (feat.WINDOW_PRE + (i[None, :] - feat.WINDOW_PRE) / factor[:, None]).clamp(0, length - 1)
+    lo = src.floor().long().clamp(max=length - 2)
+    frac = (src - lo)[:, None, :]
+    lo = lo[:, None, :].expand_as(beats)
+    out = beats.gather(2, lo) * (1.0 - frac) + beats.gather(2, lo + 1) * frac
+    centred = out - out.median(dim=2, keepdim=True).values
+    return centred / (centred.std(dim=2, unbiased=False, keepdim=True) + 1e-3)
 
 
 # The timing features of a beat that came on time at the local rate: the previous and the next

@@ -325,3 +325,38 @@ def test_timing_dropout_shows_some_beats_as_on_time_and_is_off_by_default() -> N
     kept = [i for i, n in enumerate(RR_FEATURES) if n not in (
         "prev_over_long", "next_over_long", "prev_s", "prev_over_local", "next_over_prev")]
     torch.testing.assert_close(out[:, kept], rr[:, kept])  # rhythm context and shape untouched
+
+
+def test_time_warp_stretches_beat_and_template_together_about_the_peak_and_is_off_by_default() -> None:
+    from detector.core import beats as feat
+    from detector.core.beats import normalise_window
+    from detector.training.train import _time_warp
+
+    t = np.arange(feat.WINDOW_LEN, dtype=np.float64) - feat.WINDOW_PRE
+    qrs = np.exp(-0.5 * (t / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((t - 30) / 6.0) ** 2)  # R, then T
+    window = np.stack([qrs, 0.5 * qrs + 0.1])
+    beats = torch.from_numpy(np.stack([normalise_window(window)] * 256))
+    gen = torch.Generator().manual_seed(0)
+    assert _time_warp(beats, TrainConfig(), gen) is beats
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())  # no draw when off
+    out = _time_warp(beats, TrainConfig(time_warp=0.2), gen)
+    assert out.shape == beats.shape and bool(torch.isfinite(out).all())
+    assert bool((out.argmax(dim=2) == feat.WINDOW_PRE).all())  # the R-peak stays where it was
+    torch.testing.assert_close(out[:, 0], out[:, 1], atol=1e-3, rtol=0)  # beat and template alike
+    torch.testing.assert_close(out.median(dim=2).values, torch.zeros(256, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=2, unbiased=False), torch.ones(256, 2), atol=1e-2, rtol=0)
+    # the T wave moves with the stretch: later for factors above 1, earlier below
+    t_peak = feat.WINDOW_PRE + 15 + out[:, 0, feat.WINDOW_PRE + 15:].argmax(dim=1)
+    assert int(t_peak.min()) < feat.WINDOW_PRE + 30 < int(t_peak.max())
+    assert int(t_peak.max()) - int(t_peak.min()) >= 8  # 30 samples * 0.4 of spread, give or take
+
+
+def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tmp_path: Path) -> None:
+    from detector.training.pipeline import train_command
+
+    opts = TrainOptions(data_dir=tmp_path, out_dir=tmp_path, families=["cnn"], noise_dir=tmp_path)
+    plain = train_command(opts, TrainConfig(family="cnn", ensemble=5))
+    assert plain == "ecgmon train --data-dir ../shared/data/mitdb --families cnn --ensemble 5"
+    studied = train_command(opts, TrainConfig(family="cnn", ensemble=5, seed=5, time_warp=0.15,
+                                              rr_dropout=0.3))
+    assert studied == plain + " --seed 5 --rr-dropout 0.3 --time-warp 0.15"
