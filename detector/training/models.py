@@ -37,10 +37,13 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
 
 
+CNN_WIDTH = 24
+
+
 class CNN(nn.Module):
     """Plain 1D CNN: three conv blocks, global average + max pooling."""
 
-    def __init__(self, n_leads: int, n_rr: int, width: int = 24) -> None:
+    def __init__(self, n_leads: int, n_rr: int, width: int = CNN_WIDTH) -> None:
         super().__init__()
         self.body = nn.Sequential(
             _conv(n_leads, width // 2, 7), nn.MaxPool1d(2),
@@ -70,7 +73,7 @@ class _ResBlock(nn.Module):
 class ResNet(nn.Module):
     """Small ResNet (Wang et al. 2017 time-series baseline, slimmed): stem + three residual blocks."""
 
-    def __init__(self, n_leads: int, n_rr: int, width: int = 24) -> None:
+    def __init__(self, n_leads: int, n_rr: int, width: int = CNN_WIDTH) -> None:
         super().__init__()
         self.body = nn.Sequential(
             _conv(n_leads, width // 2, 7),
@@ -168,10 +171,13 @@ class AutoEncoder(nn.Module):
 FAMILIES = ("cnn", "resnet", "inception", "lstm", "mlp")
 
 
-def build(family: str, n_leads: int, n_rr: int, window: int) -> nn.Module:
-    """A fresh model of ``family`` (one of FAMILIES or "autoencoder")."""
+def build(family: str, n_leads: int, n_rr: int, window: int, width: int = 0) -> nn.Module:
+    """A fresh model of ``family`` (one of FAMILIES or "autoencoder"); ``width``: the cnn's
+    channels (0: its default)."""
+    if width and family != "cnn":
+        raise ValueError(f"width={width}: only the cnn's width can be set")
     if family == "cnn":
-        return CNN(n_leads, n_rr)
+        return CNN(n_leads, n_rr, width or CNN_WIDTH)
     if family == "resnet":
         return ResNet(n_leads, n_rr)
     if family == "inception":

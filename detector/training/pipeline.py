@@ -97,6 +97,7 @@ class TrainOptions:
     cv_predictions_dir: Path | None = None  # where to save each family's pooled CV outputs (.npz)
     rr_dropout: float = 0.0  # TrainConfig.rr_dropout (a study option; the shipped models: 0)
     time_warp: float = 0.0  # TrainConfig.time_warp
+    width: int = 0  # TrainConfig.width (the cnn's; 0: its default)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -124,7 +125,8 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                           max_train_beats=opts.max_train_beats,
                           ensemble=1 if family == "autoencoder" else opts.ensemble,
                           rr_dropout=0.0 if family == "autoencoder" else opts.rr_dropout,
-                          time_warp=0.0 if family == "autoencoder" else opts.time_warp)
+                          time_warp=0.0 if family == "autoencoder" else opts.time_warp,
+                          width=opts.width if family == "cnn" else 0)
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
                             noisy_test if noisy else None)
@@ -219,6 +221,7 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --seed {cfg.seed}" if cfg.seed else "")
             + (f" --rr-dropout {cfg.rr_dropout}" if cfg.rr_dropout else "")
             + (f" --time-warp {cfg.time_warp}" if cfg.time_warp else "")
+            + (f" --width {cfg.width}" if cfg.width else "")
             + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 

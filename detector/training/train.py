@@ -67,6 +67,9 @@ class TrainConfig:
     # are (:func:`_time_warp`): other patients' QRS and QT widths (session 16 study; 0.0: off,
     # the random streams are then unchanged)
     time_warp: float = 0.0
+    # the cnn's channels (0: its default, models.CNN_WIDTH); thinner networks cost less, so an
+    # ensemble can have more of them (session 16 study)
+    width: int = 0
 
 
 @dataclass
@@ -251,7 +254,7 @@ def train_classifier(
     set_seeds(cfg.seed, cfg.threads)
     train = train.take(train.label >= 0)
     n_leads, window = train.features.beats.shape[1:]
-    model = build(cfg.family, n_leads, train.features.rr.shape[1], window)
+    model = build(cfg.family, n_leads, train.features.rr.shape[1], window, cfg.width)
     weights = class_weights(train.label, cfg.class_weight_power, cfg.max_class_weight, cfg.rare_class_weight)
     draw_p = None
     if cfg.balance == "resample":

@@ -360,3 +360,15 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     studied = train_command(opts, TrainConfig(family="cnn", ensemble=5, seed=5, time_warp=0.15,
                                               rr_dropout=0.3))
     assert studied == plain + " --seed 5 --rr-dropout 0.3 --time-warp 0.15"
+
+
+def test_only_the_cnn_width_can_be_set() -> None:
+    from detector.training.models import CNN_WIDTH, build
+
+    def channels(model: torch.nn.Module) -> int:
+        return int(next(m for m in model.modules() if isinstance(m, torch.nn.Conv1d)).out_channels)
+
+    assert channels(build("cnn", 2, 12, 90)) == CNN_WIDTH // 2
+    assert channels(build("cnn", 2, 12, 90, width=16)) == 8
+    with pytest.raises(ValueError, match="only the cnn"):
+        build("resnet", 2, 12, 90, width=16)
