@@ -372,3 +372,17 @@ def test_only_the_cnn_width_can_be_set() -> None:
     assert channels(build("cnn", 2, 12, 90, width=16)) == 8
     with pytest.raises(ValueError, match="only the cnn"):
         build("resnet", 2, 12, 90, width=16)
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--width", "-3", "a number of channels"),
+    ("--time-warp", "0.7", "the largest relative stretch"),
+    ("--rr-dropout", "1.5", "a share of the training beats"),
+])
+def test_bad_study_option_is_a_one_line_error(flag: str, value: str, says: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    code = main(["train", "--data-dir", str(tmp_path), flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{flag} {value}: {says}" in err and "Traceback" not in err
