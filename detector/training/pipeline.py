@@ -58,7 +58,10 @@ DS2_LOOKS = (
     "rule fixed before its nested estimate over DS1 CV outputs was computed, with the previous "
     "models' DS2 figures known (the DS1 analysis of missed S beats that prompted it used DS1 only). "
     "A rerun of the default's command on another session's machine (2026-12-06), which trained "
-    "other networks, was scored on DS2 once to measure that noise; nothing was chosen on it."
+    "other networks, was scored on DS2 once to measure that noise; nothing was chosen on it. "
+    "So was the same procedure with seeds 5-9 (session 16). A time warp of the training beats "
+    "(before that score) and ten thinner cnns (after it) were studied on DS1 CV alone by rules "
+    "fixed before their runs finished, and not adopted."
 )
 
 
