@@ -73,7 +73,7 @@ class _ResBlock(nn.Module):
 class ResNet(nn.Module):
     """Small ResNet (Wang et al. 2017 time-series baseline, slimmed): stem + three residual blocks."""
 
-    def __init__(self, n_leads: int, n_rr: int, width: int = CNN_WIDTH) -> None:
+    def __init__(self, n_leads: int, n_rr: int, width: int = 24) -> None:
         super().__init__()
         self.body = nn.Sequential(
             _conv(n_leads, width // 2, 7),
