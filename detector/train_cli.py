@@ -61,8 +61,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.rr_dropout < 1.0:
         raise ConfigError(f"--rr-dropout {args.rr_dropout}: a share of the training beats, 0 <= P < 1")
-    if args.width < 0:
-        raise ConfigError(f"--width {args.width}: a number of channels (0: the cnn's default)")
+    if args.width < 0 or args.width == 1:
+        raise ConfigError(f"--width {args.width}: a number of channels, at least 2 (0: the cnn's default)")
     if not 0.0 <= args.time_warp < 0.5:
         raise ConfigError(f"--time-warp {args.time_warp}: the largest relative stretch, 0 <= P < 0.5")
     opts = TrainOptions(

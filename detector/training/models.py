@@ -176,6 +176,8 @@ def build(family: str, n_leads: int, n_rr: int, window: int, width: int = 0) -> 
     channels (0: its default)."""
     if width and family != "cnn":
         raise ValueError(f"width={width}: only the cnn's width can be set")
+    if width and width < 2:
+        raise ValueError(f"width={width}: the cnn needs at least 2 channels (its first layer has half)")
     if family == "cnn":
         return CNN(n_leads, n_rr, width or CNN_WIDTH)
     if family == "resnet":

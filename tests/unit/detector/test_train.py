@@ -372,10 +372,13 @@ def test_only_the_cnn_width_can_be_set() -> None:
     assert channels(build("cnn", 2, 12, 90, width=16)) == 8
     with pytest.raises(ValueError, match="only the cnn"):
         build("resnet", 2, 12, 90, width=16)
+    with pytest.raises(ValueError, match="at least 2 channels"):
+        build("cnn", 2, 12, 90, width=1)
 
 
 @pytest.mark.parametrize(("flag", "value", "says"), [
     ("--width", "-3", "a number of channels"),
+    ("--width", "1", "a number of channels, at least 2"),
     ("--time-warp", "0.7", "the largest relative stretch"),
     ("--rr-dropout", "1.5", "a share of the training beats"),
 ])
