@@ -63,6 +63,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(f"--rr-dropout {args.rr_dropout}: a share of the training beats, 0 <= P < 1")
     if args.width < 0 or args.width == 1:
         raise ConfigError(f"--width {args.width}: a number of channels, at least 2 (0: the cnn's default)")
+    if not 0.0 < args.patient_subsample <= 1.0:
+        raise ConfigError(f"--patient-subsample {args.patient_subsample}: a share of the training patients, "
+                          "0 < F <= 1")
     if not 0.0 <= args.time_warp < 0.5:
         raise ConfigError(f"--time-warp {args.time_warp}: the largest relative stretch, 0 <= P < 0.5")
     opts = TrainOptions(
@@ -74,6 +77,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         noise_dir=_noise_dir(settings.data_dir, args),
         cv_predictions_dir=Path(args.cv_predictions) if args.cv_predictions else None,
         rr_dropout=args.rr_dropout, time_warp=args.time_warp, width=args.width,
+        patient_subsample=args.patient_subsample,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -136,6 +140,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "the R-peak by a factor drawn from [1-P, 1+P] (default 0: off)")
     parser.add_argument("--width", type=int, default=0, metavar="N",
                         help="the cnn's channels (default 0: its own, 24); other families ignore it")
+    parser.add_argument("--patient-subsample", type=float, default=1.0, metavar="F",
+                        help="study option: each ensemble member trains on its own random share F of the "
+                        "training patients (default 1: all)")
     parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
     parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
     parser.add_argument("--noise-dir", default=None,

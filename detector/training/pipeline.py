@@ -101,6 +101,7 @@ class TrainOptions:
     rr_dropout: float = 0.0  # TrainConfig.rr_dropout (a study option; the shipped models: 0)
     time_warp: float = 0.0  # TrainConfig.time_warp
     width: int = 0  # TrainConfig.width (the cnn's; 0: its default)
+    patient_subsample: float = 1.0  # TrainConfig.patient_subsample (a study option; 1.0: off)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -129,7 +130,8 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                           ensemble=1 if family == "autoencoder" else opts.ensemble,
                           rr_dropout=0.0 if family == "autoencoder" else opts.rr_dropout,
                           time_warp=0.0 if family == "autoencoder" else opts.time_warp,
-                          width=opts.width if family == "cnn" else 0)
+                          width=opts.width if family == "cnn" else 0,
+                          patient_subsample=1.0 if family == "autoencoder" else opts.patient_subsample)
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
                             noisy_test if noisy else None)
@@ -225,6 +227,7 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --rr-dropout {cfg.rr_dropout}" if cfg.rr_dropout else "")
             + (f" --time-warp {cfg.time_warp}" if cfg.time_warp else "")
             + (f" --width {cfg.width}" if cfg.width else "")
+            + (f" --patient-subsample {cfg.patient_subsample}" if cfg.patient_subsample < 1.0 else "")
             + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 

@@ -8,6 +8,7 @@ which reads the held-out outputs this loop records after every epoch.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -70,6 +71,10 @@ class TrainConfig:
     # the cnn's channels (0: its default, models.CNN_WIDTH); thinner networks cost less, so an
     # ensemble can have more of them (session 16 study)
     width: int = 0
+    # <1: every member trains on its own random share of the training patients (at least this
+    # share, drawn from a stream of its own), so the members differ by patients as well as by
+    # seed and their mean leans less on any one patient (session 17 study; 1.0: off, all patients)
+    patient_subsample: float = 1.0
 
 
 @dataclass
@@ -289,6 +294,26 @@ def train_classifier(
     return result
 
 
+# the stream the patients of a member are drawn from (with its seed): apart from the training's
+PATIENT_STREAM = 17
+
+
+def member_patients(train: BeatSet, cfg: TrainConfig, progress: Progress | None = None) -> BeatSet:
+    """The beats of the patients member ``cfg.seed`` trains on: all of them, or with
+    ``cfg.patient_subsample`` < 1 that share of the patients (rounded up), drawn without
+    replacement from a stream of the seed's own, so the training's random streams are unchanged."""
+    if cfg.patient_subsample >= 1.0:
+        return train
+    patients = np.unique(train.record)
+    n = max(1, math.ceil(cfg.patient_subsample * len(patients)))
+    rng = np.random.default_rng([PATIENT_STREAM, cfg.seed])
+    keep = np.sort(rng.choice(patients, n, replace=False))
+    if progress is not None:
+        progress(f"{cfg.family} seed {cfg.seed}: {n} of {len(patients)} patients, without "
+                 f"{', '.join(sorted(set(patients.tolist()) - set(keep.tolist())))}")
+    return train.take(np.isin(train.record, keep))
+
+
 def train_ensemble(
     train: BeatSet, cfg: TrainConfig, progress: Progress, *, epochs: int | None = None,
     heldout: BeatSet | None = None,
@@ -298,11 +323,13 @@ def train_ensemble(
     per epoch are the members' mean."""
     k = max(1, cfg.ensemble)
     if k == 1:
-        return train_classifier(train, cfg, progress, epochs=epochs, heldout=heldout)
+        return train_classifier(member_patients(train, cfg, progress), cfg, progress, epochs=epochs,
+                                heldout=heldout)
     members = []
     for i in range(k):
         progress(f"{cfg.family} ensemble member {i + 1}/{k} (seed {cfg.seed + i})")
-        members.append(train_classifier(train, replace(cfg, seed=cfg.seed + i, ensemble=1), progress,
+        member = replace(cfg, seed=cfg.seed + i, ensemble=1)
+        members.append(train_classifier(member_patients(train, member, progress), member, progress,
                                         epochs=epochs, heldout=heldout))
     model = Ensemble([m.model for m in members]).eval()
     mean_heldout = [np.mean(np.stack(per_epoch), axis=0).astype(np.float32)

@@ -360,6 +360,27 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     studied = train_command(opts, TrainConfig(family="cnn", ensemble=5, seed=5, time_warp=0.15,
                                               rr_dropout=0.3))
     assert studied == plain + " --seed 5 --rr-dropout 0.3 --time-warp 0.15"
+    subsampled = train_command(opts, TrainConfig(family="cnn", ensemble=5, patient_subsample=0.8))
+    assert subsampled == plain + " --patient-subsample 0.8"
+
+
+def test_members_train_on_their_own_share_of_the_patients() -> None:
+    from detector.training.data import BeatSet
+    from detector.training.train import member_patients
+
+    records = np.repeat([f"{100 + i}" for i in range(16)], 5)
+    records = np.concatenate([records, records])  # a noisy copy keeps its patient's name
+    n = len(records)
+    beats = BeatSet(BeatFeatures(np.arange(n), np.zeros((n, 2, 90), np.float32),
+                                 np.zeros((n, len(RR_FEATURES)), np.float32)), np.zeros(n, np.int64), records)
+    assert member_patients(beats, TrainConfig(seed=3)) is beats  # off: every patient
+    kept = [member_patients(beats, TrainConfig(seed=s, patient_subsample=0.8)) for s in range(5)]
+    patients = [tuple(np.unique(k.record)) for k in kept]
+    assert all(len(p) == 13 for p in patients)  # 0.8 of 16, rounded up
+    assert all(len(k) == 13 * 10 for k in kept)  # every beat of a kept patient, clean and noisy
+    assert len(set(patients)) > 1  # members differ by patients
+    again = member_patients(beats, TrainConfig(seed=2, patient_subsample=0.8))
+    assert tuple(np.unique(again.record)) == patients[2]  # and the draw is the seed's
 
 
 def test_only_the_cnn_width_can_be_set() -> None:
@@ -381,6 +402,7 @@ def test_only_the_cnn_width_can_be_set() -> None:
     ("--width", "1", "a number of channels, at least 2"),
     ("--time-warp", "0.7", "the largest relative stretch"),
     ("--rr-dropout", "1.5", "a share of the training beats"),
+    ("--patient-subsample", "1.5", "a share of the training patients"),
 ])
 def test_bad_study_option_is_a_one_line_error(flag: str, value: str, says: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
