@@ -342,7 +342,9 @@ def _summarise(pooled: list[F32], label: np.ndarray, fold_idx: np.ndarray, folds
 def choose_epoch(scores: list[float], window: int = EPOCH_WINDOW) -> int:
     """The epoch (from 1) with the best per-epoch score, each epoch's score averaged with its
     neighbours' within ``window`` (odd; 1: the epoch's own; at the ends, the neighbours there are).
-    The first best wins."""
+    The first best wins.  ``window`` 0 chooses no epoch: the schedule's last, whatever the scores."""
+    if window == 0:
+        return len(scores)
     half = window // 2
     smooth = [float(np.mean(scores[max(0, i - half): i + half + 1])) for i in range(len(scores))]
     return int(np.argmax(smooth)) + 1

@@ -48,6 +48,7 @@ def test_the_epoch_choice_averages_neighbours_when_told() -> None:
     assert choose_epoch(scores) == choose_epoch(scores, 1) == 2  # the single best epoch
     assert choose_epoch(scores, 3) == 5  # a lone peak between poor epochs loses to a plateau
     assert choose_epoch([0.8, 0.8, 0.7]) == 1  # the first best wins
+    assert choose_epoch(scores, 0) == len(scores)  # no choice: the schedule's last epoch
 
 
 def test_the_nested_estimate_finds_the_epoch_and_rule_that_made_the_labels() -> None:
