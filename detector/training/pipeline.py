@@ -103,6 +103,7 @@ class TrainOptions:
     time_warp: float = 0.0  # TrainConfig.time_warp
     width: int = 0  # TrainConfig.width (the cnn's; 0: its default)
     patient_subsample: float = 1.0  # TrainConfig.patient_subsample (a study option; 1.0: off)
+    adapt_bn: bool = False  # TrainConfig.adapt_bn (a CV-only study: no final model, no card)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -132,7 +133,8 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                           rr_dropout=0.0 if family == "autoencoder" else opts.rr_dropout,
                           time_warp=0.0 if family == "autoencoder" else opts.time_warp,
                           width=opts.width if family == "cnn" else 0,
-                          patient_subsample=1.0 if family == "autoencoder" else opts.patient_subsample)
+                          patient_subsample=1.0 if family == "autoencoder" else opts.patient_subsample,
+                          adapt_bn=opts.adapt_bn and family != "autoencoder")
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
                             noisy_test if noisy else None)
@@ -140,6 +142,9 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
             saved = opts.cv_predictions_dir / f"{family}_cv.npz"
             cv.predictions.save(saved)
             progress(f"{family}: pooled CV outputs saved to {saved}")
+        if cfg.adapt_bn:  # the exported model would not adapt: its CV would not be its own
+            progress(f"{family}: adapted batch norm is a CV-only study; no final model")
+            continue
         trainer = train_autoencoder if family == "autoencoder" else train_ensemble
         progress(f"{family}: final model on all {len(recs)} DS1 records, {cv.best_epoch} epochs")
         final = BeatSet.concat([beats, noisy_train]) if noisy and noisy_train is not None else beats

@@ -7,6 +7,7 @@ which reads the held-out outputs this loop records after every epoch.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -75,6 +76,11 @@ class TrainConfig:
     # share, drawn from a stream of its own), so the members differ by patients as well as by
     # seed and their mean leans less on any one patient (session 17 study; 1.0: off, all patients)
     patient_subsample: float = 1.0
+    # True: the CV's held-out outputs come from each member with its batch-norm statistics
+    # re-estimated on each held-out recording's own beats (AdaBN; offline, over the whole
+    # record: an upper bound on what a causal per-patient adaptation could give).  A CV-only
+    # study (session 17): exported models do not adapt, so `ecgmon train` stops after the CV
+    adapt_bn: bool = False
 
 
 @dataclass
@@ -147,6 +153,38 @@ def predict(model: nn.Module, beats: F32, rr: F32, *, softmax: bool = True) -> F
         y = model(torch.from_numpy(beats[i : i + 1024]), torch.from_numpy(rr[i : i + 1024]))
         out.append((torch.softmax(y, dim=1) if softmax else y).numpy())
     return np.concatenate(out) if out else np.zeros((0, N_CLASSES), np.float32)
+
+
+def recordings(record: npt.NDArray[np.str_]) -> list[slice]:
+    """The runs of consecutive beats of one record: a CV fold's held-out set is its patients'
+    clean beats record by record, then their noisy copies record by record, so each run is one
+    recording (a patient clean, or the same patient in noise)."""
+    starts = np.flatnonzero(np.r_[True, record[1:] != record[:-1]])
+    ends = np.r_[starts[1:], len(record)]
+    return [slice(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+
+
+@torch.no_grad()
+def adapt_batch_norm(model: nn.Module, beats: F32, rr: F32) -> nn.Module:
+    """A copy of ``model`` whose batch-norm statistics are those of ``beats`` (one recording's):
+    AdaBN, the network's weights unchanged."""
+    adapted = copy.deepcopy(model).eval()
+    for m in adapted.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = 1.0  # the running statistics become this one batch's
+            m.train()
+    adapted(torch.from_numpy(beats), torch.from_numpy(rr))
+    return adapted.eval()
+
+
+def predict_adapted(model: nn.Module, beats: BeatSet) -> F32:
+    """:func:`predict`, each recording (:func:`recordings`) by ``model`` adapted to its beats."""
+    out = np.zeros((len(beats), N_CLASSES), np.float32)
+    for part in recordings(beats.record):
+        b, r = beats.features.beats[part], beats.features.rr[part]
+        out[part] = predict(adapt_batch_norm(model, b, r), b, r)
+    return out
 
 
 def _augment(beats: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -282,7 +320,8 @@ def train_classifier(
     def after_epoch(epoch: int, loss: float, current: nn.Module) -> None:
         msg = f"{cfg.family} epoch {epoch}/{n_epochs} loss {loss:.4f}"
         if heldout is not None:
-            probs = predict(current, heldout.features.beats, heldout.features.rr)
+            probs = (predict_adapted(current, heldout) if cfg.adapt_bn
+                     else predict(current, heldout.features.beats, heldout.features.rr))
             result.heldout.append(probs)
             m = per_class_metrics(heldout.label, probs.argmax(axis=1))
             msg += f" held-out N/S/V F1 {m['N']['f1']:.3f}/{m['S']['f1']:.3f}/{m['V']['f1']:.3f}"

@@ -397,6 +397,37 @@ def test_only_the_cnn_width_can_be_set() -> None:
         build("cnn", 2, 12, 90, width=1)
 
 
+def test_adapted_batch_norm_takes_one_recordings_statistics_and_leaves_the_model_alone() -> None:
+    from detector.training.models import build
+    from detector.training.train import adapt_batch_norm, recordings
+
+    torch.manual_seed(0)
+    model = build("cnn", 2, len(RR_FEATURES), 90).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    beats = (3.0 + 2.0 * torch.randn(300, 2, 90)).numpy()
+    rr = torch.randn(300, len(RR_FEATURES)).numpy()
+    adapted = adapt_batch_norm(model, beats, rr)
+    conv, norm = adapted.body[0][0], adapted.body[0][1]
+    with torch.no_grad():
+        out = conv(torch.from_numpy(beats))
+    torch.testing.assert_close(norm.running_mean, out.mean(dim=(0, 2)), rtol=1e-4, atol=1e-4)
+    assert not adapted.training and not norm.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model is unchanged
+    assert not torch.allclose(norm.running_mean, model.body[0][1].running_mean)
+    same = {k: v for k, v in adapted.state_dict().items() if "running" not in k and "num_batches" not in k}
+    assert all(torch.equal(v, before[k]) for k, v in same.items())  # only the statistics moved
+    runs = recordings(np.array(["207", "207", "118", "118", "118", "207", "207"]))
+    assert runs == [slice(0, 2), slice(2, 5), slice(5, 7)]  # a patient clean, another, the first in noise
+
+
+def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    code = main(["train", "--data-dir", str(tmp_path), "--adapt-bn"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--adapt-bn is a CV-only study" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(("flag", "value", "says"), [
     ("--width", "-3", "a number of channels"),
     ("--width", "1", "a number of channels, at least 2"),
