@@ -62,7 +62,9 @@ DS2_LOOKS = (
     "So was the same procedure with seeds 5-9 (session 16). A time warp of the training beats "
     "(before that score) and ten thinner cnns (after it) were studied on DS1 CV alone by rules "
     "fixed before their runs finished, and not adopted. So were a 6-epoch schedule and members "
-    "trained on different shares of the patients (session 17), by rules fixed before their runs."
+    "trained on different shares of the patients (session 17), by rules fixed before their runs, "
+    "and not adopted; so was the CV's epoch choice against none, and batch norm adapted to each "
+    "held-out patient was measured and not built."
 )
 
 
