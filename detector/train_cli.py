@@ -66,6 +66,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if not 0.0 < args.patient_subsample <= 1.0:
         raise ConfigError(f"--patient-subsample {args.patient_subsample}: a share of the training patients, "
                           "0 < F <= 1")
+    if not 0.0 <= args.patient_adversary <= 10.0:
+        raise ConfigError(f"--patient-adversary {args.patient_adversary}: the reversed gradient's weight, "
+                          "0 <= W <= 10 (0: off)")
     if args.adapt_bn and not args.cv_predictions:
         raise ConfigError("--adapt-bn is a CV-only study (no model is exported): give --cv-predictions DIR")
     if not 0.0 <= args.time_warp < 0.5:
@@ -79,7 +82,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         noise_dir=_noise_dir(settings.data_dir, args),
         cv_predictions_dir=Path(args.cv_predictions) if args.cv_predictions else None,
         rr_dropout=args.rr_dropout, time_warp=args.time_warp, width=args.width,
-        patient_subsample=args.patient_subsample, adapt_bn=args.adapt_bn,
+        patient_subsample=args.patient_subsample, patient_adversary=args.patient_adversary,
+        adapt_bn=args.adapt_bn,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -145,6 +149,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--patient-subsample", type=float, default=1.0, metavar="F",
                         help="study option: each ensemble member trains on its own random share F of the "
                         "training patients (default 1: all)")
+    parser.add_argument("--patient-adversary", type=float, default=0.0, metavar="W",
+                        help="study option: train against a head that guesses the training patient from "
+                        "the beat's embedding and class, its gradient reversed with weight up to W "
+                        "(default 0: off)")
     parser.add_argument("--adapt-bn", action="store_true",
                         help="CV-only study: score the held-out patients with each network's batch-norm "
                         "statistics re-estimated on each patient's own beats (needs --cv-predictions; "

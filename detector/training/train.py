@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,6 +82,12 @@ class TrainConfig:
     # record: an upper bound on what a causal per-patient adaptation could give).  A CV-only
     # study (session 17): exported models do not adapt, so `ecgmon train` stops after the CV
     adapt_bn: bool = False
+    # >0: a patient adversary (domain-adversarial training, Ganin et al. 2016): a small head
+    # guesses the training patient from the morphology embedding and the beat's class, and its
+    # gradient reaches the network reversed, scaled up to this weight over the schedule
+    # (:class:`PatientAdversary`), so the embedding keeps less of what tells the training patients
+    # apart beyond their beats' class (session 18 study; 0.0: off, the random streams unchanged)
+    patient_adversary: float = 0.0
 
 
 @dataclass
@@ -237,6 +244,67 @@ def _drop_timing(rr: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> to
     return out
 
 
+class _Reverse(torch.autograd.Function):
+    """Identity forward; the gradient multiplied by ``-scale`` backward (gradient reversal)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.scale * grad, None
+
+
+def adversary_scale(progress: float, weight: float) -> float:
+    """The reversed gradient's scale at ``progress`` (0-1) through the schedule: Ganin et al.'s
+    ramp 2 / (1 + exp(-10 p)) - 1 times ``weight``, so the early, noisy adversary barely pushes."""
+    return weight * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0)
+
+
+class PatientAdversary(nn.Module):
+    """Guesses a training beat's patient from the morphology embedding the classifier's head
+    receives (captured by a hook on ``model.head``) and the beat's class, one-hot: the patient
+    beyond the class, so the network is not pushed to forget the class.  :meth:`loss` is the
+    adversary's cross-entropy; through :class:`_Reverse` the network gets its gradient reversed."""
+
+    def __init__(self, model: nn.Module, n_embed: int, n_patients: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_embed + N_CLASSES, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, n_patients))
+        self.embed: torch.Tensor | None = None
+        head: nn.Module = model.get_submodule("head")
+        self._hook = head.register_forward_pre_hook(self._capture)
+
+    def _capture(self, _: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        self.embed = args[0]
+
+    def loss(self, label: torch.Tensor, patient: torch.Tensor, scale: float) -> torch.Tensor:
+        assert self.embed is not None, "the classifier has not run"
+        onehot = nn.functional.one_hot(label, N_CLASSES).to(self.embed.dtype)
+        reversed_embed: torch.Tensor = _Reverse.apply(self.embed, scale)  # type: ignore[no-untyped-call]
+        logits = self.net(torch.cat([reversed_embed, onehot], dim=1))
+        return nn.functional.cross_entropy(logits, patient)
+
+    def detach(self) -> None:
+        """Remove the hook: the trained classifier is exported without its adversary."""
+        self._hook.remove()
+        self.embed = None
+
+
+def _embed_size(model: nn.Module, beats: torch.Tensor, rr: torch.Tensor) -> int:
+    """The width of the embedding ``model.head`` receives (one forward pass in eval mode)."""
+    seen: list[int] = []
+    head = model.get_submodule("head")
+    hook = head.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[1]))
+    model.eval()
+    with torch.no_grad():
+        model(beats[:2], rr[:2])
+    hook.remove()
+    return seen[0]
+
+
 def _epoch_indices(y: I64, cfg: TrainConfig, rng: np.random.Generator, draw_p: F32 | None) -> I64:
     n = len(y)
     size = min(n, cfg.max_train_beats) if cfg.max_train_beats else n
@@ -251,15 +319,18 @@ def _epoch_indices(y: I64, cfg: TrainConfig, rng: np.random.Generator, draw_p: F
 def _fit(
     model: nn.Module, train: BeatSet, cfg: TrainConfig, epochs: int, batch_loss: Callable[..., torch.Tensor],
     after_epoch: Callable[[int, float, nn.Module], None], draw_p: F32 | None = None,
+    extra: nn.Module | None = None,
 ) -> None:
     """The loop shared by every family: AdamW, cosine schedule over ``cfg.epochs``, ``epochs`` run.
 
     With ``cfg.ema`` the weights are replaced by their moving average at the end (and
-    ``after_epoch`` sees the average).
+    ``after_epoch`` sees the average).  ``extra``'s parameters (the patient adversary's) are
+    optimised with the model's.
     """
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     avg = None
     if cfg.ema:
         ema_fn = get_ema_multi_avg_fn(cfg.ema)  # type: ignore[no-untyped-call]
@@ -276,7 +347,7 @@ def _fit(
             b = idx[i : i + cfg.batch_size]
             if len(b) < 2:
                 continue
-            loss = batch_loss(x_b[b], x_r[b], y[b])
+            loss = batch_loss(x_b[b], x_r[b], y[b], b)
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
@@ -311,14 +382,28 @@ def train_classifier(
     gen = torch.Generator().manual_seed(cfg.seed)
     n_epochs = cfg.epochs if epochs is None else epochs
     result = TrainResult(model, cfg, n_epochs, 0.0, n_params(model), [])
+    adversary, patient, adv = _patient_adversary(model, train, cfg)
     start = time.perf_counter()
 
-    def batch_loss(xb: torch.Tensor, xr: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def batch_loss(xb: torch.Tensor, xr: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = loss_fn(model(_augment(xb, cfg, gen), _drop_timing(xr, cfg, gen)), yb)
+        if adversary is not None:
+            # progress through the whole schedule (cfg.epochs), so a final model trained for the
+            # CV's chosen epoch count follows the same ramp as the CV's networks did
+            scale = adversary_scale(adv["step"] / adv["steps"], cfg.patient_adversary)
+            patient_loss = adversary.loss(yb, patient[idx], scale)
+            adv["step"] += 1
+            adv["loss"] += float(patient_loss.detach()) * len(yb)
+            adv["beats"] += len(yb)
+            out = out + patient_loss
         return out
 
     def after_epoch(epoch: int, loss: float, current: nn.Module) -> None:
-        msg = f"{cfg.family} epoch {epoch}/{n_epochs} loss {loss:.4f}"
+        patient_loss = adv["loss"] / max(adv["beats"], 1.0) if adversary is not None else 0.0
+        msg = f"{cfg.family} epoch {epoch}/{n_epochs} loss {loss - patient_loss:.4f}"  # the classifier's
+        if adversary is not None:  # chance: log(number of patients)
+            msg += f" patient adversary loss {patient_loss:.3f} (chance {adv['chance']:.3f})"
+            adv["loss"] = adv["beats"] = 0.0
         if heldout is not None:
             probs = (predict_adapted(current, heldout) if cfg.adapt_bn
                      else predict(current, heldout.features.beats, heldout.features.rr))
@@ -327,10 +412,28 @@ def train_classifier(
             msg += f" held-out N/S/V F1 {m['N']['f1']:.3f}/{m['S']['f1']:.3f}/{m['V']['f1']:.3f}"
         progress(f"{msg} ({time.perf_counter() - start:.0f} s)")
 
-    _fit(model, train, cfg, n_epochs, batch_loss, after_epoch, draw_p)
+    _fit(model, train, cfg, n_epochs, batch_loss, after_epoch, draw_p, adversary)
+    if adversary is not None:
+        adversary.detach()
     model.eval()
     result.train_seconds = time.perf_counter() - start
     return result
+
+
+def _patient_adversary(
+    model: nn.Module, train: BeatSet, cfg: TrainConfig,
+) -> tuple[PatientAdversary | None, torch.Tensor, dict[str, float]]:
+    """With ``cfg.patient_adversary``: the adversary, each training beat's patient index (a
+    noisy copy is its patient's) and the bookkeeping of its ramp and loss; else ``None``."""
+    patients, index = np.unique(train.record, return_inverse=True)
+    if not cfg.patient_adversary:
+        return None, torch.zeros(0, dtype=torch.long), {}
+    beats, rr = torch.from_numpy(train.features.beats), torch.from_numpy(train.features.rr)
+    adversary = PatientAdversary(model, _embed_size(model, beats, rr), len(patients))
+    per_epoch = min(len(train), cfg.max_train_beats) if cfg.max_train_beats else len(train)
+    steps = cfg.epochs * math.ceil(per_epoch / cfg.batch_size)
+    book = {"step": 0.0, "steps": float(steps), "loss": 0.0, "beats": 0.0, "chance": math.log(len(patients))}
+    return adversary, torch.from_numpy(index.astype(np.int64)), book
 
 
 # the stream the patients of a member are drawn from (with its seed): apart from the training's
@@ -390,7 +493,7 @@ def train_autoencoder(
     result = TrainResult(model, cfg, n_epochs, 0.0, n_params(model), [])
     start = time.perf_counter()
 
-    def batch_loss(xb: torch.Tensor, xr: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+    def batch_loss(xb: torch.Tensor, xr: torch.Tensor, _: torch.Tensor, __: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = model(xb, xr).mean()
         return out
 

@@ -362,6 +362,8 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     assert studied == plain + " --seed 5 --rr-dropout 0.3 --time-warp 0.15"
     subsampled = train_command(opts, TrainConfig(family="cnn", ensemble=5, patient_subsample=0.8))
     assert subsampled == plain + " --patient-subsample 0.8"
+    adversarial = train_command(opts, TrainConfig(family="cnn", ensemble=5, patient_adversary=0.3))
+    assert adversarial == plain + " --patient-adversary 0.3"
 
 
 def test_members_train_on_their_own_share_of_the_patients() -> None:
@@ -381,6 +383,69 @@ def test_members_train_on_their_own_share_of_the_patients() -> None:
     assert len(set(patients)) > 1  # members differ by patients
     again = member_patients(beats, TrainConfig(seed=2, patient_subsample=0.8))
     assert tuple(np.unique(again.record)) == patients[2]  # and the draw is the seed's
+
+
+def test_the_patient_adversary_reverses_its_gradient_into_the_network_on_a_ramp() -> None:
+    from detector.training.models import build
+    from detector.training.train import PatientAdversary, adversary_scale
+
+    assert adversary_scale(0.0, 0.3) == 0.0 and adversary_scale(1.0, 0.3) == pytest.approx(0.3, abs=1e-4)
+    assert 0.0 < adversary_scale(0.1, 0.3) < adversary_scale(0.5, 0.3) < 0.3
+    torch.manual_seed(0)
+    model = build("cnn", 2, len(RR_FEATURES), 90)
+    adversary = PatientAdversary(model, 48, n_patients=4)
+    beats, rr = torch.randn(16, 2, 90), torch.randn(16, len(RR_FEATURES))
+    label, patient = torch.randint(0, 5, (16,)), torch.randint(0, 4, (16,))
+
+    def grads(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad()
+        adversary.zero_grad()
+        model(beats, rr)  # the hook keeps the head's morphology embedding
+        adversary.loss(label, patient, scale).backward()
+        assert model.head.out[0].weight.grad is None  # the classifier's head is not pushed
+        return model.body[0][0].weight.grad.clone(), adversary.net[0].weight.grad.clone()
+
+    body_1, adv_1 = grads(1.0)
+    body_2, adv_2 = grads(2.0)
+    torch.testing.assert_close(adv_2, adv_1)  # the adversary itself learns to guess the patient
+    torch.testing.assert_close(body_2, 2.0 * body_1)  # the network gets the scaled reversed gradient
+    body_0, _ = grads(0.0)
+    assert not body_0.any()
+    # reversed: a descent step on the network's gradient raises the adversary's loss
+    model.eval()  # batch-norm statistics fixed for the comparison
+    grads(1.0)
+    before = float(_adversary_loss(model, adversary, beats, rr, label, patient))
+    with torch.no_grad():
+        for p in model.body.parameters():
+            if p.grad is not None:
+                p -= 0.5 * p.grad
+    assert float(_adversary_loss(model, adversary, beats, rr, label, patient)) > before
+    adversary.detach()
+    model(beats, rr)
+    assert adversary.embed is None  # exported without it
+
+
+def _adversary_loss(model: torch.nn.Module, adversary: torch.nn.Module, beats: torch.Tensor, rr: torch.Tensor,
+                    label: torch.Tensor, patient: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        model(beats, rr)
+        return adversary.loss(label, patient, 1.0)
+
+
+def test_training_with_a_patient_adversary_moves_the_network_and_leaves_the_default_alone(
+        mitdb_dir: Path) -> None:
+    beats, _ = load_beats(mitdb_dir, ["119", "220"], n_leads=1)
+    cfg = TrainConfig(family="cnn", epochs=1, max_train_beats=600)
+    logs: list[str] = []
+    plain = train_classifier(beats, cfg, lambda _: None)
+    off = train_classifier(beats, replace(cfg, patient_adversary=0.0), lambda _: None)
+    on = train_classifier(beats, replace(cfg, patient_adversary=1.0), logs.append)
+    state = plain.model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in off.model.state_dict().items())
+    assert any(not torch.equal(v, state[k]) for k, v in on.model.state_dict().items())
+    assert set(on.model.state_dict()) == set(state)  # nothing of the adversary stays in the model
+    assert not on.model.head._forward_pre_hooks
+    assert "patient adversary loss" in logs[-1] and "(chance 0.693)" in logs[-1]  # two patients
 
 
 def test_only_the_cnn_width_can_be_set() -> None:
@@ -434,6 +499,7 @@ def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.Ca
     ("--time-warp", "0.7", "the largest relative stretch"),
     ("--rr-dropout", "1.5", "a share of the training beats"),
     ("--patient-subsample", "1.5", "a share of the training patients"),
+    ("--patient-adversary", "-1.0", "the reversed gradient's weight"),
 ])
 def test_bad_study_option_is_a_one_line_error(flag: str, value: str, says: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
