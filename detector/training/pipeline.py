@@ -64,7 +64,9 @@ DS2_LOOKS = (
     "fixed before their runs finished, and not adopted. So were a 6-epoch schedule and members "
     "trained on different shares of the patients (session 17), by rules fixed before their runs, "
     "and not adopted; so was the CV's epoch choice against none, and batch norm adapted to each "
-    "held-out patient was measured and not built."
+    "held-out patient was measured and not built. A patient adversary (domain-adversarial "
+    "training, two weights; session 18) was studied on DS1 CV alone by a rule fixed before its "
+    "runs, with the default's DS2 figures known, and not adopted."
 )
 
 
