@@ -425,9 +425,9 @@ def _patient_adversary(
 ) -> tuple[PatientAdversary | None, torch.Tensor, dict[str, float]]:
     """With ``cfg.patient_adversary``: the adversary, each training beat's patient index (a
     noisy copy is its patient's) and the bookkeeping of its ramp and loss; else ``None``."""
-    patients, index = np.unique(train.record, return_inverse=True)
     if not cfg.patient_adversary:
         return None, torch.zeros(0, dtype=torch.long), {}
+    patients, index = np.unique(train.record, return_inverse=True)
     beats, rr = torch.from_numpy(train.features.beats), torch.from_numpy(train.features.rr)
     adversary = PatientAdversary(model, _embed_size(model, beats, rr), len(patients))
     per_epoch = min(len(train), cfg.max_train_beats) if cfg.max_train_beats else len(train)
