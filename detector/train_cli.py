@@ -25,11 +25,24 @@ def _progress(msg: str) -> None:
     logger.info(msg)
 
 
+# the DS1 training's study options and their "off" values: --ucr and --rescore train nothing of
+# DS1, so one of these with them would be silently ignored
+_STUDY_OPTIONS = {"rr_dropout": 0.0, "time_warp": 0.0, "width": 0, "patient_subsample": 1.0,
+                  "patient_adversary": 0.0, "label_smoothing": 0.0, "mixup": 0.0, "adapt_bn": False}
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
     except ModuleNotFoundError:
         raise ConfigError("ecgmon train needs PyTorch: pip install -e '.[train]'") from None
+    given = [f"--{name.replace('_', '-')}" for name, off in _STUDY_OPTIONS.items()
+             if getattr(args, name) != off]
+    if given and (args.ucr or args.rescore):
+        one = len(given) == 1
+        raise ConfigError(f"{' '.join(given)}: {'an option' if one else 'options'} of the DS1 training, "
+                          f"which {'--ucr' if args.ucr else '--rescore'} does not run; "
+                          f"leave {'it' if one else 'them'} out")
     if args.ucr:
         from detector.training.ucr import cross_validate
 
@@ -69,6 +82,14 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if not 0.0 <= args.patient_adversary <= 10.0:
         raise ConfigError(f"--patient-adversary {args.patient_adversary}: the reversed gradient's weight, "
                           "0 <= W <= 10 (0: off)")
+    if not 0.0 <= args.label_smoothing < 0.5:
+        raise ConfigError(f"--label-smoothing {args.label_smoothing}: the target mass spread over the "
+                          "classes, 0 <= E < 0.5 (0: off)")
+    if not 0.0 <= args.mixup <= 10.0:
+        raise ConfigError(f"--mixup {args.mixup}: the Beta(A, A) blend's parameter, 0 <= A <= 10 (0: off)")
+    if args.mixup and args.patient_adversary:
+        raise ConfigError("--mixup and --patient-adversary do not go together (a blended beat has no one "
+                          "patient): choose one")
     if args.adapt_bn and not args.cv_predictions:
         raise ConfigError("--adapt-bn is a CV-only study (no model is exported): give --cv-predictions DIR")
     if not 0.0 <= args.time_warp < 0.5:
@@ -83,7 +104,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         cv_predictions_dir=Path(args.cv_predictions) if args.cv_predictions else None,
         rr_dropout=args.rr_dropout, time_warp=args.time_warp, width=args.width,
         patient_subsample=args.patient_subsample, patient_adversary=args.patient_adversary,
-        adapt_bn=args.adapt_bn,
+        label_smoothing=args.label_smoothing, mixup=args.mixup, adapt_bn=args.adapt_bn,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -153,6 +174,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="study option: train against a head that guesses the training patient from "
                         "the beat's embedding and class, its gradient reversed with weight up to W "
                         "(default 0: off)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, metavar="E",
+                        help="study option: train against smoothed targets, 1-E on the beat's class and E "
+                        "spread over the five (default 0: off)")
+    parser.add_argument("--mixup", type=float, default=0.0, metavar="A",
+                        help="study option: train on blends of pairs of beats (beat, template and RR "
+                        "features) and of their classes, weights from Beta(A, A) (default 0: off)")
     parser.add_argument("--adapt-bn", action="store_true",
                         help="CV-only study: score the held-out patients with each network's batch-norm "
                         "statistics re-estimated on each patient's own beats (needs --cv-predictions; "

@@ -108,6 +108,8 @@ class TrainOptions:
     width: int = 0  # TrainConfig.width (the cnn's; 0: its default)
     patient_subsample: float = 1.0  # TrainConfig.patient_subsample (a study option; 1.0: off)
     patient_adversary: float = 0.0  # TrainConfig.patient_adversary (a study option; 0.0: off)
+    label_smoothing: float = 0.0  # TrainConfig.label_smoothing (a study option; 0.0: off)
+    mixup: float = 0.0  # TrainConfig.mixup (a study option; 0.0: off)
     adapt_bn: bool = False  # TrainConfig.adapt_bn (a CV-only study: no final model, no card)
 
 
@@ -140,6 +142,8 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                           width=opts.width if family == "cnn" else 0,
                           patient_subsample=1.0 if family == "autoencoder" else opts.patient_subsample,
                           patient_adversary=0.0 if family == "autoencoder" else opts.patient_adversary,
+                          label_smoothing=0.0 if family == "autoencoder" else opts.label_smoothing,
+                          mixup=0.0 if family == "autoencoder" else opts.mixup,
                           adapt_bn=opts.adapt_bn and family != "autoencoder")
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
@@ -241,6 +245,8 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --width {cfg.width}" if cfg.width else "")
             + (f" --patient-subsample {cfg.patient_subsample}" if cfg.patient_subsample < 1.0 else "")
             + (f" --patient-adversary {cfg.patient_adversary}" if cfg.patient_adversary else "")
+            + (f" --label-smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "")
+            + (f" --mixup {cfg.mixup}" if cfg.mixup else "")
             + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 

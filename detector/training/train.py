@@ -88,6 +88,15 @@ class TrainConfig:
     # (:class:`PatientAdversary`), so the embedding keeps less of what tells the training patients
     # apart beyond their beats' class (session 18 study; 0.0: off, the random streams unchanged)
     patient_adversary: float = 0.0
+    # >0: the loss's targets are smoothed (cross-entropy against 1 - E on the beat's class and E
+    # spread over all five), so the networks are less sure of any training patient's beats
+    # (session 19 study; 0.0: off, the plain cross-entropy)
+    label_smoothing: float = 0.0
+    # >0: mixup (Zhang et al. 2018): each batch is replaced by its blend with a shuffled copy of
+    # itself, beats, templates and RR features alike, with a weight drawn from Beta(A, A), and the
+    # loss blends the two beats' classes the same way (session 19 study; 0.0: off, the random
+    # streams are then unchanged: the blends come from a stream of their own)
+    mixup: float = 0.0
 
 
 @dataclass
@@ -244,6 +253,25 @@ def _drop_timing(rr: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> to
     return out
 
 
+# the stream the mixup blends are drawn from (with the seed): apart from the augmentation's
+MIXUP_STREAM = 19
+
+
+def mixup_stream(cfg: TrainConfig) -> np.random.Generator:
+    return np.random.default_rng([MIXUP_STREAM, cfg.seed])
+
+
+def mixup(
+    beats: torch.Tensor, rr: torch.Tensor, alpha: float, rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """The batch blended with a shuffled copy of itself (mixup): ``lam * x + (1 - lam) * x[perm]``
+    for the beats and the RR features alike, ``lam`` from Beta(``alpha``, ``alpha``); returns the
+    blended beats and RR features, ``perm`` (the partner of each beat) and ``lam``."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(beats)))
+    return lam * beats + (1.0 - lam) * beats[perm], lam * rr + (1.0 - lam) * rr[perm], perm, lam
+
+
 class _Reverse(torch.autograd.Function):
     """Identity forward; the gradient multiplied by ``-scale`` backward (gradient reversal)."""
 
@@ -374,19 +402,28 @@ def train_classifier(
     if cfg.balance == "resample":
         p = weights.numpy().astype(np.float64)[train.label]
         draw_p = (p / p.sum()).astype(np.float32)
-        loss_fn = nn.CrossEntropyLoss()
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     elif cfg.balance == "weights":
-        loss_fn = nn.CrossEntropyLoss(weight=weights)
+        loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     else:
         raise ValueError(f"balance={cfg.balance!r}: choose weights or resample")
     gen = torch.Generator().manual_seed(cfg.seed)
     n_epochs = cfg.epochs if epochs is None else epochs
     result = TrainResult(model, cfg, n_epochs, 0.0, n_params(model), [])
     adversary, patient, adv = _patient_adversary(model, train, cfg)
+    if adversary is not None and cfg.mixup:
+        raise ValueError("mixup and the patient adversary do not go together: a blend has no one patient")
+    blends = mixup_stream(cfg)
     start = time.perf_counter()
 
     def batch_loss(xb: torch.Tensor, xr: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = loss_fn(model(_augment(xb, cfg, gen), _drop_timing(xr, cfg, gen)), yb)
+        xb, xr = _augment(xb, cfg, gen), _drop_timing(xr, cfg, gen)
+        if cfg.mixup:
+            xb, xr, partner, lam = mixup(xb, xr, cfg.mixup, blends)
+            logits = model(xb, xr)
+            blended: torch.Tensor = lam * loss_fn(logits, yb) + (1.0 - lam) * loss_fn(logits, yb[partner])
+            return blended
+        out: torch.Tensor = loss_fn(model(xb, xr), yb)
         if adversary is not None:
             # progress through the whole schedule (cfg.epochs), so a final model trained for the
             # CV's chosen epoch count follows the same ramp as the CV's networks did

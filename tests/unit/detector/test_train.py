@@ -364,6 +364,8 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     assert subsampled == plain + " --patient-subsample 0.8"
     adversarial = train_command(opts, TrainConfig(family="cnn", ensemble=5, patient_adversary=0.3))
     assert adversarial == plain + " --patient-adversary 0.3"
+    regularised = train_command(opts, TrainConfig(family="cnn", ensemble=5, label_smoothing=0.1, mixup=0.2))
+    assert regularised == plain + " --label-smoothing 0.1 --mixup 0.2"
 
 
 def test_members_train_on_their_own_share_of_the_patients() -> None:
@@ -448,6 +450,65 @@ def test_training_with_a_patient_adversary_moves_the_network_and_leaves_the_defa
     assert "patient adversary loss" in logs[-1] and "(chance 0.693)" in logs[-1]  # two patients
 
 
+def test_mixup_blends_beats_rr_features_and_partners_with_one_weight() -> None:
+    from detector.training.train import mixup
+
+    beats, rr = torch.randn(32, 2, 90), torch.randn(32, len(RR_FEATURES))
+    mixed, mixed_rr, partner, lam = mixup(beats, rr, 0.2, np.random.default_rng(4))
+    assert 0.0 <= lam <= 1.0 and sorted(partner.tolist()) == list(range(32))  # a shuffle of the batch
+    assert not torch.equal(partner, torch.arange(32))
+    torch.testing.assert_close(mixed, lam * beats + (1 - lam) * beats[partner])
+    torch.testing.assert_close(mixed_rr, lam * rr + (1 - lam) * rr[partner])
+    again = mixup(beats, rr, 0.2, np.random.default_rng(4))
+    assert again[3] == lam and torch.equal(again[2], partner)  # the draw is the stream's
+    weights = [mixup(beats, rr, 0.2, np.random.default_rng(s))[3] for s in range(200)]
+    assert np.mean([min(w, 1 - w) < 0.1 for w in weights]) > 0.5  # Beta(0.2, 0.2): mostly near one beat
+    weights = [mixup(beats, rr, 4.0, np.random.default_rng(s))[3] for s in range(200)]
+    assert np.mean([min(w, 1 - w) < 0.1 for w in weights]) < 0.1  # Beta(4, 4): mostly true blends
+
+
+def test_label_smoothing_and_mixup_move_the_network_and_leave_the_default_alone(mitdb_dir: Path) -> None:
+    beats, _ = load_beats(mitdb_dir, ["119", "220"], n_leads=1)
+    cfg = TrainConfig(family="cnn", epochs=1, max_train_beats=600)
+    state = train_classifier(beats, cfg, lambda _: None).model.state_dict()
+    off = train_classifier(beats, replace(cfg, label_smoothing=0.0, mixup=0.0), lambda _: None)
+    assert all(torch.equal(v, state[k]) for k, v in off.model.state_dict().items())
+    for option in ({"label_smoothing": 0.1}, {"mixup": 0.2}):
+        on = train_classifier(beats, replace(cfg, **option), lambda _: None)  # type: ignore[arg-type]
+        assert any(not torch.equal(v, state[k]) for k, v in on.model.state_dict().items()), option
+    with pytest.raises(ValueError, match="mixup and the patient adversary"):
+        train_classifier(beats, replace(cfg, mixup=0.2, patient_adversary=0.3), lambda _: None)
+
+
+def test_smoothed_targets_are_the_loss_the_networks_train_against() -> None:
+    from detector.training.data import BeatSet
+    from detector.training.models import build
+    from detector.training.train import set_seeds
+
+    torch.manual_seed(0)
+    n = 64
+    features = BeatFeatures(np.arange(n), torch.randn(n, 2, 90).numpy(),
+                            torch.randn(n, len(RR_FEATURES)).numpy())
+    labels = np.arange(n, dtype=np.int64) % 5
+    beats = BeatSet(features, labels, np.array(["100"] * n))
+    # one batch, no augmentation, every class weighing 1: the first (only) step's loss at the
+    # starting weights is what the progress line reports
+    cfg = TrainConfig(family="cnn", epochs=1, batch_size=n, label_smoothing=0.4, balance="weights",
+                      class_weight_power=0.0, noise_std=0.0, max_shift=0)
+    logs: list[str] = []
+    train_classifier(beats, cfg, logs.append)
+    set_seeds(cfg.seed, cfg.threads)
+    model = build("cnn", 2, len(RR_FEATURES), 90).train()  # train_classifier's starting network
+    with torch.no_grad():
+        logits = model(torch.from_numpy(features.beats), torch.from_numpy(features.rr))
+    target = torch.full((n, 5), 0.4 / 5) + 0.6 * torch.nn.functional.one_hot(torch.from_numpy(labels), 5)
+    expected = float(-(target * logits.log_softmax(1)).sum(1).mean())
+    reported = float(logs[-1].split(" loss ")[1].split()[0])
+    assert reported == pytest.approx(expected, abs=2e-4)  # printed to 4 decimals
+    plain = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels)))
+    assert abs(plain - expected) > 1e-3  # near-uniform starting logits, yet the check tells the two apart
+
+
 def test_only_the_cnn_width_can_be_set() -> None:
     from detector.training.models import CNN_WIDTH, build
 
@@ -485,6 +546,23 @@ def test_adapted_batch_norm_takes_one_recordings_statistics_and_leaves_the_model
     assert runs == [slice(0, 2), slice(2, 5), slice(5, 7)]  # a patient clean, another, the first in noise
 
 
+@pytest.mark.parametrize("args", [
+    ["--ucr", "ECG5000_TRAIN.txt", "--mixup", "0.2", "--width", "16"],
+    ["--rescore", "--label-smoothing", "0.1"],
+])
+def test_study_options_are_refused_where_no_ds1_training_runs(args: list[str], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    code = main(["train", "--data-dir", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    flags = [a for a in args if a.startswith("--")]
+    named = err.split("error: ")[1].split(":")[0].split()  # the refused options, before the reason
+    assert code == 2 and sorted(named) == sorted(flags[1:])
+    assert "of the DS1 training, which " + flags[0] in err
+    assert "Traceback" not in err
+
+
 def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from stream.cli import main
 
@@ -500,6 +578,8 @@ def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.Ca
     ("--rr-dropout", "1.5", "a share of the training beats"),
     ("--patient-subsample", "1.5", "a share of the training patients"),
     ("--patient-adversary", "-1.0", "the reversed gradient's weight"),
+    ("--label-smoothing", "0.5", "the target mass spread over the classes"),
+    ("--mixup", "-0.2", "the Beta(A, A) blend's parameter"),
 ])
 def test_bad_study_option_is_a_one_line_error(flag: str, value: str, says: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
