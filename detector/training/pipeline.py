@@ -66,7 +66,8 @@ DS2_LOOKS = (
     "and not adopted; so was the CV's epoch choice against none, and batch norm adapted to each "
     "held-out patient was measured and not built. A patient adversary (domain-adversarial "
     "training, two weights and a third after the decision; session 18) was studied on DS1 CV "
-    "alone by a rule fixed before its runs, with the default's DS2 figures known, and not adopted."
+    "alone by a rule fixed before its runs, with the default's DS2 figures known, and not adopted; "
+    "so were label smoothing and mixup (session 19)."
 )
 
 
