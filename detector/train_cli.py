@@ -28,7 +28,8 @@ def _progress(msg: str) -> None:
 # the DS1 training's study options and their "off" values: --ucr and --rescore train nothing of
 # DS1, so one of these with them would be silently ignored
 _STUDY_OPTIONS = {"rr_dropout": 0.0, "time_warp": 0.0, "width": 0, "patient_subsample": 1.0,
-                  "patient_adversary": 0.0, "label_smoothing": 0.0, "mixup": 0.0, "adapt_bn": False}
+                  "patient_adversary": 0.0, "label_smoothing": 0.0, "mixup": 0.0, "class_weight_power": 1.0,
+                  "adapt_bn": False}
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -87,6 +88,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                           "classes, 0 <= E < 0.5 (0: off)")
     if not 0.0 <= args.mixup <= 10.0:
         raise ConfigError(f"--mixup {args.mixup}: the Beta(A, A) blend's parameter, 0 <= A <= 10 (0: off)")
+    if not 0.0 <= args.class_weight_power <= 2.0:
+        raise ConfigError(f"--class-weight-power {args.class_weight_power}: the inverse class frequency's "
+                          "exponent, 0 <= P <= 2 (1: the default; 0: no balancing)")
     if args.mixup and args.patient_adversary:
         raise ConfigError("--mixup and --patient-adversary do not go together (a blended beat has no one "
                           "patient): choose one")
@@ -104,7 +108,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         cv_predictions_dir=Path(args.cv_predictions) if args.cv_predictions else None,
         rr_dropout=args.rr_dropout, time_warp=args.time_warp, width=args.width,
         patient_subsample=args.patient_subsample, patient_adversary=args.patient_adversary,
-        label_smoothing=args.label_smoothing, mixup=args.mixup, adapt_bn=args.adapt_bn,
+        label_smoothing=args.label_smoothing, mixup=args.mixup, class_weight_power=args.class_weight_power,
+        adapt_bn=args.adapt_bn,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -180,6 +185,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--mixup", type=float, default=0.0, metavar="A",
                         help="study option: train on blends of pairs of beats (beat, template and RR "
                         "features) and of their classes, weights from Beta(A, A) (default 0: off)")
+    parser.add_argument("--class-weight-power", type=float, default=1.0, metavar="P",
+                        help="study option: each class (N, S, V) is drawn into the training epochs with "
+                        "weight (N's count / its count) ** P, capped at 30 (default 1: S and V about as "
+                        "often as N; 0: as they come)")
     parser.add_argument("--adapt-bn", action="store_true",
                         help="CV-only study: score the held-out patients with each network's batch-norm "
                         "statistics re-estimated on each patient's own beats (needs --cv-predictions; "

@@ -111,6 +111,7 @@ class TrainOptions:
     patient_adversary: float = 0.0  # TrainConfig.patient_adversary (a study option; 0.0: off)
     label_smoothing: float = 0.0  # TrainConfig.label_smoothing (a study option; 0.0: off)
     mixup: float = 0.0  # TrainConfig.mixup (a study option; 0.0: off)
+    class_weight_power: float = 1.0  # TrainConfig.class_weight_power (the shipped models: 1.0)
     adapt_bn: bool = False  # TrainConfig.adapt_bn (a CV-only study: no final model, no card)
 
 
@@ -145,6 +146,7 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                           patient_adversary=0.0 if family == "autoencoder" else opts.patient_adversary,
                           label_smoothing=0.0 if family == "autoencoder" else opts.label_smoothing,
                           mixup=0.0 if family == "autoencoder" else opts.mixup,
+                          class_weight_power=opts.class_weight_power,
                           adapt_bn=opts.adapt_bn and family != "autoencoder")
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
@@ -248,6 +250,7 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --patient-adversary {cfg.patient_adversary}" if cfg.patient_adversary else "")
             + (f" --label-smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "")
             + (f" --mixup {cfg.mixup}" if cfg.mixup else "")
+            + (f" --class-weight-power {cfg.class_weight_power}" if cfg.class_weight_power != 1.0 else "")
             + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 

@@ -42,7 +42,9 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    class_weight_power: float = 1.0  # inverse-frequency ** power (DS1 CV: cnn 0.706 vs 0.692 with 0.5)
+    # inverse-frequency ** power (DS1 CV: cnn 0.706 vs 0.692 with 0.5, an early single-model
+    # pipeline; session 19 studies it again with the ensembles, S rule and nested selection)
+    class_weight_power: float = 1.0
     max_class_weight: float = 30.0
     # F (fusion) beats of DS1 come almost all from one patient (208): a high weight teaches
     # "looks like patient 208" and turns other patients' N beats into F.  Keep F and Q at 1.

@@ -366,6 +366,8 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     assert adversarial == plain + " --patient-adversary 0.3"
     regularised = train_command(opts, TrainConfig(family="cnn", ensemble=5, label_smoothing=0.1, mixup=0.2))
     assert regularised == plain + " --label-smoothing 0.1 --mixup 0.2"
+    rebalanced = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5))
+    assert rebalanced == plain + " --class-weight-power 0.5"
 
 
 def test_members_train_on_their_own_share_of_the_patients() -> None:
@@ -448,6 +450,15 @@ def test_training_with_a_patient_adversary_moves_the_network_and_leaves_the_defa
     assert set(on.model.state_dict()) == set(state)  # nothing of the adversary stays in the model
     assert not on.model.head._forward_pre_hooks
     assert "patient adversary loss" in logs[-1] and "(chance 0.693)" in logs[-1]  # two patients
+
+
+def test_class_weights_follow_the_inverse_frequency_to_a_power_with_a_cap() -> None:
+    from detector.training.train import class_weights
+
+    y = np.repeat(np.arange(5), [900, 9, 100, 30, 1])  # N, S, V, F, Q counts
+    torch.testing.assert_close(class_weights(y, 1.0, 30.0, 1.0), torch.tensor([1.0, 30.0, 9.0, 1.0, 1.0]))
+    torch.testing.assert_close(class_weights(y, 0.5, 30.0, 1.0), torch.tensor([1.0, 10.0, 3.0, 1.0, 1.0]))
+    torch.testing.assert_close(class_weights(y, 0.0, 30.0, 2.0), torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0]))
 
 
 def test_mixup_blends_beats_rr_features_and_partners_with_one_weight() -> None:
@@ -580,6 +591,7 @@ def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.Ca
     ("--patient-adversary", "-1.0", "the reversed gradient's weight"),
     ("--label-smoothing", "0.5", "the target mass spread over the classes"),
     ("--mixup", "-0.2", "the Beta(A, A) blend's parameter"),
+    ("--class-weight-power", "3.0", "the inverse class frequency's exponent"),
 ])
 def test_bad_study_option_is_a_one_line_error(flag: str, value: str, says: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
