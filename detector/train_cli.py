@@ -25,11 +25,10 @@ def _progress(msg: str) -> None:
     logger.info(msg)
 
 
-# the DS1 training's study options and their "off" values: --ucr and --rescore train nothing of
-# DS1, so one of these with them would be silently ignored
-_STUDY_OPTIONS = {"rr_dropout": 0.0, "time_warp": 0.0, "width": 0, "patient_subsample": 1.0,
-                  "patient_adversary": 0.0, "label_smoothing": 0.0, "mixup": 0.0, "class_weight_power": 1.0,
-                  "adapt_bn": False}
+# the DS1 training's options (TrainOptions fields, their defaults "off"): --ucr and --rescore
+# train nothing of DS1, so one of these with them would be silently ignored
+_STUDY_OPTIONS = ("rr_dropout", "time_warp", "width", "patient_subsample", "patient_adversary",
+                  "label_smoothing", "mixup", "class_weight_power", "adapt_bn")
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -37,8 +36,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ModuleNotFoundError:
         raise ConfigError("ecgmon train needs PyTorch: pip install -e '.[train]'") from None
-    given = [f"--{name.replace('_', '-')}" for name, off in _STUDY_OPTIONS.items()
-             if getattr(args, name) != off]
+    from detector.training.pipeline import TrainOptions
+
+    given = [f"--{name.replace('_', '-')}" for name in _STUDY_OPTIONS
+             if getattr(args, name) != getattr(TrainOptions, name)]
     if given and (args.ucr or args.rescore):
         one = len(given) == 1
         raise ConfigError(f"{' '.join(given)}: {'an option' if one else 'options'} of the DS1 training, "
@@ -65,7 +66,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             "--data-dir (ECGMON_DATA_DIR): point it at the MIT-BIH folder (../shared/data/mitdb)"
         )
     from detector.training.data import CV_FOLDS
-    from detector.training.pipeline import TrainOptions, rescore, run_training
+    from detector.training.pipeline import rescore, run_training
 
     if args.rescore:
         rows = rescore(Path(args.out), settings.data_dir, args.families.split(","), _progress,

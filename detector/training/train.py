@@ -260,10 +260,6 @@ def _drop_timing(rr: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> to
 MIXUP_STREAM = 19
 
 
-def mixup_stream(cfg: TrainConfig) -> np.random.Generator:
-    return np.random.default_rng([MIXUP_STREAM, cfg.seed])
-
-
 def mixup(
     beats: torch.Tensor, rr: torch.Tensor, alpha: float, rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
@@ -416,7 +412,7 @@ def train_classifier(
     adversary, patient, adv = _patient_adversary(model, train, cfg)
     if adversary is not None and cfg.mixup:
         raise ValueError("mixup and the patient adversary do not go together: a blend has no one patient")
-    blends = mixup_stream(cfg)
+    blends = np.random.default_rng([MIXUP_STREAM, cfg.seed])
     start = time.perf_counter()
 
     def batch_loss(xb: torch.Tensor, xr: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
