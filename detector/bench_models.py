@@ -140,7 +140,7 @@ def record_in_card(path: Path, figures: dict[str, float], runs: int, command: st
     card["inference_check"] = {
         "us_per_beat": worst["median"], "min": worst["min"], "max": worst["max"], "runs": worst["runs"],
         "budget_us": BUDGET_US, "date": now.strftime("%Y-%m-%d"), "command": command,
-        "recordings": kept,
+        "recordings": kept, "min_spacing_s": MIN_SPACING_S,
     }
     write_card(path, card)
 

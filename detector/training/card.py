@@ -89,7 +89,8 @@ def _inference_check(check: dict[str, Any] | None) -> str:
         return " while training"
     recordings = check.get("recordings", [])
     each = ", ".join(f"{r['utc']}: {r['median']:.1f}" for r in recordings)
-    spread = (f"; the slowest median of {len(recordings)} recordings at least 10 minutes apart ({each})"
+    apart = f" at least {check['min_spacing_s'] / 60:g} minutes apart" if "min_spacing_s" in check else ""
+    spread = (f"; the slowest median of {len(recordings)} recordings{apart} ({each})"
               if len(recordings) > 1 else "")
     return (f" while training; idle: {check['us_per_beat']:.1f} (median of {check['runs']} runs, "
             f"{check['min']:.1f}-{check['max']:.1f}{spread}; {check['date']}, `{check['command']}`), "

@@ -74,4 +74,5 @@ def test_the_card_keeps_three_spaced_recordings_and_reads_the_slowest(tmp_path: 
     assert check["us_per_beat"] == 48.0
     assert [r["median"] for r in check["recordings"]] == [45.0, 48.0, 47.0]  # type: ignore[union-attr]
     md = (tmp_path / "m.md").read_text()
-    assert "the slowest median of 3 recordings" in md and "idle: 48.0" in md
+    assert "the slowest median of 3 recordings at least 10 minutes apart" in md and "idle: 48.0" in md
+    assert check["min_spacing_s"] == bench_models.MIN_SPACING_S
