@@ -156,7 +156,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "picks the epoch to stop at")
     parser.add_argument("--peaks", default="auto", choices=("auto", "detected", "reference"),
                         help="R-peaks: our detector (auto when present) or reference positions +-20 ms")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (runs are reproducible)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed (a run repeats bit for bit on the same CPU model)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--ensemble", type=int, default=1,
                         help="members per classifier, trained with seeds SEED, SEED+1, ...; one ONNX "
