@@ -190,8 +190,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--class-weight-power", type=float, default=1.0, metavar="P",
                         help="each class (N, S, V) is drawn into the training epochs with weight (N's "
                         "count / its count) ** P, capped at 30 (default 1: S and V about as often as N, "
-                        "as the shipped models other than the default cnn were trained; 0.5: the default "
-                        "cnn, session 19; 0: as they come)")
+                        "as the shipped resnet, inception and lstm were trained; 0.5: the default cnn, "
+                        "session 19, and mlp, session 21; 0: as they come)")
     parser.add_argument("--adapt-bn", action="store_true",
                         help="CV-only study: score the held-out patients with each network's batch-norm "
                         "statistics re-estimated on each patient's own beats (needs --cv-predictions; "
