@@ -32,6 +32,7 @@ from detector.training.train import (
     F32,
     RULE_ASSIST,
     RULE_PAUSE,
+    RULE_V_OFFSET,
     RULE_VETO,
     SELECTION_WEIGHTS,
     Progress,
@@ -215,15 +216,17 @@ class NestedSelection:
 
 
 def choose_selection(cv: CVPredictions, fit: np.ndarray, weights: Weights = SELECTION_WEIGHTS,
-                     window: int = EPOCH_WINDOW) -> Selection:
+                     window: int = EPOCH_WINDOW,
+                     v_offset_grid: tuple[float, ...] = RULE_V_OFFSET) -> Selection:
     """The epoch and S rule the CV's criterion (``weights``, ``window``) picks on the outputs of
-    the beats in ``fit``: at each epoch the best rule, then the best epoch (:func:`choose_epoch`)."""
+    the beats in ``fit``: at each epoch the best rule (V offsets from ``v_offset_grid``), then the
+    best epoch (:func:`choose_epoch`)."""
     noisy = cv.noisy_mask
     sub_noisy = None if noisy is None else noisy[fit]
     rules, scores = [], []
     for probs in cv.per_epoch:
         rule, _ = choose_s_rule(probs[fit], cv.rr[fit], cv.label[fit], RR_FEATURES, sub_noisy,
-                                weights=weights)
+                                weights=weights, v_offset_grid=v_offset_grid)
         pred = apply_s_rule(probs[fit], cv.rr[fit], rule, RR_FEATURES)
         rules.append(rule)
         scores.append(float(np.mean(selection_scores(cv.label[fit], pred, sub_noisy, weights))))
@@ -232,13 +235,15 @@ def choose_selection(cv: CVPredictions, fit: np.ndarray, weights: Weights = SELE
 
 
 def nested_selection_estimate(cv: CVPredictions, weights: Weights = SELECTION_WEIGHTS,
-                              window: int = EPOCH_WINDOW) -> NestedSelection:
-    """:class:`NestedSelection` of the criterion (default: training's)."""
+                              window: int = EPOCH_WINDOW,
+                              v_offset_grid: tuple[float, ...] = RULE_V_OFFSET) -> NestedSelection:
+    """:class:`NestedSelection` of the criterion (default: training's; ``v_offset_grid``: the V
+    logit offsets the S rule's choice tries, default training's)."""
     pred = np.zeros(len(cv.label), np.int64)
     choices = []
     for f in np.unique(cv.fold):
         held = cv.fold == f
-        pick = choose_selection(cv, ~held, weights, window)
+        pick = choose_selection(cv, ~held, weights, window, v_offset_grid)
         pred[held] = apply_s_rule(cv.per_epoch[pick.epoch - 1][held], cv.rr[held], pick.rule, RR_FEATURES)
         choices.append(pick)
     noisy = cv.noisy_mask
@@ -247,7 +252,7 @@ def nested_selection_estimate(cv: CVPredictions, weights: Weights = SELECTION_WE
         return confusion_metrics(ec57_counting(confusion(cv.label[mask], pred[mask])))
 
     return NestedSelection(
-        choose_selection(cv, np.ones(len(cv.label), bool), weights, window), choices,
+        choose_selection(cv, np.ones(len(cv.label), bool), weights, window, v_offset_grid), choices,
         float(np.mean(selection_scores(cv.label, pred, noisy))),
         per_class_metrics(cv.label[~cv.noisy], pred[~cv.noisy]), ec57(~cv.noisy),
         None if noisy is None else ec57(noisy))

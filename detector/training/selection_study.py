@@ -44,7 +44,7 @@ from detector.training.cv import (
     NestedSelection,
     nested_selection_estimate,
 )
-from detector.training.train import SELECTION_WEIGHTS, Weights
+from detector.training.train import RULE_V_OFFSET, SELECTION_WEIGHTS, Weights
 
 CRITERIA: dict[str, tuple[Weights, int]] = {  # weights of the N, S, V F1; epochs averaged
     "training's (mean F1, best epoch)": (SELECTION_WEIGHTS, EPOCH_WINDOW),
@@ -77,11 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("predictions", type=Path, nargs="+",
                         help="<family>_cv.npz files, one per run (the rule must hold on every run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the estimates here")
+    parser.add_argument("--v-offsets", default=None, metavar="LIST",
+                        help="comma-separated V logit offsets for the S rule's choice under every "
+                        f"criterion (default: training's, {','.join(f'{v:g}' for v in RULE_V_OFFSET)}); "
+                        "session 21 asked whether training's grid stops short of the DS1 optimum")
     parser.add_argument("--card", type=Path, default=None,
                         help="write the nested estimate of training's criterion into this model card "
                         "(JSON and markdown), once the predictions (one file) are shown to be the card's: "
                         "they reproduce its CV epoch, score and S rule")
     args = parser.parse_args(argv)
+    grid: tuple[float, ...] = RULE_V_OFFSET
+    if args.v_offsets is not None:
+        try:
+            grid = tuple(float(v) for v in args.v_offsets.split(","))
+        except ValueError:
+            parser.error(f"--v-offsets: not a comma-separated list of numbers: {args.v_offsets!r}")
+        if args.card is not None:
+            parser.error("--v-offsets is for studies; --card writes the estimate of training's own grid")
     if args.card is not None:
         if len(args.predictions) != 1:
             parser.error("--card takes the one predictions file of that model's run")
@@ -91,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         cv = CVPredictions.load_argument(parser, path)
         if cv.per_epoch[0].ndim != 2:
             parser.error(f"{path}: an autoencoder's outputs; the criteria choose classifiers")
-        runs.append({name: nested_selection_estimate(cv, *c) for name, c in CRITERIA.items()})
+        runs.append({name: nested_selection_estimate(cv, *c, v_offset_grid=grid)
+                     for name, c in CRITERIA.items()})
     for path, results in zip(args.predictions, runs, strict=True):
         print(f"{path}:")  # noqa: T201
         for name, r in results.items():

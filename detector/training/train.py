@@ -723,11 +723,13 @@ def choose_s_rule(
     noisy: npt.NDArray[np.bool_] | None = None, *,
     assist_grid: tuple[tuple[float, float], ...] = RULE_ASSIST, veto_grid: tuple[float, ...] = RULE_VETO,
     pause_grid: tuple[tuple[float, float], ...] = RULE_PAUSE, weights: Weights = SELECTION_WEIGHTS,
+    v_offset_grid: tuple[float, ...] = RULE_V_OFFSET,
 ) -> tuple[SRuleParams, dict[str, dict[str, float]]]:
     """The :class:`SRuleParams` on the grid that maximise the selection score on ``probs``
-    (:func:`selection_score_of` with ``weights``); ``assist_grid``, ``veto_grid``: the assisted
-    zones and network vetoes tried (default: training's).  Then, the rule fixed, the pause zone
-    on ``pause_grid`` that maximises it (the two-step choice of the study that adopted it).
+    (:func:`selection_score_of` with ``weights``); ``assist_grid``, ``veto_grid``, ``v_offset_grid``:
+    the assisted zones, network vetoes and V logit offsets tried (default: training's).  Then, the
+    rule fixed, the pause zone on ``pause_grid`` that maximises it (the two-step choice of the
+    study that adopted it).
 
     With ``noisy`` (a mask of noise-stressed beats), the score is the mean of the selection
     scores of the clean and the noisy beats, and the metrics returned are the clean beats'.
@@ -739,7 +741,7 @@ def choose_s_rule(
     reach = (inputs.prem < max(max(RULE_PREMATURITY), max(a for a, _ in assist_grid))) & (
         inputs.irr < max(RULE_IRREGULARITY))
     best: tuple[float, SRuleParams] | None = None
-    for v in RULE_V_OFFSET:
+    for v in v_offset_grid:
         base = inputs.base(v)
         movable = reach & (base == 0)
         prem, share, irr = inputs.prem[movable], inputs.share[movable], inputs.irr[movable]

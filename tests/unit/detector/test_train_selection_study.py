@@ -109,3 +109,29 @@ def test_an_autoencoders_outputs_are_a_clear_error(
     with pytest.raises(SystemExit):
         main([str(tmp_path / "ae.npz")])
     assert "autoencoder" in capsys.readouterr().err
+
+
+def test_a_v_offset_grid_reaches_an_offset_beyond_trainings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels made with a V offset of 2 (training's grid stops at 1): only a grid holding 2 finds
+    it, and scores higher for it on the held-out folds."""
+    cv = _predictions(1600)
+    truth = SRuleParams(0.82, 0.1, 2.0)
+    cv = CVPredictions(cv.per_epoch, apply_s_rule(cv.per_epoch[1], cv.rr, truth, RR_FEATURES), cv.rr,
+                       cv.record, cv.fold, cv.noisy)
+    wide = nested_selection_estimate(cv, v_offset_grid=(0.0, 1.0, 2.0))
+    narrow = nested_selection_estimate(cv)
+    assert wide.pooled.rule.v_offset == 2.0 and all(c.rule.v_offset == 2.0 for c in wide.fold_choices)
+    assert narrow.pooled.rule.v_offset <= 1.0 and wide.score > narrow.score
+    cv.save(tmp_path / "cv.npz")
+    assert main([str(tmp_path / "cv.npz"), "--v-offsets", "0,1,2", "--json", str(tmp_path / "s.json")]) == 0
+    study = json.loads((tmp_path / "s.json").read_text())["runs"][str(tmp_path / "cv.npz")]
+    assert {r["v_offset"] for run in study.values() for r in run["rules_without_each_fold"]} == {2.0}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        main([str(tmp_path / "cv.npz"), "--v-offsets", "0,high"])
+    assert err.value.code == 2 and "--v-offsets: not a comma-separated list" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "cv.npz"), "--v-offsets", "2", "--card", str(tmp_path / "card.json")])
+    assert "--card writes the estimate of training's own grid" in capsys.readouterr().err
