@@ -26,6 +26,7 @@ Usage::
 
     python -m detector.training.selection_study /tmp/a/cnn_cv.npz [/tmp/b/cnn_cv.npz ...] [--json FILE]
     python -m detector.training.selection_study /tmp/a/cnn_cv.npz --card detector/models/cnn.json
+    python -m detector.training.selection_study /tmp/a/cnn_cv.npz --v-offsets=-1,-0.5,0,0.5,1,1.5,2
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--v-offsets", default=None, metavar="LIST",
                         help="comma-separated V logit offsets for the S rule's choice under every "
                         f"criterion (default: training's, {','.join(f'{v:g}' for v in RULE_V_OFFSET)}); "
-                        "session 21 asked whether training's grid stops short of the DS1 optimum")
+                        "session 21 asked whether training's grid stops short of the DS1 optimum; a list "
+                        "starting with a minus sign needs '=': --v-offsets=-1,0,1")
     parser.add_argument("--card", type=Path, default=None,
                         help="write the nested estimate of training's criterion into this model card "
                         "(JSON and markdown), once the predictions (one file) are shown to be the card's: "
