@@ -82,16 +82,23 @@ def _acknowledge_one(page: Any, stack: EcgmonStack, deadline: float) -> tuple[st
     """Click ACK on an active (non-technical) alarm until one is confirmed; its patient and id."""
     while time.monotonic() < deadline:
         page.wait_for_selector(f"{TILE} {UNACKED}", timeout=max(1, deadline - time.monotonic()) * 1000)
-        button = page.locator(f"{TILE} {UNACKED}").first
-        badge = button.locator("xpath=ancestor::div[contains(@class, 'alarm-badge')]")
-        tile = button.locator("xpath=ancestor::article[contains(@class, 'tile')]")
+        # the alarm and its tile read from one element at once: a lazy ``.first`` locator is found
+        # again on every call, and alarms that come and go between two calls gave the id of one
+        # patient's alarm with another patient's tile (CI saw it once)
+        ids = page.evaluate(f"""() => {{
+          const b = document.querySelector('{TILE} {UNACKED}');
+          if (!b) return null;
+          return [b.closest('article.tile')?.dataset.patient, b.closest('div.alarm-badge')?.dataset.alarmId];
+        }}""")
+        if not ids or not all(ids):
+            continue
+        patient_id, alarm_id = ids
+        button = page.locator(f'{TILE}[data-patient="{patient_id}"] .alarm-badge[data-alarm-id="{alarm_id}"] '
+                              ".ack-btn:not([disabled])")
         try:
-            alarm_id = badge.get_attribute("data-alarm-id", timeout=2000)
-            patient_id = tile.get_attribute("data-patient", timeout=2000)
             button.click(timeout=3000)
         except Exception:  # noqa: BLE001 - the badge was re-rendered or the alarm ended: next one
             continue
-        assert alarm_id and patient_id
         acked = f'{TILE}[data-patient="{patient_id}"] .alarm-badge.acked[data-alarm-id="{alarm_id}"]'
         try:
             page.wait_for_selector(acked, timeout=8000)
