@@ -90,9 +90,10 @@ def _acknowledge_one(page: Any, stack: EcgmonStack, deadline: float) -> tuple[st
           if (!b) return null;
           return [b.closest('article.tile')?.dataset.patient, b.closest('div.alarm-badge')?.dataset.alarmId];
         }}""")
-        if not ids or not all(ids):
+        if ids is None:  # no unacknowledged alarm at this instant: wait for one again
             continue
         patient_id, alarm_id = ids
+        assert alarm_id and patient_id
         button = page.locator(f'{TILE}[data-patient="{patient_id}"] .alarm-badge[data-alarm-id="{alarm_id}"] '
                               ".ack-btn:not([disabled])")
         try:
