@@ -39,7 +39,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     from detector.training.pipeline import TrainOptions
 
     given = [f"--{name.replace('_', '-')}" for name in _STUDY_OPTIONS
-             if getattr(args, name) != getattr(TrainOptions, name)]
+             if getattr(args, name) != getattr(TrainOptions, name)] + (["--blend"] if args.blend else [])
     if given and (args.ucr or args.rescore):
         one = len(given) == 1
         raise ConfigError(f"{' '.join(given)}: {'an option' if one else 'options'} of the DS1 training, "
@@ -97,6 +97,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                           "patient): choose one")
     if args.adapt_bn and not args.cv_predictions:
         raise ConfigError("--adapt-bn is a CV-only study (no model is exported): give --cv-predictions DIR")
+    blend_family, blend_members = _blend(args.blend, args.families.split(","))
     if not 0.0 <= args.time_warp < 0.5:
         raise ConfigError(f"--time-warp {args.time_warp}: the largest relative stretch, 0 <= P < 0.5")
     opts = TrainOptions(
@@ -110,7 +111,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         rr_dropout=args.rr_dropout, time_warp=args.time_warp, width=args.width,
         patient_subsample=args.patient_subsample, patient_adversary=args.patient_adversary,
         label_smoothing=args.label_smoothing, mixup=args.mixup, class_weight_power=args.class_weight_power,
-        adapt_bn=args.adapt_bn,
+        adapt_bn=args.adapt_bn, blend_family=blend_family, blend_members=blend_members,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -133,6 +134,22 @@ def _noise_dir(data_dir: Path, args: argparse.Namespace) -> Path | None:
             "to train on clean beats only"
         )
     return folder
+
+
+def _blend(raw: str | None, families: list[str]) -> tuple[str, int]:
+    """``--blend FAMILY:K`` as (family, members); ("", 0) when not given."""
+    if raw is None:
+        return "", 0
+    from detector.training.models import FAMILIES
+
+    family, _, k = raw.partition(":")
+    if family not in FAMILIES or not k.isdigit() or int(k) < 1:
+        raise ConfigError(f"--blend {raw}: a classifier family ({', '.join(FAMILIES)}) and its number of "
+                          "members, e.g. mlp:3")
+    if family in families:
+        raise ConfigError(f"--blend {raw}: {family} is also in --families; more members of one family "
+                          "come from --ensemble")
+    return family, int(k)
 
 
 def _split(raw: str | None) -> list[str] | None:
@@ -192,6 +209,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "count / its count) ** P, capped at 30 (default 1: S and V about as often as N, "
                         "as the shipped resnet, inception and lstm were trained; 0.5: the default cnn, "
                         "session 19, and mlp, session 21; 0: as they come)")
+    parser.add_argument("--blend", default=None, metavar="FAMILY:K",
+                        help="each classifier's ensemble also holds K members of FAMILY (seeds SEED, "
+                        "SEED+1, ..., the same options), all members' probabilities averaged alike; the "
+                        "model is named <family>+FAMILY (session 22: --families cnn --ensemble 5 "
+                        "--blend mlp:3)")
     parser.add_argument("--adapt-bn", action="store_true",
                         help="CV-only study: score the held-out patients with each network's batch-norm "
                         "statistics re-estimated on each patient's own beats (needs --cv-predictions; "

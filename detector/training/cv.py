@@ -288,7 +288,7 @@ def cross_validate(
     start = time.perf_counter()
     for i, fold in enumerate(folds):
         held = np.isin(beats.record, fold)
-        progress(f"{cfg.family} CV fold {i + 1}/{len(folds)}: held out {', '.join(fold)}")
+        progress(f"{cfg.name} CV fold {i + 1}/{len(folds)}: held out {', '.join(fold)}")
         train, test = beats.take(~held), beats.take(held)
         if noisy_train is not None:
             train = BeatSet.concat([train, noisy_train.take(~np.isin(noisy_train.record, fold))])
@@ -314,7 +314,7 @@ def cross_validate(
         result.nested = nested_rule_estimate(result.predictions, result.best_epoch)
         result.nested_selection = nested_selection_estimate(result.predictions)
     result.seconds = time.perf_counter() - start
-    progress(f"{cfg.family} CV: best epoch {result.best_epoch}, score {result.score:.4f}, "
+    progress(f"{cfg.name} CV: best epoch {result.best_epoch}, score {result.score:.4f}, "
              f"per epoch {[round(s, 3) for s in result.score_per_epoch]}, S rule {result.s_rule}")
     return result
 

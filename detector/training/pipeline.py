@@ -120,6 +120,8 @@ class TrainOptions:
     mixup: float = 0.0  # TrainConfig.mixup (a study option; 0.0: off)
     class_weight_power: float = 1.0  # TrainConfig.class_weight_power (the shipped models: 1.0)
     adapt_bn: bool = False  # TrainConfig.adapt_bn (a CV-only study: no final model, no card)
+    blend_family: str = ""  # TrainConfig.blend_family: every classifier's ensemble also holds
+    blend_members: int = 0  # this many members of that family (0: off; the model is named family+blend)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -154,19 +156,22 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                           label_smoothing=0.0 if family == "autoencoder" else opts.label_smoothing,
                           mixup=0.0 if family == "autoencoder" else opts.mixup,
                           class_weight_power=opts.class_weight_power,
-                          adapt_bn=opts.adapt_bn and family != "autoencoder")
+                          adapt_bn=opts.adapt_bn and family != "autoencoder",
+                          blend_members=0 if family == "autoencoder" else opts.blend_members,
+                          blend_family="" if family == "autoencoder" else opts.blend_family)
+        name = cfg.name
         noisy = noise is not None and family != "autoencoder"  # noise is an anomaly for the autoencoder
         cv = cross_validate(beats, cfg, progress, folds, noisy_train if noisy else None,
                             noisy_test if noisy else None)
         if opts.cv_predictions_dir is not None and cv.predictions is not None:
-            saved = opts.cv_predictions_dir / f"{family}_cv.npz"
+            saved = opts.cv_predictions_dir / f"{name}_cv.npz"
             cv.predictions.save(saved)
-            progress(f"{family}: pooled CV outputs saved to {saved}")
+            progress(f"{name}: pooled CV outputs saved to {saved}")
         if cfg.adapt_bn:  # the exported model would not adapt: its CV would not be its own
-            progress(f"{family}: adapted batch norm is a CV-only study; no final model")
+            progress(f"{name}: adapted batch norm is a CV-only study; no final model")
             continue
         trainer = train_autoencoder if family == "autoencoder" else train_ensemble
-        progress(f"{family}: final model on all {len(recs)} DS1 records, {cv.best_epoch} epochs")
+        progress(f"{name}: final model on all {len(recs)} DS1 records, {cv.best_epoch} epochs")
         final = BeatSet.concat([beats, noisy_train]) if noisy and noisy_train is not None else beats
         result = trainer(final, cfg, progress, epochs=cv.best_epoch)
         if family == "autoencoder":
@@ -177,30 +182,30 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
         card = _card(opts, result, cv, used, recs, beats, hashes)
         if noisy and noise is not None:
             card["data"]["noise"] = _noise_card(noise)
-        path = opts.out_dir / f"{family}.onnx"
-        card["onnx_sha256"] = export_onnx(model, path, opts.n_leads, family, scores=family == "autoencoder")
+        path = opts.out_dir / f"{name}.onnx"
+        card["onnx_sha256"] = export_onnx(model, path, opts.n_leads, name, scores=family == "autoencoder")
         card["onnx_bytes"] = path.stat().st_size
         if family != "autoencoder":
-            progress(f"{family}: DS1 VF alarm check (default-model safety rule)")
+            progress(f"{name}: DS1 VF alarm check (default-model safety rule)")
             vf_check = ds1_vf_alarm_check(opts.data_dir, path, recs)
             if vf_check is not None:
                 card["ds1_vf_alarm_check"] = vf_check
         card["us_per_beat_batch64_1thread"] = bench_onnx(path, 2 * opts.n_leads)
         if opts.evaluate_ds2:
-            progress(f"{family}: scoring DS2 end to end")
+            progress(f"{name}: scoring DS2 end to end")
             if family == "autoencoder":
                 card["ds2_auroc"] = _ds2_auroc(opts, path, prepared)
             else:
                 ev = evaluate(opts.data_dir, test_recs, OnnxClassifier(path), prepared=prepared)
                 card["ds2"] = ev.as_json()
                 if noise is not None:
-                    progress(f"{family}: scoring DS2 under held-out noise")
+                    progress(f"{name}: scoring DS2 under held-out noise")
                     card["ds2_noise_stress"] = ds2_noise_stress(opts.data_dir, path, noise, prepared_noisy)
         card["detector_sha256"] = _detector_sha256()
         card["ds2_looks"] = DS2_LOOKS if opts.evaluate_ds2 else "never"
         write_card(path.with_suffix(".json"), card)
         rows.append(_row(card))
-        progress(f"{family}: {_row(card)}")
+        progress(f"{name}: {_row(card)}")
     return rows
 
 
@@ -208,12 +213,12 @@ def _card(
     opts: TrainOptions, result: TrainResult, cv: CVResult, used: str, recs: list[str], beats: Any,
     hashes: dict[str, dict[str, str]],
 ) -> dict[str, Any]:
-    fam = result.config.family
+    fam = result.config.name
     counts = np.bincount(beats.label[beats.label >= 0], minlength=5)
     return {
         "name": fam,
-        "family": fam,
-        "summary": SUMMARY + _ensemble_sentence(result.config.ensemble, opts.seed)
+        "family": fam.replace("+", " + "),
+        "summary": SUMMARY + _ensemble_sentence(result.config, opts.seed)
         if fam != "autoencoder" else
         "Autoencoder trained on normal (N) DS1 beats; its reconstruction error is an anomaly score.",
         "data": {
@@ -258,6 +263,7 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --label-smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "")
             + (f" --mixup {cfg.mixup}" if cfg.mixup else "")
             + (f" --class-weight-power {cfg.class_weight_power}" if cfg.class_weight_power != 1.0 else "")
+            + (f" --blend {cfg.blend_family}:{cfg.blend_members}" if cfg.blend_members else "")
             + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 
@@ -273,7 +279,18 @@ def _cpu_model() -> str:
     return platform.processor() or "model unknown"
 
 
-def _ensemble_sentence(members: int, seed: int) -> str:
+def _ensemble_sentence(cfg: TrainConfig, seed: int) -> str:
+    members = cfg.ensemble
+    if cfg.blend_members:
+        k = cfg.blend_members
+        def networks(n: int, family: str) -> str:
+            return (f"{n} {family} network{'s' if n > 1 else ''} with seed"
+                    + (f"s {seed}-{seed + n - 1}" if n > 1 else f" {seed}"))
+
+        return (f" A blend of two families trained alike: {networks(members, cfg.family)} and "
+                f"{networks(k, cfg.blend_family)}; one ONNX graph averages all {members + k} members' "
+                "probabilities alike before the rule (the CV chose the epoch and the rule on the "
+                "averaged probabilities too).")
     if members <= 1:
         return ""
     return (f" An ensemble of {members} networks of this family trained alike with seeds "

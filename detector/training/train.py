@@ -100,6 +100,16 @@ class TrainConfig:
     # loss blends the two beats' classes the same way (session 19 study; 0.0: off, the random
     # streams are then unchanged: the blends come from a stream of their own)
     mixup: float = 0.0
+    # >0: the ensemble also holds that many members of ``blend_family`` (seeds seed, seed + 1, ...,
+    # trained with the same options), and all members' class probabilities are averaged alike:
+    # two architectures err on other beats than more seeds of one (session 22 study)
+    blend_members: int = 0
+    blend_family: str = ""
+
+    @property
+    def name(self) -> str:
+        """The model's name: the family, or ``family+blend_family`` for a blend."""
+        return f"{self.family}+{self.blend_family}" if self.blend_members else self.family
 
 
 @dataclass
@@ -496,17 +506,21 @@ def train_ensemble(
     train: BeatSet, cfg: TrainConfig, progress: Progress, *, epochs: int | None = None,
     heldout: BeatSet | None = None,
 ) -> TrainResult:
-    """:func:`train_classifier` for ``cfg.ensemble`` seeds (``cfg.seed`` + 0, 1, ...): one model
-    (:class:`~detector.training.models.Ensemble` of the members) whose held-out probabilities
+    """:func:`train_classifier` for ``cfg.ensemble`` seeds (``cfg.seed`` + 0, 1, ...), then for
+    ``cfg.blend_members`` seeds of ``cfg.blend_family`` when blended: one model
+    (:class:`~detector.training.models.Ensemble` of all the members) whose held-out probabilities
     per epoch are the members' mean."""
     k = max(1, cfg.ensemble)
-    if k == 1:
+    if k == 1 and not cfg.blend_members:
         return train_classifier(member_patients(train, cfg, progress), cfg, progress, epochs=epochs,
                                 heldout=heldout)
+    plain = replace(cfg, ensemble=1, blend_members=0, blend_family="")
+    configs = [replace(plain, seed=cfg.seed + i) for i in range(k)]
+    configs += [replace(plain, family=cfg.blend_family, width=0, seed=cfg.seed + i)
+                for i in range(cfg.blend_members)]
     members = []
-    for i in range(k):
-        progress(f"{cfg.family} ensemble member {i + 1}/{k} (seed {cfg.seed + i})")
-        member = replace(cfg, seed=cfg.seed + i, ensemble=1)
+    for i, member in enumerate(configs):
+        progress(f"{cfg.name} ensemble member {i + 1}/{len(configs)} ({member.family}, seed {member.seed})")
         members.append(train_classifier(member_patients(train, member, progress), member, progress,
                                         epochs=epochs, heldout=heldout))
     model = Ensemble([m.model for m in members]).eval()

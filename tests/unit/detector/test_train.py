@@ -368,6 +368,32 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     assert regularised == plain + " --label-smoothing 0.1 --mixup 0.2"
     rebalanced = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5))
     assert rebalanced == plain + " --class-weight-power 0.5"
+    blended = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5,
+                                              blend_family="mlp", blend_members=3))
+    assert blended == plain + " --class-weight-power 0.5 --blend mlp:3"
+
+
+def test_a_blend_averages_the_members_of_both_families_as_each_trains_alone(mitdb_dir: Path) -> None:
+    from detector.training.models import Ensemble
+
+    beats, _ = load_beats(mitdb_dir, ["119", "220"], n_leads=1)
+    held, _ = load_beats(mitdb_dir, ["209"], n_leads=1)
+    cfg = TrainConfig(family="cnn", epochs=1, max_train_beats=600, ensemble=2)
+    blend_cfg = replace(cfg, blend_family="mlp", blend_members=1)
+    assert blend_cfg.name == "cnn+mlp" and cfg.name == "cnn"
+    logs: list[str] = []
+    blend = train_ensemble(beats, blend_cfg, logs.append, heldout=held)
+    cnns = train_ensemble(beats, cfg, lambda _: None, heldout=held)
+    mlp = train_classifier(beats, TrainConfig(family="mlp", epochs=1, max_train_beats=600), lambda _: None,
+                           heldout=held)
+    assert isinstance(blend.model, Ensemble) and len(blend.model.members) == 3
+    assert [type(m).__name__ for m in blend.model.members] == (
+        [type(m).__name__ for m in cnns.model.members] + [type(mlp.model).__name__])
+    assert "cnn+mlp ensemble member 3/3 (mlp, seed 0)" in logs
+    # the same members as trained alone, so the blend's held-out outputs are their member-weighted mean
+    np.testing.assert_allclose(blend.heldout[0], (2 * cnns.heldout[0] + mlp.heldout[0]) / 3, rtol=1e-5,
+                               atol=1e-6)
+    assert blend.n_params == cnns.n_params + mlp.n_params
 
 
 def test_members_train_on_their_own_share_of_the_patients() -> None:
@@ -560,6 +586,7 @@ def test_adapted_batch_norm_takes_one_recordings_statistics_and_leaves_the_model
 @pytest.mark.parametrize("args", [
     ["--ucr", "ECG5000_TRAIN.txt", "--mixup", "0.2", "--width", "16"],
     ["--rescore", "--label-smoothing", "0.1"],
+    ["--rescore", "--blend", "mlp:3"],
 ])
 def test_study_options_are_refused_where_no_ds1_training_runs(args: list[str], tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -592,6 +619,10 @@ def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.Ca
     ("--label-smoothing", "0.5", "the target mass spread over the classes"),
     ("--mixup", "-0.2", "the Beta(A, A) blend's parameter"),
     ("--class-weight-power", "3.0", "the inverse class frequency's exponent"),
+    ("--blend", "mlp", "a classifier family (cnn, resnet, inception, lstm, mlp) and its number of members"),
+    ("--blend", "autoencoder:1", "a classifier family"),
+    ("--blend", "mlp:0", "a classifier family"),
+    ("--blend", "mlp:3", "mlp is also in --families; more members of one family come from --ensemble"),
 ])
 def test_bad_study_option_is_a_one_line_error(flag: str, value: str, says: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
