@@ -210,10 +210,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "as the shipped resnet, inception and lstm were trained; 0.5: the default cnn, "
                         "session 19, and mlp, session 21; 0: as they come)")
     parser.add_argument("--blend", default=None, metavar="FAMILY:K",
-                        help="each classifier's ensemble also holds K members of FAMILY (seeds SEED, "
-                        "SEED+1, ..., the same options), all members' probabilities averaged alike; the "
-                        "model is named <family>+FAMILY (session 22: --families cnn --ensemble 5 "
-                        "--blend mlp:3)")
+                        help="study option: each classifier's ensemble also holds K members of FAMILY "
+                        "(seeds SEED, SEED+1, ..., the same options), all members' probabilities averaged "
+                        "alike; the model is named <family>+FAMILY (session 22 studied --families cnn "
+                        "--ensemble 5 --blend mlp:3: more V +P, less S +P, not adopted)")
     parser.add_argument("--adapt-bn", action="store_true",
                         help="CV-only study: score the held-out patients with each network's batch-norm "
                         "statistics re-estimated on each patient's own beats (needs --cv-predictions; "
