@@ -104,13 +104,28 @@ def _inference_check(check: dict[str, Any] | None) -> str:
 
 
 def _ec57_lines(figures: dict[str, Any]) -> list[str]:
-    """The EC57 (bxb) VEB and SVEB figures of an evaluation, when it has them."""
+    """The EC57 (bxb) VEB and SVEB figures of an evaluation, when it has them, and their intervals
+    over the patients when it has those."""
     e = figures.get("ec57")
     if not e:
         return []
+    iv = figures.get("ec57_intervals")
     return [f"EC57 (bxb) VEB Se / +P {100 * e['veb']['se']:.1f} / {100 * e['veb']['ppv']:.1f}, SVEB "
             f"{100 * e['sveb']['se']:.1f} / {100 * e['sveb']['ppv']:.1f} (F and Q beats called V and Q "
-            "beats called S are not false positives there; the table counts them).", ""]
+            "beats called S are not false positives there; the table counts them)."
+            + ("" if iv is None else f" {interval_sentence(iv)}: how far the figures move when "
+               "other patients like these are drawn (`ecgmon eval beats` prints them too)."), ""]
+
+
+def interval_sentence(iv: dict[str, Any], percent: bool = True) -> str:
+    """One line for :func:`detector.eval_beats.patient_intervals`' result, in percent (cards) or
+    as fractions (``ecgmon eval beats``' table)."""
+    def span(pair: list[float]) -> str:
+        return f"{100 * pair[0]:.1f}-{100 * pair[1]:.1f}" if percent else f"{pair[0]:.3f}-{pair[1]:.3f}"
+
+    return (f"{100 * iv['level']:.0f} % intervals over the {iv['records']} patients (records resampled "
+            f"{iv['resamples']} times): VEB Se {span(iv['veb']['se'])}, +P {span(iv['veb']['ppv'])}; "
+            f"SVEB Se {span(iv['sveb']['se'])}, +P {span(iv['sveb']['ppv'])}" + (" %" if percent else ""))
 
 
 def _cv_lines(cv: dict[str, Any], anomaly: bool) -> list[str]:

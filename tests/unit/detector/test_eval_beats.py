@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.eval_beats import BeatEvaluation, evaluate, parse_records, prepare_record
+from detector.eval_beats import (
+    BeatEvaluation,
+    evaluate,
+    format_table,
+    parse_records,
+    patient_intervals,
+    prepare_record,
+)
 from detector.onnx_classifier import DEFAULT_MODEL, MODELS_DIR, OnnxClassifier
 from detector.training.data import DS1, DS2, match_nearest
 from detector.training.noise import load_noise
@@ -61,6 +68,52 @@ def test_ec57_veb_and_sveb_leave_fusion_and_q_beats_out_of_the_false_positives()
     m = ev.class_metrics()  # the per-class figures count every beat called V (S) against it
     assert m["V"]["ppv"] == pytest.approx(80 / 122) and m["S"]["ppv"] == pytest.approx(60 / 97)
     assert ev.as_json()["ec57"] == e
+
+
+def _record(v_right: int, v_as_n: int, n_as_v: int, s_right: int, s_as_n: int) -> np.ndarray:
+    cm = np.zeros((6, 6), np.int64)
+    n, s, v = 0, 1, 2
+    cm[n, n], cm[v, v], cm[v, n], cm[n, v] = 1000, v_right, v_as_n, n_as_v
+    cm[s, s], cm[s, n] = s_right, s_as_n
+    return cm
+
+
+def test_patient_intervals_resample_the_records_and_sum_their_confusions() -> None:
+    alike = {f"r{i}": _record(90, 10, 10, 40, 10) for i in range(10)}
+    iv = patient_intervals(alike)
+    assert iv is not None and iv["records"] == 10 and iv["level"] == 0.95
+    # patients all alike: every resample gives the point figures, so the interval is a point
+    assert iv["veb"]["se"] == [0.9, 0.9] and iv["veb"]["ppv"] == [0.9, 0.9]
+    assert iv["sveb"]["se"] == [0.8, 0.8]
+    # one patient holds most of the S beats and misses them: the S interval spans wide and holds
+    # the pooled figure, while V (alike in every patient) stays a point
+    mixed = {**alike, "r0": _record(90, 10, 10, 100, 900)}
+    ev = BeatEvaluation(confusion=sum(mixed.values()), per_record=mixed)  # type: ignore[arg-type]
+    iv = patient_intervals(mixed)
+    assert iv is not None
+    point = ev.ec57()["sveb"]["se"]
+    low, high = iv["sveb"]["se"]
+    assert low < point < high and high - low > 0.3 and high == 0.8
+    assert iv["veb"]["se"] == [0.9, 0.9]
+    assert patient_intervals(mixed) == iv  # fixed seed
+    wide, narrow = patient_intervals(mixed, level=0.99), patient_intervals(mixed, level=0.5)
+    assert wide is not None and narrow is not None
+    assert wide["sveb"]["se"][0] <= low <= narrow["sveb"]["se"][0] <= narrow["sveb"]["se"][1] <= high
+    # too few patients for a bootstrap to say anything about patients: no interval
+    assert patient_intervals({k: alike[k] for k in list(alike)[:9]}) is None
+    assert ev.as_json()["ec57_intervals"] == iv
+    assert ("95 % intervals over the 10 patients (records resampled 2000 times): VEB Se 0.900-0.900"
+            in format_table(ev))
+
+
+def test_the_default_cards_intervals_are_those_of_its_per_record_confusions() -> None:
+    card = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.json").read_text())
+    iv = card["ds2"]["ec57_intervals"]
+    assert iv == patient_intervals(card["ds2"]["records"]) and iv["records"] == len(DS2)
+    for name in ("veb", "sveb"):
+        for k in ("se", "ppv"):
+            assert iv[name][k][0] <= card["ds2"]["ec57"][name][k] <= iv[name][k][1]
+    assert "95 % intervals over the 22 patients" in (MODELS_DIR / f"{DEFAULT_MODEL}.md").read_text()
 
 
 def test_scoring_from_a_start_time_leaves_earlier_beats_out_but_classifies_them() -> None:
