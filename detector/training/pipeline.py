@@ -76,7 +76,9 @@ DS2_LOOKS = (
     "score and the VF check against the shipped model's) chose which of them replaced the shipped "
     "ones, with the shipped models' DS2 figures known. Blending the default's five cnns with three "
     "mlps (session 22) was studied on DS1 CV alone by a rule fixed before its runs, then on fresh "
-    "seeds by a second rule fixed before those runs, and not adopted."
+    "seeds by a second rule fixed before those runs, and not adopted; the previous beat's window as "
+    "a third input (session 22) was explored on DS1 CV alone by a rule fixed before its runs and did "
+    "not pass."
 )
 
 
