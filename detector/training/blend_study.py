@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.training.cv import CVPredictions, NestedSelection, nested_selection_estimate
+from detector.training.cv import CVPredictions, nested_selection_estimate
 
 
 def blend(a: CVPredictions, b: CVPredictions, weight_a: float) -> CVPredictions:
@@ -42,16 +42,6 @@ def blend(a: CVPredictions, b: CVPredictions, weight_a: float) -> CVPredictions:
     per_epoch = [(weight_a * pa + (1.0 - weight_a) * pb).astype(np.float32)
                  for pa, pb in zip(a.per_epoch, b.per_epoch, strict=True)]
     return CVPredictions(per_epoch, a.label, a.rr, a.record, a.fold, a.noisy)
-
-
-def _line(name: str, r: NestedSelection) -> str:
-    s, v = r.clean["S"], r.clean["V"]
-    nv = "" if r.noisy is None else (f", noisy V {100 * r.noisy['V']['se']:.1f}/"
-                                     f"{100 * r.noisy['V']['ppv']:.1f}")
-    return (f"  {name}: nested score {r.score:.4f}, clean S Se/+P {100 * s['se']:.1f}/{100 * s['ppv']:.1f}, "
-            f"V {100 * v['se']:.1f}/{100 * v['ppv']:.1f}{nv}; epochs without each fold "
-            f"{[c.epoch for c in r.fold_choices]}; on all folds: epoch {r.pooled.epoch} "
-            f"(CV score {r.pooled.score:.4f}), {r.pooled.rule}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {str(args.first): nested_selection_estimate(a), str(args.second): nested_selection_estimate(b),
                f"blend {k1}:{k2}": nested_selection_estimate(mixed)}
     for name, r in results.items():
-        print(_line(name, r))  # noqa: T201
+        print(r.summary(name))  # noqa: T201
     if args.json is not None:
         args.json.write_text(json.dumps({n: r.as_json() for n, r in results.items()}, indent=2) + "\n")
     return 0

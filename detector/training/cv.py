@@ -204,6 +204,17 @@ class NestedSelection:
     clean: dict[str, dict[str, float]]  # clean held-out beats, EC57 counting
     noisy: dict[str, dict[str, float]] | None  # noise-stressed held-out beats, EC57 counting
 
+    def summary(self, name: str) -> str:
+        """One printed line: the nested score and clean S / V (and noisy V) figures, the epochs
+        chosen without each fold and the CV's own choice on all folds."""
+        s, v = self.clean["S"], self.clean["V"]
+        nv = "" if self.noisy is None else (f", noisy V {100 * self.noisy['V']['se']:.1f}/"
+                                            f"{100 * self.noisy['V']['ppv']:.1f}")
+        return (f"  {name}: nested score {self.score:.4f}, clean S Se/+P {100 * s['se']:.1f}/"
+                f"{100 * s['ppv']:.1f}, V {100 * v['se']:.1f}/{100 * v['ppv']:.1f}{nv}; epochs without "
+                f"each fold {[c.epoch for c in self.fold_choices]}; on all folds: epoch {self.pooled.epoch} "
+                f"(CV score {self.pooled.score:.4f}), {self.pooled.rule}")
+
     def as_json(self) -> dict[str, Any]:
         def figures(m: dict[str, dict[str, float]] | None) -> dict[str, Any] | None:
             return None if m is None else {c: {k: round(v, 4) for k, v in m[c].items()} for c in "NSV"}

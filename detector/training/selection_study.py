@@ -110,13 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for path, results in zip(args.predictions, runs, strict=True):
         print(f"{path}:")  # noqa: T201
         for name, r in results.items():
-            s, v = r.clean["S"], r.clean["V"]
-            nv = "" if r.noisy is None else (f", noisy V {100 * r.noisy['V']['se']:.1f}/"
-                                             f"{100 * r.noisy['V']['ppv']:.1f}")
-            print(f"  {name}: nested score {r.score:.4f}, clean S Se/+P {100 * s['se']:.1f}/"  # noqa: T201
-                  f"{100 * s['ppv']:.1f}, V {100 * v['se']:.1f}/{100 * v['ppv']:.1f}{nv}; epochs "
-                  f"without each fold {[c.epoch for c in r.fold_choices]}; on all folds: epoch "
-                  f"{r.pooled.epoch}, {r.pooled.rule}")
+            print(r.summary(name))  # noqa: T201
     pick = adopted(runs, next(iter(CRITERIA)))
     print(f"adoption rule picks: {pick}")  # noqa: T201
     if args.json is not None:
