@@ -28,7 +28,7 @@ def _progress(msg: str) -> None:
 # the DS1 training's options (TrainOptions fields, their defaults "off"): --ucr and --rescore
 # train nothing of DS1, so one of these with them would be silently ignored
 _STUDY_OPTIONS = ("rr_dropout", "time_warp", "width", "patient_subsample", "patient_adversary",
-                  "label_smoothing", "mixup", "class_weight_power", "adapt_bn")
+                  "label_smoothing", "mixup", "class_weight_power", "adapt_bn", "sinus_ratio")
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -97,6 +97,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                           "patient): choose one")
     if args.adapt_bn and not args.cv_predictions:
         raise ConfigError("--adapt-bn is a CV-only study (no model is exported): give --cv-predictions DIR")
+    if args.sinus_ratio and not args.cv_predictions:
+        raise ConfigError("--sinus-ratio is a CV-only study (no model is exported): "
+                          "give --cv-predictions DIR")
     blend_family, blend_members = _blend(args.blend, args.families.split(","))
     if not 0.0 <= args.time_warp < 0.5:
         raise ConfigError(f"--time-warp {args.time_warp}: the largest relative stretch, 0 <= P < 0.5")
@@ -112,6 +115,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         patient_subsample=args.patient_subsample, patient_adversary=args.patient_adversary,
         label_smoothing=args.label_smoothing, mixup=args.mixup, class_weight_power=args.class_weight_power,
         adapt_bn=args.adapt_bn, blend_family=blend_family, blend_members=blend_members,
+        sinus_ratio=args.sinus_ratio,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -218,6 +222,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="CV-only study: score the held-out patients with each network's batch-norm "
                         "statistics re-estimated on each patient's own beats (needs --cv-predictions; "
                         "no model is exported)")
+    parser.add_argument("--sinus-ratio", action="store_true",
+                        help="CV-only study: one more RR feature, the previous RR over the 90th "
+                        "percentile of the 30 intervals before it (detector.training.sinus; needs "
+                        "--cv-predictions; no model is exported)")
     parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
     parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
     parser.add_argument("--noise-dir", default=None,

@@ -22,6 +22,7 @@ from detector.training.cv import CVResult, cross_validate, folds_for
 from detector.training.data import CV_FOLDS, DS1, DS2, PACED, BeatSet, load_beats, record_sha256
 from detector.training.export import export_onnx
 from detector.training.noise import SEGMENT_CHOICES, SEGMENT_S, NoiseSource, load_noise, load_noisy_beats
+from detector.training.sinus import with_sinus_ratio
 from detector.training.train import (
     Progress,
     SRule,
@@ -126,6 +127,7 @@ class TrainOptions:
     adapt_bn: bool = False  # TrainConfig.adapt_bn (a CV-only study: no final model, no card)
     blend_family: str = ""  # TrainConfig.blend_family: every classifier's ensemble also holds
     blend_members: int = 0  # this many members of that family (0: off; the model is named family+blend)
+    sinus_ratio: bool = False  # a CV-only study: detector.training.sinus's feature appended (no model)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -143,6 +145,11 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                                        cache_dir=opts.cache_dir)
         noisy_test = load_noisy_beats(opts.data_dir, noise, recs, held_out=True, source=opts.peaks,
                                       cache_dir=opts.cache_dir)
+    if opts.sinus_ratio:
+        progress("appending the sinus-ratio feature (a CV-only study: no model is exported)")
+        beats = with_sinus_ratio(beats)
+        noisy_train = with_sinus_ratio(noisy_train) if noisy_train is not None else None
+        noisy_test = with_sinus_ratio(noisy_test) if noisy_test is not None else None
     test_recs = list(DS2) if opts.evaluate_ds2 else []
     hashes = record_sha256(opts.data_dir, recs + test_recs)
     prepared: dict[str, PreparedRecord] = {}
@@ -173,6 +180,9 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
             progress(f"{name}: pooled CV outputs saved to {saved}")
         if cfg.adapt_bn:  # the exported model would not adapt: its CV would not be its own
             progress(f"{name}: adapted batch norm is a CV-only study; no final model")
+            continue
+        if opts.sinus_ratio:  # the live extractor does not compute the feature
+            progress(f"{name}: the sinus-ratio feature is a CV-only study; no final model")
             continue
         trainer = train_autoencoder if family == "autoencoder" else train_ensemble
         progress(f"{name}: final model on all {len(recs)} DS1 records, {cv.best_epoch} epochs")
