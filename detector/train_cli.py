@@ -225,7 +225,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--sinus-ratio", action="store_true",
                         help="CV-only study: one more RR feature, the previous RR over the 90th "
                         "percentile of the 30 intervals before it (detector.training.sinus; needs "
-                        "--cv-predictions; no model is exported)")
+                        "--cv-predictions; no model is exported; session 23: lower on DS1 CV, not "
+                        "adopted)")
     parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
     parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
     parser.add_argument("--noise-dir", default=None,

@@ -79,7 +79,9 @@ DS2_LOOKS = (
     "mlps (session 22) was studied on DS1 CV alone by a rule fixed before its runs, then on fresh "
     "seeds by a second rule fixed before those runs, and not adopted; the previous beat's window as "
     "a third input (session 22) was explored on DS1 CV alone by a rule fixed before its runs and did "
-    "not pass."
+    "not pass. The previous RR over a sinus-cycle estimate (the 90th percentile of 30 prior "
+    "intervals; session 23), prompted partly by the known share of atrial premature beats in "
+    "record 232, was studied on DS1 CV alone by a rule fixed before its runs, and not adopted."
 )
 
 
