@@ -12,8 +12,8 @@ beat's own estimates the sinus cycle whatever the share of ectopic beats.
 The feature is computed here from the beats' R-peak positions (a ratio of intervals, so no
 sampling rate is needed) and appended as a 13th RR column by ``ecgmon train --sinus-ratio``, a
 CV-only study: the live extractor does not compute it, so no model is exported.  Session 23's
-result (BENCHMARKS.md): lower on DS1 CV on both seed sets, more false S beats in atrial
-fibrillation and flutter, where most beats look early against a high percentile; not adopted.
+result (BENCHMARKS.md): lower on DS1 CV on both seed sets (more false V and S calls in a few
+held-out patients, not the same ones for the two seed sets); not adopted.
 """
 
 from __future__ import annotations
