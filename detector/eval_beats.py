@@ -17,7 +17,10 @@ Those figures pool a few thousand beats but only as many patients as records, an
 hold most of a class (DS2: record 232 has three quarters of the S beats), so
 :func:`patient_intervals` adds how far they move when other patients like these are drawn: a
 percentile bootstrap over the records (scipy.stats.bootstrap), each resample summing its records'
-confusions as the gross statistics do.
+confusions as the gross statistics do.  Beside the gross statistics EC57 reports each record's
+figures and their *average* over the records (WFDB ``sumstats``: the mean of the records'
+ratios, a record left out of a mean where its denominator is 0): :func:`record_figures`,
+:func:`average_figures`.  The gross figures weigh each beat alike, the average each patient.
 """
 
 from __future__ import annotations
@@ -77,6 +80,40 @@ def patient_intervals(per_record: dict[str, npt.NDArray[np.int64]] | dict[str, l
             "sveb": {"se": [low[2], high[2]], "ppv": [low[3], high[3]]}}
 
 
+_EC57 = (("veb", 2), ("sveb", 1))  # EC57 name, AAMI class index
+
+
+def record_figures(per_record: dict[str, npt.NDArray[np.int64]] | dict[str, list[list[int]]],
+                   ) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Each record's EC57 VEB and SVEB Se and +P (``bxb``'s record-by-record line): None where the
+    record has no reference beat of the class (Se) or no beat called it (+P), which ``sumstats``
+    prints as "-" and leaves out of the average."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for name, raw in per_record.items():
+        cm = ec57_counting(np.asarray(raw, np.int64))
+        figs: dict[str, dict[str, float | None]] = {}
+        for key, c in _EC57:
+            ref, called = int(cm[c, :].sum()), int(cm[:, c].sum())
+            figs[key] = {"se": cm[c, c] / ref if ref else None, "ppv": cm[c, c] / called if called else None}
+            figs[key] = {k: None if v is None else float(v) for k, v in figs[key].items()}
+        out[name] = figs
+    return out
+
+
+def average_figures(by_record: dict[str, dict[str, dict[str, float | None]]]) -> dict[str, dict[str, Any]]:
+    """EC57's average statistics (``sumstats``' "Average" line): for VEB and SVEB Se and +P the mean
+    of the records' figures over the records that have one, with that number of records (None and
+    0 when no record has one)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, _ in _EC57:
+        out[key] = {}
+        for stat in ("se", "ppv"):
+            vals = [v for f in by_record.values() if (v := f[key][stat]) is not None]
+            out[key][stat] = float(np.mean(vals)) if vals else None
+            out[key][f"{stat}_records"] = len(vals)
+    return out
+
+
 @dataclass
 class BeatEvaluation:
     """Confusion (reference rows x test columns, LABELS order) and per-beat detail for plots."""
@@ -108,10 +145,13 @@ class BeatEvaluation:
     def as_json(self) -> dict[str, Any]:
         cm = self.confusion
         intervals = patient_intervals(self.per_record)
+        by_record = record_figures(self.per_record)
         return {
             "classes": self.class_metrics(),
             "ec57": self.ec57(),
             **({"ec57_intervals": intervals} if intervals is not None else {}),
+            "ec57_average": average_figures(by_record),
+            "ec57_records": by_record,
             "confusion": cm.tolist(),
             "labels": LABELS,
             "accuracy": self.accuracy(),
@@ -236,7 +276,30 @@ def format_table(ev: BeatEvaluation) -> str:
     lines.append(f"accuracy (matched beats) {ev.accuracy():.4f}")
     lines.append("confusion (rows reference, columns ecgmon): " + " ".join(LABELS))
     lines += [f"{LABELS[i]:5s} " + " ".join(f"{v:6d}" for v in row) for i, row in enumerate(ev.confusion)]
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + record_table(ev))
+
+
+def record_table(ev: BeatEvaluation) -> list[str]:
+    """EC57's record-by-record table (reference beats, VEB and SVEB Se / +P; "-": no reference
+    beats of the class, or none called it), then the gross and the average statistics."""
+    def cell(v: float | None) -> str:
+        return f"{'-':>7s}" if v is None else f"{v:7.3f}"
+
+    by_record = record_figures(ev.per_record)
+    lines = ["per record, EC57 counting: reference beats (all, S, V), VEB and SVEB Se / +P "
+             "(\"-\": none of the class, or none called so)",
+             "record  beats      S      V  VEB Se  VEB +P SVEB Se SVEB +P"]
+    for name, figs in by_record.items():
+        cm = ev.per_record[name]
+        lines.append(f"{name:6s} {int(cm[:_NONE].sum()):6d} {int(cm[1].sum()):6d} {int(cm[2].sum()):6d} "
+                     + " ".join(cell(figs[k][s]) for k, _ in _EC57 for s in ("se", "ppv")))
+    gross, avg = ev.ec57(), average_figures(by_record)
+    lines.append("gross" + " " * 23 + " ".join(cell(gross[k][s]) for k, _ in _EC57 for s in ("se", "ppv"))
+                 + "  (beats pooled)")
+    lines.append("average" + " " * 21 + " ".join(cell(avg[k][s]) for k, _ in _EC57 for s in ("se", "ppv"))
+                 + "  (mean over records, each alike; records: "
+                 + " / ".join(str(avg[k][f"{s}_records"]) for k, _ in _EC57 for s in ("se", "ppv")) + ")")
+    return lines
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:

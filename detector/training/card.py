@@ -114,7 +114,23 @@ def _ec57_lines(figures: dict[str, Any]) -> list[str]:
             f"{100 * e['sveb']['se']:.1f} / {100 * e['sveb']['ppv']:.1f} (F and Q beats called V and Q "
             "beats called S are not false positives there; the table counts them)."
             + ("" if iv is None else f" {interval_sentence(iv)}: how far the figures move when "
-               "other patients like these are drawn (`ecgmon eval beats` prints them too)."), ""]
+               "other patients like these are drawn (`ecgmon eval beats` prints them too).")
+            + _average_sentence(figures.get("ec57_average")), ""]
+
+
+def _average_sentence(avg: dict[str, Any] | None) -> str:
+    """EC57's average statistics (each patient alike), when the evaluation has them."""
+    if not avg:
+        return ""
+
+    def fig(key: str, stat: str) -> str:
+        v = avg[key][stat]
+        return f"{'-' if v is None else f'{100 * v:.1f}'} ({avg[key][f'{stat}_records']})"
+
+    return (" Averaged over the patients instead (EC57's average statistics: the mean of the records' "
+            "figures, each record alike, over the records that have one; their number in brackets): "
+            f"VEB Se {fig('veb', 'se')} / +P {fig('veb', 'ppv')}, SVEB Se {fig('sveb', 'se')} / +P "
+            f"{fig('sveb', 'ppv')} %. A record with a few false calls and no true one counts 0 there.")
 
 
 def interval_sentence(iv: dict[str, Any], percent: bool = True) -> str:

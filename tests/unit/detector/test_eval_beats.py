@@ -10,11 +10,13 @@ import pytest
 
 from detector.eval_beats import (
     BeatEvaluation,
+    average_figures,
     evaluate,
     format_table,
     parse_records,
     patient_intervals,
     prepare_record,
+    record_figures,
 )
 from detector.onnx_classifier import DEFAULT_MODEL, MODELS_DIR, OnnxClassifier
 from detector.training.data import DS1, DS2, match_nearest
@@ -106,6 +108,39 @@ def test_patient_intervals_resample_the_records_and_sum_their_confusions() -> No
             in format_table(ev))
 
 
+def test_record_by_record_and_average_statistics_as_sumstats_computes_them() -> None:
+    v, f = 2, 3
+    big = _record(90, 10, 10, 900, 100)  # most of the S beats, well found
+    small = _record(1, 1, 0, 0, 10)  # ten S beats, all missed; one V beat found of two
+    no_v = _record(0, 0, 3, 5, 5)  # no V beats, three N beats called V
+    no_v[f, v] = 4  # fusion called V: not a false VEB
+    quiet = _record(0, 0, 0, 0, 0)  # neither class, nothing called either
+    per = {"big": big, "small": small, "no_v": no_v, "quiet": quiet}
+    figs = record_figures(per)
+    assert figs["big"]["veb"] == {"se": pytest.approx(0.9), "ppv": pytest.approx(0.9)}
+    assert figs["small"]["sveb"] == {"se": 0.0, "ppv": None}  # S beats, none called S
+    assert figs["no_v"]["veb"] == {"se": None, "ppv": 0.0}  # only false calls; F called V left out
+    assert figs["quiet"]["veb"] == figs["quiet"]["sveb"] == {"se": None, "ppv": None}
+    avg = average_figures(figs)
+    # each record alike over those with a figure: one well-found record does not carry the mean
+    assert avg["sveb"]["se"] == pytest.approx((0.9 + 0.0 + 0.5) / 3) and avg["sveb"]["se_records"] == 3
+    assert avg["veb"]["ppv"] == pytest.approx((0.9 + 1.0 + 0.0) / 3) and avg["veb"]["ppv_records"] == 3
+    assert avg["veb"]["se"] == pytest.approx((0.9 + 0.5) / 2) and avg["veb"]["se_records"] == 2
+    assert average_figures({"quiet": figs["quiet"]})["veb"] == {"se": None, "se_records": 0, "ppv": None,
+                                                               "ppv_records": 0}
+    ev = BeatEvaluation(confusion=sum(per.values()), per_record=per)  # type: ignore[arg-type]
+    gross = ev.ec57()["sveb"]["se"]
+    assert gross == pytest.approx(905 / 1020) and gross > avg["sveb"]["se"] + 0.3
+    out = ev.as_json()
+    assert out["ec57_records"] == figs and out["ec57_average"] == avg
+    json.dumps(out)  # None as null, floats plain
+    table = format_table(ev).splitlines()
+    assert "small    1012     10      2   0.500   1.000   0.000       -" in table
+    assert "quiet    1000      0      0       -       -       -       -" in table
+    assert any(line.startswith("average") and line.rstrip().endswith("records: 2 / 3 / 3 / 2)")
+               for line in table)
+
+
 def test_the_default_cards_intervals_are_those_of_its_per_record_confusions() -> None:
     card = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.json").read_text())
     iv = card["ds2"]["ec57_intervals"]
@@ -114,6 +149,13 @@ def test_the_default_cards_intervals_are_those_of_its_per_record_confusions() ->
         for k in ("se", "ppv"):
             assert iv[name][k][0] <= card["ds2"]["ec57"][name][k] <= iv[name][k][1]
     assert "95 % intervals over the 22 patients" in (MODELS_DIR / f"{DEFAULT_MODEL}.md").read_text()
+    # and its average statistics those of the same confusions, record by record
+    by_record = record_figures(card["ds2"]["records"])
+    assert card["ds2"]["ec57_records"] == by_record
+    avg = card["ds2"]["ec57_average"]
+    assert avg == average_figures(by_record) and avg["sveb"]["se_records"] <= len(DS2)
+    sveb_se = f"SVEB Se {100 * avg['sveb']['se']:.1f} ({avg['sveb']['se_records']})"
+    assert sveb_se in (MODELS_DIR / f"{DEFAULT_MODEL}.md").read_text()
 
 
 def test_scoring_from_a_start_time_leaves_earlier_beats_out_but_classifies_them() -> None:
