@@ -332,7 +332,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Detect beats with our QRS detector, classify them with an ONNX model and score "
         "against the reference labels (150 ms matching, missed and extra beats counted as in bxb): "
         "Se, +P and F1 per class, and the EC57 VEB and SVEB figures as bxb computes them, with (for 10 "
-        "records or more) their 95 % intervals over the patients: a percentile bootstrap of the records.",
+        "records or more) their 95 % intervals over the patients: a percentile bootstrap of the records; "
+        "then EC57's record-by-record table with the gross and the average statistics (sumstats).",
     )
     add_flags(parser, ["data_dir", "model"])
     parser.add_argument("--records", dest="eval_records", default="ds2",
