@@ -39,7 +39,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     from detector.training.pipeline import TrainOptions
 
     given = [f"--{name.replace('_', '-')}" for name in _STUDY_OPTIONS
-             if getattr(args, name) != getattr(TrainOptions, name)] + (["--blend"] if args.blend else [])
+             if getattr(args, name) != getattr(TrainOptions, name)] + (["--blend"] if args.blend else []) + (
+        ["--leads"] if args.n_leads != TrainOptions.n_leads else [])
     if given and (args.ucr or args.rescore):
         one = len(given) == 1
         raise ConfigError(f"{' '.join(given)}: {'an option' if one else 'options'} of the DS1 training, "
@@ -115,7 +116,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         patient_subsample=args.patient_subsample, patient_adversary=args.patient_adversary,
         label_smoothing=args.label_smoothing, mixup=args.mixup, class_weight_power=args.class_weight_power,
         adapt_bn=args.adapt_bn, blend_family=blend_family, blend_members=blend_members,
-        sinus_ratio=args.sinus_ratio,
+        sinus_ratio=args.sinus_ratio, n_leads=args.n_leads,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -227,6 +228,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "percentile of the 30 intervals before it (detector.training.sinus; needs "
                         "--cv-predictions; no model is exported; session 23: lower on DS1 CV, not "
                         "adopted)")
+    parser.add_argument("--leads", dest="n_leads", type=int, choices=(1, 2), default=1,
+                        help="leads per beat window: 1 (MLII, the shipped models) or 2 (MLII and the "
+                        "record's second lead, each with its running template; a one-lead stream has "
+                        "its lead repeated)")
     parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
     parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
     parser.add_argument("--noise-dir", default=None,

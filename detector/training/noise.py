@@ -130,13 +130,13 @@ def snr_db(qrs_p2p_mv: float, added: npt.NDArray[np.float64]) -> float:
 
 def load_noisy_beats(
     data_dir: Path, noise: NoiseSource, records: tuple[str, ...] | list[str], *, copy: int = 0,
-    held_out: bool = False, source: str = "auto", cache_dir: Path | None = None,
+    held_out: bool = False, source: str = "auto", cache_dir: Path | None = None, n_leads: int = 1,
 ) -> BeatSet:
     """Beats of the noisy copies of ``records`` (:func:`load_beats` on :func:`noisy_copy`), cached
     per record like the clean beats; the beats keep their record's name (patient folds)."""
     key = hashlib.sha256(json.dumps(noise.sha256, sort_keys=True).encode()
                          + Path(__file__).read_bytes()).hexdigest()[:8]
     tag = f"noisy{copy}-{'test' if held_out else 'train'}-{key}"
-    beats, _ = load_beats(data_dir, records, source, cache_dir,
+    beats, _ = load_beats(data_dir, records, source, cache_dir, n_leads,
                           transform=lambda record: noisy_copy(record, noise, copy, held_out), cache_tag=tag)
     return beats

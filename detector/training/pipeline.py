@@ -144,9 +144,9 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
     if noise is not None:
         progress(f"noise-stressed copies of {len(recs)} DS1 records (nstdb em, ma): training, held-out")
         noisy_train = load_noisy_beats(opts.data_dir, noise, recs, source=opts.peaks,
-                                       cache_dir=opts.cache_dir)
+                                       cache_dir=opts.cache_dir, n_leads=opts.n_leads)
         noisy_test = load_noisy_beats(opts.data_dir, noise, recs, held_out=True, source=opts.peaks,
-                                      cache_dir=opts.cache_dir)
+                                      cache_dir=opts.cache_dir, n_leads=opts.n_leads)
     if opts.sinus_ratio:
         progress("appending the sinus-ratio feature (a CV-only study: no model is exported)")
         beats = with_sinus_ratio(beats)
@@ -241,7 +241,8 @@ def _card(
             "database": "MIT-BIH Arrhythmia Database 1.0.0 (PhysioNet mitdb), 360 Hz",
             "peak_source": "our QRS detector (detector.core.qrs), labels from reference beats within 150 ms"
             if used == "detected" else "reference annotations with +-20 ms jitter",
-            "leads": "lead 0 (MLII) + running template of lead 0" if opts.n_leads == 1 else f"{opts.n_leads}",
+            "leads": "lead 0 (MLII) + running template of lead 0" if opts.n_leads == 1 else
+            f"leads 0-{opts.n_leads - 1} (MLII first) + running template of each",
             "split": "inter-patient, de Chazal et al. 2004 (DS1 train, DS2 test)",
             "train_records": recs,
             "cv_folds": cv.folds,
@@ -280,6 +281,7 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --mixup {cfg.mixup}" if cfg.mixup else "")
             + (f" --class-weight-power {cfg.class_weight_power}" if cfg.class_weight_power != 1.0 else "")
             + (f" --blend {cfg.blend_family}:{cfg.blend_members}" if cfg.blend_members else "")
+            + (f" --leads {opts.n_leads}" if opts.n_leads != 1 else "")
             + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 

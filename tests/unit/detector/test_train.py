@@ -587,6 +587,7 @@ def test_adapted_batch_norm_takes_one_recordings_statistics_and_leaves_the_model
     ["--ucr", "ECG5000_TRAIN.txt", "--mixup", "0.2", "--width", "16"],
     ["--rescore", "--label-smoothing", "0.1"],
     ["--rescore", "--blend", "mlp:3"],
+    ["--ucr", "ECG5000_TRAIN.txt", "--leads", "2"],
 ])
 def test_study_options_are_refused_where_no_ds1_training_runs(args: list[str], tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ except ModuleNotFoundError:  # pragma: no cover - CI must install the train extr
     pytest.fail("training tests need PyTorch: pip install -e '.[dev,train]'", pytrace=False)
 
 from detector.core.beats import RR_FEATURES
+from detector.onnx_classifier import OnnxClassifier
 from detector.train_cli import _noise_dir
 from detector.training.cv import cross_validate, folds_for
 from detector.training.data import load_beats, load_record
@@ -167,6 +168,24 @@ def test_a_training_run_with_noise_records_it_in_the_card(
     assert len(card["cv"]["noisy_score_per_epoch"]) == 1
     assert "--no-noise" not in card["reproduce"]["train"]
     assert "noise" in (tmp_path / "mlp.md").read_text().lower()
+
+
+def test_a_two_lead_run_trains_on_both_leads_in_and_out_of_noise(
+    mitdb_dir: Path, data_root: Path, tmp_path: Path
+) -> None:
+    opts = TrainOptions(
+        data_dir=mitdb_dir, out_dir=tmp_path, families=["mlp"], epochs=1, records=["119", "209", "220"],
+        folds=3, evaluate_ds2=False, max_train_beats=600, noise_dir=data_root / "nstdb", n_leads=2,
+    )
+    run_training(opts, lambda _: None)
+    card = json.loads((tmp_path / "mlp.json").read_text())
+    assert card["reproduce"]["train"].endswith("--leads 2")
+    assert "running template of each" in card["data"]["leads"]
+    clf = OnnxClassifier(tmp_path / "mlp.onnx")
+    assert clf.n_leads == 2
+    beats, _ = load_beats(mitdb_dir, ["220"], n_leads=2)
+    assert beats.features.beats.shape[1] == 4  # two leads and their templates
+    assert clf.classify(beats.features).probabilities.shape == (len(beats), 5)
 
 
 def test_the_cards_ds2_noise_figures_come_from_ds2_noise_stress(
