@@ -231,7 +231,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--leads", dest="n_leads", type=int, choices=(1, 2), default=1,
                         help="leads per beat window: 1 (MLII, the shipped models) or 2 (MLII and the "
                         "record's second lead, each with its running template; a one-lead stream has "
-                        "its lead repeated)")
+                        "its lead repeated; session 23: lower on DS1 CV, not adopted)")
     parser.add_argument("--max-train-beats", type=int, default=0, help="beats per epoch (0 = all)")
     parser.add_argument("--no-ds2", action="store_true", help="skip the DS2 evaluation (quick runs)")
     parser.add_argument("--noise-dir", default=None,

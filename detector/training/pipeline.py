@@ -81,7 +81,8 @@ DS2_LOOKS = (
     "a third input (session 22) was explored on DS1 CV alone by a rule fixed before its runs and did "
     "not pass. The previous RR over a sinus-cycle estimate (the 90th percentile of 30 prior "
     "intervals; session 23), prompted partly by the known share of atrial premature beats in "
-    "record 232, was studied on DS1 CV alone by a rule fixed before its runs, and not adopted."
+    "record 232, was studied on DS1 CV alone by a rule fixed before its runs, and not adopted; "
+    "so was the second lead as an input (session 23)."
 )
 
 
