@@ -93,9 +93,8 @@ def record_figures(per_record: dict[str, npt.NDArray[np.int64]] | dict[str, list
         cm = ec57_counting(np.asarray(raw, np.int64))
         figs: dict[str, dict[str, float | None]] = {}
         for key, c in _EC57:
-            ref, called = int(cm[c, :].sum()), int(cm[:, c].sum())
-            figs[key] = {"se": cm[c, c] / ref if ref else None, "ppv": cm[c, c] / called if called else None}
-            figs[key] = {k: None if v is None else float(v) for k, v in figs[key].items()}
+            hit, ref, called = int(cm[c, c]), int(cm[c, :].sum()), int(cm[:, c].sum())
+            figs[key] = {"se": hit / ref if ref else None, "ppv": hit / called if called else None}
         out[name] = figs
     return out
 
