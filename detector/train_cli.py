@@ -28,7 +28,8 @@ def _progress(msg: str) -> None:
 # the DS1 training's options (TrainOptions fields, their defaults "off"): --ucr and --rescore
 # train nothing of DS1, so one of these with them would be silently ignored
 _STUDY_OPTIONS = ("rr_dropout", "time_warp", "width", "patient_subsample", "patient_adversary",
-                  "label_smoothing", "mixup", "class_weight_power", "adapt_bn", "sinus_ratio")
+                  "label_smoothing", "mixup", "class_weight_power", "adapt_bn", "sinus_ratio",
+                  "focal_gamma")
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,6 +89,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if not 0.0 <= args.label_smoothing < 0.5:
         raise ConfigError(f"--label-smoothing {args.label_smoothing}: the target mass spread over the "
                           "classes, 0 <= E < 0.5 (0: off)")
+    if not 0.0 <= args.focal_gamma <= 5.0:
+        raise ConfigError(f"--focal-gamma {args.focal_gamma}: the focal loss's exponent, 0 <= G <= 5 "
+                          "(0: off, the cross-entropy)")
+    if args.focal_gamma and args.label_smoothing:
+        raise ConfigError("--focal-gamma and --label-smoothing do not go together (two ways of softening "
+                          "the loss): choose one")
     if not 0.0 <= args.mixup <= 10.0:
         raise ConfigError(f"--mixup {args.mixup}: the Beta(A, A) blend's parameter, 0 <= A <= 10 (0: off)")
     if not 0.0 <= args.class_weight_power <= 2.0:
@@ -116,7 +123,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         patient_subsample=args.patient_subsample, patient_adversary=args.patient_adversary,
         label_smoothing=args.label_smoothing, mixup=args.mixup, class_weight_power=args.class_weight_power,
         adapt_bn=args.adapt_bn, blend_family=blend_family, blend_members=blend_members,
-        sinus_ratio=args.sinus_ratio, n_leads=args.n_leads,
+        sinus_ratio=args.sinus_ratio, n_leads=args.n_leads, focal_gamma=args.focal_gamma,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -206,6 +213,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.0, metavar="E",
                         help="study option: train against smoothed targets, 1-E on the beat's class and E "
                         "spread over the five (default 0: off)")
+    parser.add_argument("--focal-gamma", type=float, default=0.0, metavar="G",
+                        help="study option: the focal loss, each beat's cross-entropy scaled by "
+                        "(1 - p) ** G, p the network's probability of its class, so beats it already gets "
+                        "right weigh less (default 0: off)")
     parser.add_argument("--mixup", type=float, default=0.0, metavar="A",
                         help="study option: train on blends of pairs of beats (beat, template and RR "
                         "features) and of their classes, weights from Beta(A, A) (default 0: off)")

@@ -131,6 +131,7 @@ class TrainOptions:
     blend_family: str = ""  # TrainConfig.blend_family: every classifier's ensemble also holds
     blend_members: int = 0  # this many members of that family (0: off; the model is named family+blend)
     sinus_ratio: bool = False  # a CV-only study: detector.training.sinus's feature appended (no model)
+    focal_gamma: float = 0.0  # TrainConfig.focal_gamma (a study option; 0.0: off)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -169,6 +170,7 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                           patient_adversary=0.0 if family == "autoencoder" else opts.patient_adversary,
                           label_smoothing=0.0 if family == "autoencoder" else opts.label_smoothing,
                           mixup=0.0 if family == "autoencoder" else opts.mixup,
+                          focal_gamma=0.0 if family == "autoencoder" else opts.focal_gamma,
                           class_weight_power=opts.class_weight_power,
                           adapt_bn=opts.adapt_bn and family != "autoencoder",
                           blend_members=0 if family == "autoencoder" else opts.blend_members,
@@ -280,6 +282,7 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --patient-adversary {cfg.patient_adversary}" if cfg.patient_adversary else "")
             + (f" --label-smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "")
             + (f" --mixup {cfg.mixup}" if cfg.mixup else "")
+            + (f" --focal-gamma {cfg.focal_gamma}" if cfg.focal_gamma else "")
             + (f" --class-weight-power {cfg.class_weight_power}" if cfg.class_weight_power != 1.0 else "")
             + (f" --blend {cfg.blend_family}:{cfg.blend_members}" if cfg.blend_members else "")
             + (f" --leads {opts.n_leads}" if opts.n_leads != 1 else "")

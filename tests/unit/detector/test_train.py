@@ -366,6 +366,8 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     assert adversarial == plain + " --patient-adversary 0.3"
     regularised = train_command(opts, TrainConfig(family="cnn", ensemble=5, label_smoothing=0.1, mixup=0.2))
     assert regularised == plain + " --label-smoothing 0.1 --mixup 0.2"
+    focal = train_command(opts, TrainConfig(family="cnn", ensemble=5, focal_gamma=2.0))
+    assert focal == plain + " --focal-gamma 2.0"
     rebalanced = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5))
     assert rebalanced == plain + " --class-weight-power 0.5"
     blended = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5,
@@ -517,6 +519,40 @@ def test_label_smoothing_and_mixup_move_the_network_and_leave_the_default_alone(
         train_classifier(beats, replace(cfg, mixup=0.2, patient_adversary=0.3), lambda _: None)
 
 
+def test_focal_loss_is_the_cross_entropy_at_gamma_0_and_weighs_sure_beats_less() -> None:
+    from detector.training.train import FocalLoss
+
+    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0, 0.0],  # sure and right
+                           [0.5, 0.4, 0.0, 0.0, 0.0],  # unsure
+                           [0.0, 3.0, 0.0, 0.0, 0.0]])  # sure and wrong
+    target = torch.tensor([0, 0, 0])
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    assert torch.allclose(FocalLoss(0.0)(logits, target), ce.mean())
+    weight = torch.tensor([2.0, 1.0, 1.0, 1.0, 1.0])
+    assert torch.allclose(FocalLoss(0.0, weight)(logits, target),
+                          torch.nn.functional.cross_entropy(logits, target, weight=weight))
+    p = torch.softmax(logits, dim=1)[:, 0]
+    expected = ((1 - p) ** 2 * ce).mean()  # each beat's cross-entropy scaled by (1 - p) ** 2
+    assert torch.allclose(FocalLoss(2.0)(logits, target), expected)
+    share = (1 - p) ** 2  # the sure, right beat keeps almost none of its loss; the wrong one most
+    assert share[0] < 0.01 and share[2] > 0.8
+    mixed = torch.tensor([0, 1, 1])  # weights average like the cross-entropy's
+    w = weight[mixed]
+    pt = torch.softmax(logits, dim=1).gather(1, mixed[:, None])[:, 0]
+    focal = -((1 - pt) ** 2) * torch.log(pt)
+    assert torch.allclose(FocalLoss(2.0, weight)(logits, mixed), (focal * w).sum() / w.sum())
+
+
+def test_focal_loss_moves_the_network_and_refuses_label_smoothing(mitdb_dir: Path) -> None:
+    beats, _ = load_beats(mitdb_dir, ["119", "220"], n_leads=1)
+    cfg = TrainConfig(family="cnn", epochs=1, max_train_beats=600)
+    state = train_classifier(beats, cfg, lambda _: None).model.state_dict()
+    on = train_classifier(beats, replace(cfg, focal_gamma=2.0), lambda _: None)
+    assert any(not torch.equal(v, state[k]) for k, v in on.model.state_dict().items())
+    with pytest.raises(ValueError, match="focal loss and label smoothing"):
+        train_classifier(beats, replace(cfg, focal_gamma=2.0, label_smoothing=0.1), lambda _: None)
+
+
 def test_smoothed_targets_are_the_loss_the_networks_train_against() -> None:
     from detector.training.data import BeatSet
     from detector.training.models import build
@@ -586,6 +622,7 @@ def test_adapted_batch_norm_takes_one_recordings_statistics_and_leaves_the_model
 @pytest.mark.parametrize("args", [
     ["--ucr", "ECG5000_TRAIN.txt", "--mixup", "0.2", "--width", "16"],
     ["--rescore", "--label-smoothing", "0.1"],
+    ["--rescore", "--focal-gamma", "2"],
     ["--rescore", "--blend", "mlp:3"],
     ["--ucr", "ECG5000_TRAIN.txt", "--leads", "2"],
 ])
@@ -619,6 +656,7 @@ def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.Ca
     ("--patient-adversary", "-1.0", "the reversed gradient's weight"),
     ("--label-smoothing", "0.5", "the target mass spread over the classes"),
     ("--mixup", "-0.2", "the Beta(A, A) blend's parameter"),
+    ("--focal-gamma", "6.0", "the focal loss's exponent"),
     ("--class-weight-power", "3.0", "the inverse class frequency's exponent"),
     ("--blend", "mlp", "a classifier family (cnn, resnet, inception, lstm, mlp) and its number of members"),
     ("--blend", "autoencoder:1", "a classifier family"),
