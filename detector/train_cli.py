@@ -29,7 +29,7 @@ def _progress(msg: str) -> None:
 # train nothing of DS1, so one of these with them would be silently ignored
 _STUDY_OPTIONS = ("rr_dropout", "time_warp", "width", "patient_subsample", "patient_adversary",
                   "label_smoothing", "mixup", "class_weight_power", "adapt_bn", "sinus_ratio",
-                  "focal_gamma")
+                  "focal_gamma", "noise_copies")
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -95,6 +95,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.focal_gamma and args.label_smoothing:
         raise ConfigError("--focal-gamma and --label-smoothing do not go together (two ways of softening "
                           "the loss): choose one")
+    if not 1 <= args.noise_copies <= 4:
+        raise ConfigError(f"--noise-copies {args.noise_copies}: noise-stressed training copies of each "
+                          "record, 1 to 4")
+    if args.noise_copies != 1 and args.no_noise:
+        raise ConfigError("--noise-copies with --no-noise: there is no noise-stressed training to copy; "
+                          "leave one out")
     if not 0.0 <= args.mixup <= 10.0:
         raise ConfigError(f"--mixup {args.mixup}: the Beta(A, A) blend's parameter, 0 <= A <= 10 (0: off)")
     if not 0.0 <= args.class_weight_power <= 2.0:
@@ -124,6 +130,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing, mixup=args.mixup, class_weight_power=args.class_weight_power,
         adapt_bn=args.adapt_bn, blend_family=blend_family, blend_members=blend_members,
         sinus_ratio=args.sinus_ratio, n_leads=args.n_leads, focal_gamma=args.focal_gamma,
+        noise_copies=args.noise_copies,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -217,6 +224,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="study option: the focal loss, each beat's cross-entropy scaled by "
                         "(1 - p) ** G, p the network's probability of its class, so beats it already gets "
                         "right weigh less (default 0: off)")
+    parser.add_argument("--noise-copies", type=int, default=1, metavar="N",
+                        help="study option: N noise-stressed training copies of each DS1 record, each "
+                        "with its own noise segments (default 1); the CV's held-out noisy copy stays one")
     parser.add_argument("--mixup", type=float, default=0.0, metavar="A",
                         help="study option: train on blends of pairs of beats (beat, template and RR "
                         "features) and of their classes, weights from Beta(A, A) (default 0: off)")

@@ -134,6 +134,9 @@ class TrainOptions:
     blend_members: int = 0  # this many members of that family (0: off; the model is named family+blend)
     sinus_ratio: bool = False  # a CV-only study: detector.training.sinus's feature appended (no model)
     focal_gamma: float = 0.0  # TrainConfig.focal_gamma (a study option; 0.0: off)
+    # noise-stressed training copies of every DS1 record, each with its own segment plan and noise
+    # offsets (copy 0, 1, ...); the CV's held-out noisy copy stays one (session 24 study; 1: the default)
+    noise_copies: int = 1
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -146,9 +149,11 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
     noise = load_noise(opts.noise_dir) if opts.noise_dir is not None else None
     noisy_train = noisy_test = None
     if noise is not None:
-        progress(f"noise-stressed copies of {len(recs)} DS1 records (nstdb em, ma): training, held-out")
-        noisy_train = load_noisy_beats(opts.data_dir, noise, recs, source=opts.peaks,
-                                       cache_dir=opts.cache_dir, n_leads=opts.n_leads)
+        progress(f"noise-stressed copies of {len(recs)} DS1 records (nstdb em, ma): training "
+                 f"({opts.noise_copies}), held-out")
+        noisy_train = BeatSet.concat([load_noisy_beats(opts.data_dir, noise, recs, copy=c, source=opts.peaks,
+                                                       cache_dir=opts.cache_dir, n_leads=opts.n_leads)
+                                      for c in range(opts.noise_copies)])
         noisy_test = load_noisy_beats(opts.data_dir, noise, recs, held_out=True, source=opts.peaks,
                                       cache_dir=opts.cache_dir, n_leads=opts.n_leads)
     if opts.sinus_ratio:
@@ -203,6 +208,7 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
         card = _card(opts, result, cv, used, recs, beats, hashes)
         if noisy and noise is not None:
             card["data"]["noise"] = _noise_card(noise)
+            card["data"]["noise"]["training_copies"] = opts.noise_copies
         path = opts.out_dir / f"{name}.onnx"
         card["onnx_sha256"] = export_onnx(model, path, opts.n_leads, name, scores=family == "autoencoder")
         card["onnx_bytes"] = path.stat().st_size
@@ -288,6 +294,8 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --class-weight-power {cfg.class_weight_power}" if cfg.class_weight_power != 1.0 else "")
             + (f" --blend {cfg.blend_family}:{cfg.blend_members}" if cfg.blend_members else "")
             + (f" --leads {opts.n_leads}" if opts.n_leads != 1 else "")
+            + (f" --noise-copies {opts.noise_copies}" if opts.noise_copies != 1
+               and opts.noise_dir is not None and cfg.family != "autoencoder" else "")
             + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 

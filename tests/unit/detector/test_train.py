@@ -368,6 +368,9 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     assert regularised == plain + " --label-smoothing 0.1 --mixup 0.2"
     focal = train_command(opts, TrainConfig(family="cnn", ensemble=5, focal_gamma=2.0))
     assert focal == plain + " --focal-gamma 2.0"
+    copies = replace(opts, noise_copies=2)
+    assert train_command(copies, TrainConfig(family="cnn", ensemble=5)) == plain + " --noise-copies 2"
+    assert "--noise-copies" not in train_command(copies, TrainConfig(family="autoencoder"))
     rebalanced = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5))
     assert rebalanced == plain + " --class-weight-power 0.5"
     blended = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5,
@@ -623,6 +626,7 @@ def test_adapted_batch_norm_takes_one_recordings_statistics_and_leaves_the_model
     ["--ucr", "ECG5000_TRAIN.txt", "--mixup", "0.2", "--width", "16"],
     ["--rescore", "--label-smoothing", "0.1"],
     ["--rescore", "--focal-gamma", "2"],
+    ["--rescore", "--noise-copies", "2"],
     ["--rescore", "--blend", "mlp:3"],
     ["--ucr", "ECG5000_TRAIN.txt", "--leads", "2"],
 ])
@@ -657,6 +661,7 @@ def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.Ca
     ("--label-smoothing", "0.5", "the target mass spread over the classes"),
     ("--mixup", "-0.2", "the Beta(A, A) blend's parameter"),
     ("--focal-gamma", "6.0", "the focal loss's exponent"),
+    ("--noise-copies", "0", "noise-stressed training copies of each record, 1 to 4"),
     ("--class-weight-power", "3.0", "the inverse class frequency's exponent"),
     ("--blend", "mlp", "a classifier family (cnn, resnet, inception, lstm, mlp) and its number of members"),
     ("--blend", "autoencoder:1", "a classifier family"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -156,17 +157,34 @@ def test_the_rule_choice_with_noisy_beats_maximises_the_mean_of_both_scores() ->
 
 
 def test_a_training_run_with_noise_records_it_in_the_card(
-    mitdb_dir: Path, data_root: Path, tmp_path: Path
+    mitdb_dir: Path, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import detector.training.pipeline as pipeline
+
+    seen: list[Any] = []
+    real_cv = pipeline.cross_validate
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(args[4])  # the noisy training beats
+        return real_cv(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "cross_validate", spy)
     opts = TrainOptions(
         data_dir=mitdb_dir, out_dir=tmp_path, families=["mlp"], epochs=1, records=["119", "209", "220"],
-        folds=3, evaluate_ds2=False, max_train_beats=1500, noise_dir=data_root / "nstdb",
+        folds=3, evaluate_ds2=False, max_train_beats=1500, noise_dir=data_root / "nstdb", noise_copies=2,
     )
-    run_training(opts, lambda _: None)
+    said: list[str] = []
+    run_training(opts, said.append)
     card = json.loads((tmp_path / "mlp.json").read_text())
     assert set(card["data"]["noise"]["record_sha256"]) == {"em", "ma"}
+    assert card["data"]["noise"]["training_copies"] == 2
     assert len(card["cv"]["noisy_score_per_epoch"]) == 1
     assert "--no-noise" not in card["reproduce"]["train"]
+    assert card["reproduce"]["train"].endswith(" --noise-copies 2")
+    assert any("training (2), held-out" in m for m in said)
+    one = load_noisy_beats(mitdb_dir, load_noise(data_root / "nstdb"), ["119", "209", "220"])
+    assert np.array_equal(seen[0].features.rr[: len(one)], one.features.rr)  # copy 0, as before
+    assert len(seen[0]) > 1.9 * len(one)  # and copy 1, with noise segments of its own
     assert "noise" in (tmp_path / "mlp.md").read_text().lower()
 
 
