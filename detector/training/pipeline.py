@@ -83,8 +83,9 @@ DS2_LOOKS = (
     "intervals; session 23), prompted partly by the known share of atrial premature beats in "
     "record 232, was studied on DS1 CV alone by a rule fixed before its runs, and not adopted; "
     "so was the second lead as an input (session 23). The focal loss and a wider cnn (session 24) "
-    "were studied on DS1 CV alone by a rule fixed before their runs, and not adopted; so was an S "
-    "rule whose prematurity threshold moves with the patient's RR variability."
+    "were studied on DS1 CV alone by a rule fixed before their runs, and not adopted; so were an S "
+    "rule whose prematurity threshold moves with the patient's RR variability and a second "
+    "noise-stressed training copy of each record."
 )
 
 
