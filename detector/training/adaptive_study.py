@@ -22,21 +22,15 @@ scores training's selection (which is K fixed at 0).  The adoption rule is in BE
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from detector.core.beats import RR_FEATURES
-from detector.evaluation import ec57_counting
-from detector.training.cv import CVPredictions, Selection, choose_selection, selection_scores
-from detector.training.train import (
-    IRREGULARITY_FEATURE,
-    PREMATURITY_FEATURE,
-    apply_s_rule,
-    confusion,
-    confusion_metrics,
-)
+from detector.training.cv import CVPredictions
+from detector.training.train import IRREGULARITY_FEATURE, PREMATURITY_FEATURE
+from detector.training.variant_study import VariantEstimate, nested_variant_estimate
 
 K_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
 
@@ -52,44 +46,10 @@ def shifted(cv: CVPredictions, k: float) -> CVPredictions:
     return replace(cv, rr=rr)
 
 
-@dataclass(frozen=True)
-class AdaptiveEstimate:
-    ks: list[float]  # K chosen without each fold
-    choices: list[Selection]  # epoch and rule chosen with it
-    score: float  # the CV's measure (equal weights; mean of the clean and noisy scores)
-    clean: dict[str, dict[str, float]]  # clean held-out beats, EC57 counting
-    noisy: dict[str, dict[str, float]] | None
-
-    def summary(self, name: str) -> str:
-        s, v = self.clean["S"], self.clean["V"]
-        nv = "" if self.noisy is None else (f", noisy V {100 * self.noisy['V']['se']:.1f}/"
-                                            f"{100 * self.noisy['V']['ppv']:.1f}")
-        return (f"  {name}: nested score {self.score:.4f}, clean S Se/+P {100 * s['se']:.1f}/"
-                f"{100 * s['ppv']:.1f}, V {100 * v['se']:.1f}/{100 * v['ppv']:.1f}{nv}; K without each "
-                f"fold {self.ks}; epochs {[c.epoch for c in self.choices]}")
-
-
-def nested_estimate(cv: CVPredictions, k_grid: tuple[float, ...] = K_GRID) -> AdaptiveEstimate:
-    """K, the epoch and the S rule chosen without each fold and applied to it (module docstring)."""
-    variants = {k: shifted(cv, k) for k in k_grid}
-    pred = np.zeros(len(cv.label), np.int64)
-    ks, choices = [], []
-    for f in np.unique(cv.fold):
-        held = cv.fold == f
-        picks = [(choose_selection(variants[k], ~held), k) for k in k_grid]
-        best = max(range(len(picks)), key=lambda i: (picks[i][0].score, -i))  # ties: the smaller K
-        pick, k = picks[best]
-        v = variants[k]
-        pred[held] = apply_s_rule(v.per_epoch[pick.epoch - 1][held], v.rr[held], pick.rule, RR_FEATURES)
-        ks.append(k)
-        choices.append(pick)
-    noisy = cv.noisy_mask
-
-    def ec57(mask: np.ndarray) -> dict[str, dict[str, float]]:
-        return confusion_metrics(ec57_counting(confusion(cv.label[mask], pred[mask])))
-
-    return AdaptiveEstimate(ks, choices, float(np.mean(selection_scores(cv.label, pred, noisy))),
-                            ec57(~cv.noisy), None if noisy is None else ec57(noisy))
+def nested_estimate(cv: CVPredictions, k_grid: tuple[float, ...] = K_GRID) -> VariantEstimate:
+    """K, the epoch and the S rule chosen without each fold and applied to it (module docstring;
+    :func:`detector.training.variant_study.nested_variant_estimate`, ties: the smaller K)."""
+    return nested_variant_estimate([(k, shifted(cv, k)) for k in sorted(k_grid)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.predictions:
         cv = CVPredictions.load_argument(parser, path)
         print(f"{path}:")  # noqa: T201 - the study's output
-        print(nested_estimate(cv, (0.0,)).summary("K fixed at 0 (training's selection)"))  # noqa: T201
-        print(nested_estimate(cv).summary(f"K chosen from {list(K_GRID)}"))  # noqa: T201
+        print(nested_estimate(cv, (0.0,)).summary("K fixed at 0 (training's selection)", "K"))  # noqa: T201
+        print(nested_estimate(cv).summary(f"K chosen from {list(K_GRID)}", "K"))  # noqa: T201
     return 0
 
 

@@ -44,7 +44,7 @@ def test_k_fixed_at_0_is_trainings_nested_selection() -> None:
     est, training = nested_estimate(cv, (0.0,)), nested_selection_estimate(cv)
     assert est.score == training.score and est.clean == training.clean
     assert [c.epoch for c in est.choices] == [c.epoch for c in training.fold_choices]
-    assert nested_estimate(cv).ks == [0.0] * 4  # the grid finds no reason to shift
+    assert nested_estimate(cv).keys == [0.0] * 4  # the grid finds no reason to shift
 
 
 def test_the_nested_choice_finds_the_shift_that_made_the_labels(
@@ -52,7 +52,7 @@ def test_the_nested_choice_finds_the_shift_that_made_the_labels(
 ) -> None:
     cv = _labelled_with(1.0)
     chosen, fixed = nested_estimate(cv), nested_estimate(cv, (0.0,))
-    assert chosen.ks == [1.0] * 4 and all(c.epoch == 2 for c in chosen.choices)
+    assert chosen.keys == [1.0] * 4 and all(c.epoch == 2 for c in chosen.choices)
     assert chosen.score > fixed.score and chosen.clean["S"]["se"] > 0.97
     cv.save(tmp_path / "cv.npz")
     assert main([str(tmp_path / "cv.npz")]) == 0
