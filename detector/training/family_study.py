@@ -13,7 +13,10 @@ study asks whether a causal family vote helps on DS1 CV:
   at least ``CENTROID_RATE`` so it follows slow drift).
 - *Vote* (:func:`family_vote`): a beat's class probabilities become ``(1 - W) p + W m``, m the
   mean probabilities of the earlier beats of its family, once it has ``MIN_MEMBERS`` of them;
-  beats of smaller families keep their own.  Causal, as a live monitor needs.
+  beats of smaller families keep their own.  Causal, as a live monitor needs.  ``--vote v``
+  blends the V probability alone and rescales the others to keep their ratios, so the N/S split
+  the S rule reads is the network's own (session 25's follow-up: the first run's vote on every
+  class lost S beats to their N families).
 
 The networks' outputs are the saved held-out ones (``ecgmon train --cv-predictions DIR``); the
 windows are the same beats' (the feature cache ``ecgmon train`` wrote, or the records again).
@@ -35,9 +38,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from detector.core.classifier import AAMI_CLASSES
 from detector.training.cv import CVPredictions, folds_for
 from detector.training.data import DS1, BeatSet, load_beats
 from detector.training.variant_study import VariantEstimate, nested_variant_estimate
+from stream.schemas import BeatClass
 
 SHIFT = 2  # samples at 128 Hz either way (16 ms) the centroid may slide to meet the beat
 MAX_FAMILIES = 16
@@ -86,9 +91,11 @@ def assign_families(windows: npt.NDArray[np.floating], threshold: float, *, shif
 
 
 def family_vote(probs: npt.NDArray[np.floating], families: npt.NDArray[np.int64], weight: float,
-                min_members: int = MIN_MEMBERS) -> npt.NDArray[np.float32]:
+                min_members: int = MIN_MEMBERS, only: int | None = None) -> npt.NDArray[np.float32]:
     """``probs`` (beats, classes) with each beat's row blended with the mean of its family's earlier
-    rows (module docstring); ``families`` unique across patients, rows in time order per patient."""
+    rows (module docstring); ``families`` unique across patients, rows in time order per patient.
+    ``only``: blend that class's column alone and rescale the others to keep their ratios (the
+    ``--vote v`` variant)."""
     n = len(families)
     order = np.argsort(families, kind="stable")
     f, p = families[order], probs[order].astype(np.float64)
@@ -98,6 +105,11 @@ def family_vote(probs: npt.NDArray[np.floating], families: npt.NDArray[np.int64]
     count = (np.arange(n) - first)[:, None]
     mean = earlier / np.maximum(count, 1)
     voted = np.where(count >= min_members, (1.0 - weight) * p + weight * mean, p)
+    if only is not None:
+        col = voted[:, only]
+        rest = np.clip(1.0 - p[:, only], 1e-12, None)
+        voted = p * ((1.0 - col) / rest)[:, None]
+        voted[:, only] = col
     out = np.empty_like(voted)
     out[order] = voted
     return out.astype(np.float32)
@@ -138,15 +150,17 @@ def cv_families(cv: CVPredictions, clean: BeatSet, noisy: BeatSet | None,
     return {t: np.concatenate(rows[t]) for t in thresholds}
 
 
-def voted(cv: CVPredictions, families: npt.NDArray[np.int64], weight: float) -> CVPredictions:
+def voted(cv: CVPredictions, families: npt.NDArray[np.int64], weight: float,
+          only: int | None = None) -> CVPredictions:
     """``cv`` with every epoch's probabilities put through :func:`family_vote`."""
-    return replace(cv, per_epoch=[family_vote(p, families, weight) for p in cv.per_epoch])
+    return replace(cv, per_epoch=[family_vote(p, families, weight, only=only) for p in cv.per_epoch])
 
 
 def nested_estimate(cv: CVPredictions, families: dict[float, npt.NDArray[np.int64]],
-                    weights: tuple[float, ...] = WEIGHTS) -> VariantEstimate:
+                    weights: tuple[float, ...] = WEIGHTS, only: int | None = None) -> VariantEstimate:
     """(C, W), the epoch and the S rule chosen without each fold; (0, 0) is no vote."""
-    variants = [((0.0, 0.0), cv)] + [((t, w), voted(cv, f, w)) for t, f in families.items() for w in weights]
+    variants = [((0.0, 0.0), cv)] + [((t, w), voted(cv, f, w, only)) for t, f in families.items()
+                                     for w in weights]
     return nested_variant_estimate(variants)
 
 
@@ -163,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise-dir", type=Path, default=None,
                         help="nstdb folder of the run's held-out noisy copies "
                         "(default: nstdb beside --data-dir)")
+    parser.add_argument("--vote", choices=("all", "v"), default="all",
+                        help="what the family votes on: every class's probability, or the V probability "
+                        "alone, the others rescaled to keep their ratios (the S rule's N/S split unchanged; "
+                        "a follow-up of session 25's first run) [default all]")
     settings_mod.add_flags(parser, ["data_dir", "cache_dir"])
     args = parser.parse_args(argv)
     settings = settings_mod.load(args)
@@ -185,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}:")  # noqa: T201 - the study's output
         print(nested_variant_estimate([((0.0, 0.0), cv)]).summary(  # noqa: T201
             "no vote (training's selection)", "(C, W)"))
-        print(nested_estimate(cv, fams).summary(  # noqa: T201
-            f"C from {list(THRESHOLDS)}, W from {list(WEIGHTS)}", "(C, W)"))
+        only = None if args.vote == "all" else AAMI_CLASSES.index(BeatClass.V)
+        print(nested_estimate(cv, fams, only=only).summary(  # noqa: T201
+            f"vote on {args.vote}, C from {list(THRESHOLDS)}, W from {list(WEIGHTS)}", "(C, W)"))
     return 0
 
 

@@ -63,6 +63,14 @@ def test_the_vote_blends_each_beat_with_its_familys_earlier_beats_only() -> None
     np.testing.assert_array_equal(family_vote(probs, fams, 0.0, min_members=1), probs)
 
 
+def test_the_v_only_vote_moves_v_and_keeps_the_other_classes_ratios() -> None:
+    probs = np.array([[0.1, 0.1, 0.8], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2]], np.float32)
+    out = family_vote(probs, np.zeros(4, np.int64), 0.5, min_members=3, only=2)
+    np.testing.assert_array_equal(out[:3], probs[:3])
+    np.testing.assert_allclose(out[3], [0.6 * 0.5 / 0.8, 0.2 * 0.5 / 0.8, 0.5], rtol=1e-6)  # V 0.2 -> 0.5
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-6)
+
+
 def _beats(records: list[str], n: int, rng: np.random.Generator) -> BeatSet:
     """``n`` beats per record, two shapes, labels 0 and 2 by shape, a few detections unmatched (-1)."""
     kinds = rng.integers(0, 2, n * len(records))
