@@ -85,7 +85,9 @@ DS2_LOOKS = (
     "so was the second lead as an input (session 23). The focal loss and a wider cnn (session 24) "
     "were studied on DS1 CV alone by a rule fixed before their runs, and not adopted; so were an S "
     "rule whose prematurity threshold moves with the patient's RR variability and a second "
-    "noise-stressed training copy of each record."
+    "noise-stressed training copy of each record. A vote of each patient's beat families "
+    "(morphology clusters) on the networks' outputs (session 25) was studied on saved DS1 CV "
+    "outputs alone by a rule fixed before it was first run, and not adopted."
 )
 
 
