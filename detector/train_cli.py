@@ -29,7 +29,7 @@ def _progress(msg: str) -> None:
 # train nothing of DS1, so one of these with them would be silently ignored
 _STUDY_OPTIONS = ("rr_dropout", "time_warp", "width", "patient_subsample", "patient_adversary",
                   "label_smoothing", "mixup", "class_weight_power", "adapt_bn", "sinus_ratio",
-                  "focal_gamma", "noise_copies")
+                  "focal_gamma", "noise_copies", "noisy_weight")
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -98,6 +98,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if not 1 <= args.noise_copies <= 4:
         raise ConfigError(f"--noise-copies {args.noise_copies}: noise-stressed training copies of each "
                           "record, 1 to 4")
+    if not 0.0 < args.noisy_weight <= 1.0:
+        raise ConfigError(f"--noisy-weight {args.noisy_weight}: the noise-stressed beats' draw weight "
+                          "against the clean beats', 0 < W <= 1 (1: alike)")
+    if args.noisy_weight != 1.0 and args.no_noise:
+        raise ConfigError("--noisy-weight with --no-noise: there are no noise-stressed beats to weigh; "
+                          "leave one out")
     if args.noise_copies != 1 and args.no_noise:
         raise ConfigError("--noise-copies with --no-noise: there is no noise-stressed training to copy; "
                           "leave one out")
@@ -130,7 +136,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing, mixup=args.mixup, class_weight_power=args.class_weight_power,
         adapt_bn=args.adapt_bn, blend_family=blend_family, blend_members=blend_members,
         sinus_ratio=args.sinus_ratio, n_leads=args.n_leads, focal_gamma=args.focal_gamma,
-        noise_copies=args.noise_copies,
+        noise_copies=args.noise_copies, noisy_weight=args.noisy_weight,
     )
     rows = run_training(opts, _progress)
     print(json.dumps(rows, indent=2))  # noqa: T201 - the command's output
@@ -227,6 +233,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--noise-copies", type=int, default=1, metavar="N",
                         help="study option: N noise-stressed training copies of each DS1 record, each "
                         "with its own noise segments (default 1); the CV's held-out noisy copy stays one")
+    parser.add_argument("--noisy-weight", type=float, default=1.0, metavar="W",
+                        help="study option: the noise-stressed training beats are drawn into the epochs "
+                        "with W times the clean beats' weight (0 < W <= 1; default 1: alike)")
     parser.add_argument("--mixup", type=float, default=0.0, metavar="A",
                         help="study option: train on blends of pairs of beats (beat, template and RR "
                         "features) and of their classes, weights from Beta(A, A) (default 0: off)")

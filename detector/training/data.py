@@ -121,17 +121,24 @@ def find_peaks(record: Record, source: str = "auto") -> tuple[npt.NDArray[np.int
 
 @dataclass(frozen=True, slots=True)
 class BeatSet:
-    """Features and labels of many beats; ``label`` -1 = detection without a reference beat."""
+    """Features and labels of many beats; ``label`` -1 = detection without a reference beat.
+    ``noisy`` marks the beats of noise-stressed copies (None: none are)."""
 
     features: BeatFeatures
     label: npt.NDArray[np.int64]
     record: npt.NDArray[np.str_]
+    noisy: npt.NDArray[np.bool_] | None = None
 
     def take(self, mask: npt.NDArray[np.bool_]) -> BeatSet:
         f = self.features
         return BeatSet(
-            BeatFeatures(f.sample_index[mask], f.beats[mask], f.rr[mask]), self.label[mask], self.record[mask]
+            BeatFeatures(f.sample_index[mask], f.beats[mask], f.rr[mask]), self.label[mask],
+            self.record[mask], None if self.noisy is None else self.noisy[mask],
         )
+
+    def noisy_mask(self) -> npt.NDArray[np.bool_]:
+        """``noisy`` as a mask of every beat (all False when None)."""
+        return np.zeros(len(self.label), bool) if self.noisy is None else self.noisy
 
     def __len__(self) -> int:
         return len(self.label)
@@ -140,7 +147,9 @@ class BeatSet:
     def concat(parts: list[BeatSet]) -> BeatSet:
         feats = BeatFeatures.concat([p.features for p in parts], parts[0].features.beats.shape[1])
         label, record = np.concatenate([p.label for p in parts]), np.concatenate([p.record for p in parts])
-        return BeatSet(feats, label, record)
+        flagged = any(p.noisy is not None for p in parts)
+        noisy = np.concatenate([p.noisy_mask() for p in parts]) if flagged else None
+        return BeatSet(feats, label, record, noisy)
 
 
 def record_beats(record: Record, source: str = "auto", n_leads: int = 1) -> tuple[BeatSet, int, str]:

@@ -139,4 +139,4 @@ def load_noisy_beats(
     tag = f"noisy{copy}-{'test' if held_out else 'train'}-{key}"
     beats, _ = load_beats(data_dir, records, source, cache_dir, n_leads,
                           transform=lambda record: noisy_copy(record, noise, copy, held_out), cache_tag=tag)
-    return beats
+    return replace(beats, noisy=np.ones(len(beats), bool))

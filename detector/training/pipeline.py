@@ -140,6 +140,7 @@ class TrainOptions:
     # noise-stressed training copies of every DS1 record, each with its own segment plan and noise
     # offsets (copy 0, 1, ...); the CV's held-out noisy copy stays one (session 24 study; 1: the default)
     noise_copies: int = 1
+    noisy_weight: float = 1.0  # TrainConfig.noisy_weight (a study option; 1.0: as the clean beats)
 
 
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
@@ -181,6 +182,7 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
                           label_smoothing=0.0 if family == "autoencoder" else opts.label_smoothing,
                           mixup=0.0 if family == "autoencoder" else opts.mixup,
                           focal_gamma=0.0 if family == "autoencoder" else opts.focal_gamma,
+                          noisy_weight=1.0 if family == "autoencoder" else opts.noisy_weight,
                           class_weight_power=opts.class_weight_power,
                           adapt_bn=opts.adapt_bn and family != "autoencoder",
                           blend_members=0 if family == "autoencoder" else opts.blend_members,
@@ -212,6 +214,7 @@ def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]
         if noisy and noise is not None:
             card["data"]["noise"] = _noise_card(noise)
             card["data"]["noise"]["training_copies"] = opts.noise_copies
+            card["data"]["noise"]["training_draw_weight"] = opts.noisy_weight
         path = opts.out_dir / f"{name}.onnx"
         card["onnx_sha256"] = export_onnx(model, path, opts.n_leads, name, scores=family == "autoencoder")
         card["onnx_bytes"] = path.stat().st_size
@@ -299,6 +302,8 @@ def train_command(opts: TrainOptions, cfg: TrainConfig) -> str:
             + (f" --leads {opts.n_leads}" if opts.n_leads != 1 else "")
             + (f" --noise-copies {opts.noise_copies}" if opts.noise_copies != 1
                and opts.noise_dir is not None and cfg.family != "autoencoder" else "")
+            + (f" --noisy-weight {cfg.noisy_weight}" if cfg.noisy_weight != 1.0
+               and opts.noise_dir is not None else "")
             + ("" if opts.noise_dir is not None or cfg.family == "autoencoder" else " --no-noise"))
 
 

@@ -55,4 +55,4 @@ def with_sinus_ratio(beats: BeatSet) -> BeatSet:
     for run in recordings(beats.record):
         col[run] = sinus_ratio(f.sample_index[run])
     rr = np.concatenate([f.rr, col[:, None]], axis=1)
-    return BeatSet(type(f)(f.sample_index, f.beats, rr), beats.label, beats.record)
+    return BeatSet(type(f)(f.sample_index, f.beats, rr), beats.label, beats.record, beats.noisy)

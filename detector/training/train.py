@@ -111,6 +111,9 @@ class TrainConfig:
     # aberrated beats).  Used on top of the class-weighted draw (session 24 study; 0.0: off, the
     # plain cross-entropy)
     focal_gamma: float = 0.0
+    # the draw weight of the noise-stressed copies' beats against the clean beats' (session 25
+    # study; 1.0: alike, as shipped): below 1 the epochs hold fewer noisy and more clean beats
+    noisy_weight: float = 1.0
 
     @property
     def name(self) -> str:
@@ -437,8 +440,12 @@ def train_classifier(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     if cfg.focal_gamma and cfg.label_smoothing:
         raise ValueError("the focal loss and label smoothing do not go together: choose one")
+    if cfg.noisy_weight != 1.0 and cfg.balance != "resample":
+        raise ValueError("the noisy beats' draw weight needs balance='resample' (a weighted draw)")
     if cfg.balance == "resample":
         p = weights.numpy().astype(np.float64)[train.label]
+        if cfg.noisy_weight != 1.0:
+            p = p * np.where(train.noisy_mask(), cfg.noisy_weight, 1.0)
         draw_p = (p / p.sum()).astype(np.float32)
         loss_fn = (FocalLoss(cfg.focal_gamma) if cfg.focal_gamma
                    else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing))

@@ -19,7 +19,7 @@ from detector.evaluation import ec57_counting
 from detector.onnx_classifier import OnnxClassifier
 from detector.training.cv import cross_validate as cv_patients
 from detector.training.cv import folds_for
-from detector.training.data import CV_FOLDS, DS1, load_beats
+from detector.training.data import CV_FOLDS, DS1, BeatSet, load_beats
 from detector.training.export import export_onnx
 from detector.training.pipeline import TrainOptions, run_training
 from detector.training.rule_study import main as rule_study
@@ -108,6 +108,42 @@ def test_cross_validation_pools_every_held_out_beat(mitdb_dir: Path) -> None:
     assert cv.nested is not None and cv.nested.epoch == cv.best_epoch and len(cv.nested.fold_rules) == 3
     assert cv.predictions is not None and len(cv.predictions.label) == len(cv.predictions.fold)
     assert 0.0 < cv.nested.score <= 1.0
+
+
+def test_noisy_beats_are_drawn_with_their_weight(mitdb_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import detector.training.train as train_mod
+
+    beats, _ = load_beats(mitdb_dir, ["119", "220"], n_leads=1)
+    half = BeatSet.concat([beats, replace(beats, noisy=np.ones(len(beats), bool))])  # as if a noisy copy
+    assert half.noisy is not None and half.noisy.sum() == len(beats) and not half.noisy[: len(beats)].any()
+    assert half.take(half.label >= 0).noisy_mask().sum() == np.count_nonzero(beats.label >= 0)
+    draws: list[np.ndarray] = []
+    real = train_mod._epoch_indices
+
+    def spy(y: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
+            draw_p: np.ndarray | None) -> np.ndarray:
+        assert draw_p is not None
+        draws.append(draw_p)
+        return real(y, cfg, rng, draw_p)
+
+    monkeypatch.setattr(train_mod, "_epoch_indices", spy)
+    cfg = TrainConfig(family="mlp", epochs=1, max_train_beats=300)
+    for w in (1.0, 0.5):
+        train_classifier(half, replace(cfg, noisy_weight=w), lambda _: None)
+    scored = half.take(half.label >= 0).noisy_mask()
+    for p, share in zip(draws, (0.5, 1 / 3), strict=True):  # each noisy beat twins a clean one
+        assert p[scored].sum() == pytest.approx(share, rel=1e-4)
+        assert np.allclose(p[scored] / p[~scored], 1.0 if share == 0.5 else 0.5, rtol=1e-4)
+    with pytest.raises(ValueError, match="balance='resample'"):
+        train_classifier(half, replace(cfg, noisy_weight=0.5, balance="weights"), lambda _: None)
+
+
+def test_noisy_weight_needs_noisy_beats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    code = main(["train", "--data-dir", str(tmp_path), "--no-noise", "--noisy-weight", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--noisy-weight with --no-noise" in err and "Traceback" not in err
 
 
 def test_training_is_reproducible(mitdb_dir: Path) -> None:
@@ -371,6 +407,8 @@ def test_card_command_names_the_seed_and_study_options_that_trained_the_model(tm
     copies = replace(opts, noise_copies=2)
     assert train_command(copies, TrainConfig(family="cnn", ensemble=5)) == plain + " --noise-copies 2"
     assert "--noise-copies" not in train_command(copies, TrainConfig(family="autoencoder"))
+    lighter = train_command(opts, TrainConfig(family="cnn", ensemble=5, noisy_weight=0.5))
+    assert lighter == plain + " --noisy-weight 0.5"
     rebalanced = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5))
     assert rebalanced == plain + " --class-weight-power 0.5"
     blended = train_command(opts, TrainConfig(family="cnn", ensemble=5, class_weight_power=0.5,
@@ -627,6 +665,7 @@ def test_adapted_batch_norm_takes_one_recordings_statistics_and_leaves_the_model
     ["--rescore", "--label-smoothing", "0.1"],
     ["--rescore", "--focal-gamma", "2"],
     ["--rescore", "--noise-copies", "2"],
+    ["--rescore", "--noisy-weight", "0.5"],
     ["--rescore", "--blend", "mlp:3"],
     ["--ucr", "ECG5000_TRAIN.txt", "--leads", "2"],
 ])
@@ -662,6 +701,8 @@ def test_adapted_batch_norm_is_a_cv_only_study(tmp_path: Path, capsys: pytest.Ca
     ("--mixup", "-0.2", "the Beta(A, A) blend's parameter"),
     ("--focal-gamma", "6.0", "the focal loss's exponent"),
     ("--noise-copies", "0", "noise-stressed training copies of each record, 1 to 4"),
+    ("--noisy-weight", "0.0", "the noise-stressed beats' draw weight against the clean beats', 0 < W <= 1"),
+    ("--noisy-weight", "1.5", "the noise-stressed beats' draw weight"),
     ("--class-weight-power", "3.0", "the inverse class frequency's exponent"),
     ("--blend", "mlp", "a classifier family (cnn, resnet, inception, lstm, mlp) and its number of members"),
     ("--blend", "autoencoder:1", "a classifier family"),

@@ -112,6 +112,7 @@ def test_noisy_beats_keep_their_patients_and_labels(
     cached = load_noisy_beats(mitdb_dir, noise, ["119"], cache_dir=tmp_path)
     assert np.array_equal(noisy.features.beats, cached.features.beats)
     assert set(noisy.record.tolist()) == {"119"}
+    assert noisy.noisy is not None and noisy.noisy.all() and cached.noisy is not None and clean.noisy is None
     # 119: many V beats; the noisy copy keeps about as many labelled beats of each class
     c, n = (np.bincount(b.label[b.label >= 0], minlength=5) for b in (clean, noisy))
     assert np.all(np.abs(n - c) <= 0.05 * c + 5)
@@ -178,6 +179,7 @@ def test_a_training_run_with_noise_records_it_in_the_card(
     card = json.loads((tmp_path / "mlp.json").read_text())
     assert set(card["data"]["noise"]["record_sha256"]) == {"em", "ma"}
     assert card["data"]["noise"]["training_copies"] == 2
+    assert card["data"]["noise"]["training_draw_weight"] == 1.0  # as the clean beats (--noisy-weight)
     assert len(card["cv"]["noisy_score_per_epoch"]) == 1
     assert "--no-noise" not in card["reproduce"]["train"]
     assert card["reproduce"]["train"].endswith(" --noise-copies 2")
