@@ -235,7 +235,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "with its own noise segments (default 1); the CV's held-out noisy copy stays one")
     parser.add_argument("--noisy-weight", type=float, default=1.0, metavar="W",
                         help="study option: the noise-stressed training beats are drawn into the epochs "
-                        "with W times the clean beats' weight (0 < W <= 1; default 1: alike)")
+                        "with W times the clean beats' weight (0 < W <= 1; default 1: alike; "
+                        "session 25: 0.5 not adopted)")
     parser.add_argument("--mixup", type=float, default=0.0, metavar="A",
                         help="study option: train on blends of pairs of beats (beat, template and RR "
                         "features) and of their classes, weights from Beta(A, A) (default 0: off)")

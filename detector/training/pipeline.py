@@ -87,7 +87,9 @@ DS2_LOOKS = (
     "rule whose prematurity threshold moves with the patient's RR variability and a second "
     "noise-stressed training copy of each record. A vote of each patient's beat families "
     "(morphology clusters) on the networks' outputs (session 25) was studied on saved DS1 CV "
-    "outputs alone by a rule fixed before it was first run, and not adopted."
+    "outputs alone by a rule fixed before it was first run, and not adopted; so was the "
+    "noise-stressed copy drawn at half weight, on DS1 CV alone, by a rule and then a confirmation "
+    "rule on two more seed sets, each fixed before its runs."
 )
 
 
