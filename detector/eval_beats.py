@@ -42,7 +42,7 @@ from detector.core.classifier import AAMI_CLASSES, Classifier, select_leads
 from detector.core.qrs import detect_peaks
 from detector.evaluation import class_figures, ec57_counting
 from detector.training.card import interval_sentence
-from detector.training.data import DS2, MATCH_WINDOW_S, PACED, load_record, match_nearest
+from detector.training.data import DS2, MATCH_WINDOW_S, PACED, load_record, match_nearest, require_records
 from detector.training.noise import NoiseSource, load_noise, noisy_copy
 from stream.errors import ConfigError
 from stream.settings import Settings, add_flags
@@ -307,6 +307,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.data_dir is None:
         raise ConfigError("--data-dir (ECGMON_DATA_DIR): point it at a folder of MIT-BIH records")
     records = parse_records(args.eval_records)
+    require_records(settings.data_dir, records)
     if not args.score_from_s >= 0:
         raise ConfigError(f"--score-from {args.score_from_s}: give seconds into each record, >= 0")
     classifier = OnnxClassifier.load(settings.model)

@@ -14,7 +14,7 @@ import hashlib
 import importlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy.typing as npt
 from detector.core.beats import BeatFeatures, extract_beats
 from detector.core.classifier import AAMI_CLASSES, AAMI_SYMBOLS, lead_order, select_leads
 from detector.evaluation import match_beats
+from stream.errors import DataUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,33 @@ class Record:
     ref_labels: npt.NDArray[np.int64]  # index into AAMI_CLASSES
 
 
+def require_records(data_dir: Path, names: Iterable[str]) -> None:
+    """:class:`DataUnavailable` naming the records of ``names`` whose header (.hea) or reference
+    annotations (.atr) are not in ``data_dir``, with what to do: said before the work starts
+    rather than as a traceback at the first absent record."""
+    missing = [n for n in names
+               if not ((data_dir / f"{n}.hea").is_file() and (data_dir / f"{n}.atr").is_file())]
+    if missing:
+        shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+        raise DataUnavailable(
+            f"record{'s' if len(missing) > 1 else ''} {shown} (header .hea with reference annotations .atr) "
+            f"not found in {data_dir}: point --data-dir (ECGMON_DATA_DIR) at a copy of the MIT-BIH "
+            "Arrhythmia Database (e.g. ../shared/data/mitdb), or fetch it from PhysioNet with "
+            f"python -c \"import wfdb; wfdb.dl_database('mitdb', '{data_dir}')\""
+        )
+
+
 def load_record(data_dir: Path, name: str) -> Record:
-    """Read a WFDB record and its beat annotations (non-beat annotations dropped)."""
+    """Read a WFDB record and its beat annotations (non-beat annotations dropped);
+    :class:`DataUnavailable` when it is absent or unreadable."""
     import wfdb
 
-    rec = wfdb.rdrecord(str(data_dir / name))
-    ann = wfdb.rdann(str(data_dir / name), "atr")
+    require_records(data_dir, [name])
+    try:
+        rec = wfdb.rdrecord(str(data_dir / name))
+        ann = wfdb.rdann(str(data_dir / name), "atr")
+    except (OSError, ValueError) as exc:  # a signal file missing or cut short
+        raise DataUnavailable(f"cannot read record {name!r} from {data_dir}: {exc}") from exc
     order = lead_order(list(rec.sig_name))
     signal = np.nan_to_num(np.asarray(rec.p_signal, dtype=np.float64)[:, order])
     keep = [i for i, s in enumerate(ann.symbol) if s in AAMI_SYMBOLS]

@@ -42,6 +42,7 @@ from detector.core.classifier import AAMI_CLASSES
 from detector.training.cv import CVPredictions, folds_for
 from detector.training.data import DS1, BeatSet, load_beats
 from detector.training.variant_study import VariantEstimate, nested_variant_estimate
+from stream.errors import EcgmonError
 from stream.schemas import BeatClass
 
 SHIFT = 2  # samples at 128 Hz either way (16 ms) the centroid may slide to meet the beat
@@ -164,6 +165,19 @@ def nested_estimate(cv: CVPredictions, families: dict[float, npt.NDArray[np.int6
     return nested_variant_estimate(variants)
 
 
+def _held_out_beats(data_dir: Path, cache: Path, noise_dir: Path | None,
+                    with_noise: bool) -> tuple[BeatSet, BeatSet | None]:
+    """Every detected beat of the DS1 records and, ``with_noise``, of their held-out noisy copies
+    (the feature cache ``ecgmon train`` wrote, or the records again)."""
+    clean, _ = load_beats(data_dir, list(DS1), "auto", cache)
+    if not with_noise:
+        return clean, None
+    from detector.training.noise import load_noise, load_noisy_beats
+
+    noise = load_noise(noise_dir or data_dir.resolve().parent / "nstdb")
+    return clean, load_noisy_beats(data_dir, noise, list(DS1), held_out=True, cache_dir=cache)
+
+
 def main(argv: list[str] | None = None) -> int:
     from stream import settings as settings_mod
 
@@ -183,18 +197,18 @@ def main(argv: list[str] | None = None) -> int:
                         "a follow-up of session 25's first run) [default all]")
     settings_mod.add_flags(parser, ["data_dir", "cache_dir"])
     args = parser.parse_args(argv)
-    settings = settings_mod.load(args)
+    try:
+        settings = settings_mod.load(args)
+    except EcgmonError as exc:
+        parser.error(str(exc))
     if settings.data_dir is None:
         parser.error("--data-dir (ECGMON_DATA_DIR): the MIT-BIH folder the run was trained on")
     cvs = [(path, CVPredictions.load_argument(parser, path)) for path in args.predictions]
-    cache = settings.cache_dir / "beats"
-    clean, _ = load_beats(settings.data_dir, list(DS1), "auto", cache)
-    noisy = None
-    if any(cv.noisy.any() for _, cv in cvs):
-        from detector.training.noise import load_noise, load_noisy_beats
-
-        noise = load_noise(args.noise_dir or settings.data_dir.resolve().parent / "nstdb")
-        noisy = load_noisy_beats(settings.data_dir, noise, list(DS1), held_out=True, cache_dir=cache)
+    try:
+        clean, noisy = _held_out_beats(settings.data_dir, settings.cache_dir / "beats", args.noise_dir,
+                                       any(cv.noisy.any() for _, cv in cvs))
+    except EcgmonError as exc:  # a record or the noise missing: say which, as `ecgmon train` does
+        parser.error(str(exc))
     for path, cv in cvs:
         try:
             fams = cv_families(cv, clean, noisy if cv.noisy.any() else None)

@@ -19,7 +19,16 @@ from detector.onnx_classifier import OnnxClassifier
 from detector.training import DEFAULT_EPOCHS
 from detector.training.card import write_card
 from detector.training.cv import CVResult, cross_validate, folds_for
-from detector.training.data import CV_FOLDS, DS1, DS2, PACED, BeatSet, load_beats, record_sha256
+from detector.training.data import (
+    CV_FOLDS,
+    DS1,
+    DS2,
+    PACED,
+    BeatSet,
+    load_beats,
+    record_sha256,
+    require_records,
+)
 from detector.training.export import export_onnx
 from detector.training.noise import SEGMENT_CHOICES, SEGMENT_S, NoiseSource, load_noise, load_noisy_beats
 from detector.training.sinus import with_sinus_ratio
@@ -148,6 +157,7 @@ class TrainOptions:
 def run_training(opts: TrainOptions, progress: Progress) -> list[dict[str, Any]]:
     """Cross-validate, train and export every requested family; return one summary row per model."""
     recs = opts.records or list(DS1)
+    require_records(opts.data_dir, recs + (list(DS2) if opts.evaluate_ds2 else []))
     progress(f"extracting beats of {len(recs)} DS1 records")
     beats, used = load_beats(opts.data_dir, recs, opts.peaks, opts.cache_dir, opts.n_leads)
     folds = folds_for(recs, opts.folds)

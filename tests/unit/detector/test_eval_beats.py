@@ -219,6 +219,20 @@ def test_a_noise_stress_run_scores_the_records_with_held_out_noise(mitdb_dir: Pa
     assert np.count_nonzero(noisy.ref_of_test >= 0) >= 0.97 * len(noisy.ref_labels)
 
 
+def test_absent_or_unreadable_records_are_one_line_errors(
+    mitdb_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["eval", "beats", "--data-dir", str(tmp_path), "--records", "100,232"])
+    err = capsys.readouterr().err
+    assert code == 2 and "records 100, 232 (header .hea with reference annotations .atr) not found" in err
+    assert "wfdb.dl_database('mitdb'" in err and "Traceback" not in err
+    for suffix in (".hea", ".atr"):  # the signal file (.dat) left behind
+        (tmp_path / f"100{suffix}").write_bytes((mitdb_dir / f"100{suffix}").read_bytes())
+    code = cli.main(["eval", "beats", "--data-dir", str(tmp_path), "--records", "100"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot read record '100'" in err and "100.dat" in err and "Traceback" not in err
+
+
 def test_a_noise_stress_run_without_noise_records_says_so(
     mitdb_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -138,6 +138,16 @@ def test_noisy_beats_are_drawn_with_their_weight(mitdb_dir: Path, monkeypatch: p
         train_classifier(half, replace(cfg, noisy_weight=0.5, balance="weights"), lambda _: None)
 
 
+def test_absent_records_are_named_before_training_starts(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    code = main(["train", "--data-dir", str(tmp_path), "--no-noise", "--no-ds2"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"records {', '.join(DS1[:12])} and {len(DS1) - 12} more (header .hea" in err
+    assert f"not found in {tmp_path}" in err and "Traceback" not in err
+
+
 def test_noisy_weight_needs_noisy_beats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from stream.cli import main
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -126,9 +128,22 @@ def test_the_nested_choice_takes_a_vote_that_restores_corrupted_outputs() -> Non
 
 
 def test_the_command_needs_the_data_the_run_was_trained_on(
-    tmp_path: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ECGMON_DATA_DIR", raising=False)
     with pytest.raises(SystemExit) as exc:
         main(["missing_cv.npz"])
     assert exc.value.code == 2 and "--data-dir" in capsys.readouterr().err
+
+
+def test_missing_data_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECGMON_CACHE_DIR", str(tmp_path / "cache"))
+    cv = _predictions(40)
+    cv.save(tmp_path / "cv.npz")
+    for data_dir, says in ((tmp_path / "nowhere", "is not a folder"), (tmp_path, "")):
+        with pytest.raises(SystemExit) as exc:
+            main(["--data-dir", str(data_dir), str(tmp_path / "cv.npz")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and says in err and "Traceback" not in err
