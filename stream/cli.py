@@ -44,10 +44,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     loaded: set[str] = set()
+    wanted = COMMANDS[command][0] if command else None  # the module of the command being run
     for name, (module_name, help_text) in COMMANDS.items():
         if name in sub.choices:
             continue  # registered along with another command of its module
-        if command is not None and name != command:
+        # a placeholder only for other modules' commands: the wanted module registers all of its
+        # own (detect and analyze), and argparse refuses a name added twice
+        if command is not None and module_name != wanted:
             sub.add_parser(name, help=help_text)
             continue
         if module_name not in loaded:

@@ -30,6 +30,26 @@ def test_foundation_commands_exist() -> None:
     assert {"up", "replay"} <= set(commands)
 
 
+def test_each_command_builds_its_own_parser_alone() -> None:
+    """`ecgmon X` imports only X's module; a module that registers two commands (detect and
+    analyze) must not meet a placeholder of its other one (argparse refuses a name twice)."""
+    for name in cli.COMMANDS:
+        commands = _subparsers(cli.build_parser(name))
+        assert set(cli.COMMANDS) <= set(commands), name
+        own = [a for a in commands[name]._actions if a.dest != "help"]  # options, arguments, subcommands
+        assert own, f"{name}: a placeholder instead of the command's parser"
+    with_two = {m for m, _ in cli.COMMANDS.values() if sum(v[0] == m for v in cli.COMMANDS.values()) > 1}
+    assert with_two  # detector.cli: detect and analyze (the case this test is for)
+
+
+def test_analyze_runs_from_the_console_script(mitdb_dir: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "analyze", str(mitdb_dir / "100"),
+                           "--log-level", "WARNING"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.startswith("100: 1805.6 s at 360 Hz") and "beats: 22" in proc.stdout
+
+
 def test_every_settings_flag_names_its_env_var() -> None:
     """An option whose dest is a settings field feeds that setting (settings.load reads it), so
     its help must name the env var; options of other meaning must use another dest."""
