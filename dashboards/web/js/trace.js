@@ -135,7 +135,9 @@ export function drawSweep(ctx, w, h, ring, displayT, scale, opts) {
     ctx.arc(head[0], head[1], 2.2 * dpr, 0, Math.PI * 2);
     ctx.fill();
   }
-  if (beats) drawBeatMarks(ctx, beats, tFrom, displayT, pos, dpr);
+  // Labels only over the trace: beats loaded from the history may predate the first sample this
+  // page received (the strip fills within one sweep; a letter over blank paper would mislead).
+  if (beats) drawBeatMarks(ctx, beats, Math.max(tFrom, ring.timeOf(ring.start)), displayT, pos, dpr);
   ctx.restore();
 }
 

@@ -181,3 +181,21 @@ test("store: waveform frames with gaps and beats with duplicates", () => {
   assert.equal(p.beats.length, 3);
   assert.equal(p.lastClass, "N");
 });
+
+test("the sweep labels only the beats its ring holds samples for", async () => {
+  // trace.js reads colours from CSS at draw time: stand-ins for the page's
+  globalThis.document ??= { documentElement: {} };
+  globalThis.getComputedStyle ??= () => ({ getPropertyValue: () => "" });
+  const { drawSweep } = await import("../js/trace.js");
+  const written = [];
+  const noop = () => {};
+  const ctx = new Proxy({ fillText: (text, x) => written.push([text, Math.round(x)]) },
+    { get: (t, k) => (k in t ? t[k] : noop), set: () => true });
+  const ring = new Ring(FS, 32);
+  ring.push(10, samples(FS * 10)); // this page has samples from t = 10 s to 20 s
+  const beats = [{ t: 4, cls: "V" }, { t: 9.5, cls: "S" }, { t: 12, cls: "N" }, { t: 19, cls: "N" }];
+  const scale = { y: () => 0 };
+  drawSweep(ctx, 2000, 200, ring, 20, scale, { sweepS: 20, beats, color: "#0f0" });
+  assert.deepEqual(written.map(([c]) => c), ["N", "N"]); // 4 s and 9.5 s: history before the trace
+  assert.deepEqual(written.map(([, x]) => x), [1200, 1900]); // x = (t mod 20 s) / 20 s x width
+});
