@@ -116,6 +116,9 @@ class Settings:
     upload_max_bytes: int = _f(50 * 1024 * 1024, "largest /api/analyze upload in bytes")
     analyze_timeout_s: float = _f(60.0, "time limit of one /api/analyze run, seconds")
     ws_queue_size: int = _f(256, "frames queued per WebSocket client before waveform is dropped")
+    waveform_history_s: float = _f(
+        20.0, "seconds of each patient's trace the gateway keeps and sends to a client when it "
+        "subscribes, so a strip opened later is full at once (0 = none)")
     cors_origins: str = _f("", "comma-separated origins allowed by CORS (empty = same origin)")
 
     def topic(self, name: str) -> str:
@@ -244,6 +247,8 @@ def validate(s: Settings) -> None:
     )
     for name in ("upload_max_bytes", "ws_queue_size"):
         _require(getattr(s, name) >= 1, name, getattr(s, name), "need at least 1")
+    _require(math.isfinite(s.waveform_history_s) and 0 <= s.waveform_history_s <= 600,
+             "waveform_history_s", s.waveform_history_s, "choose 0 <= waveform_history_s <= 600")
     _require(math.isfinite(s.analyze_timeout_s) and s.analyze_timeout_s > 0, "analyze_timeout_s",
              s.analyze_timeout_s, "must be a finite number > 0")
     for name in ("metrics_port", "http_port"):

@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from detector.gateway.auth import TokenAuth
 from detector.gateway.context import ApiError, Gateway
-from detector.gateway.feeds import STREAM_ID, Feeds, alert_frame, stored_beats
+from detector.gateway.feeds import STREAM_ID, Feeds, alert_frame, stored_beats, stored_beats_since
 from detector.gateway.uploads import Analyzer, AnalyzeRunner, onnx_analyzer
 from detector.gateway.ws import websocket_endpoint
 from stream.errors import ConfigError, ServiceUnavailable
@@ -31,6 +31,7 @@ from stream.settings import Settings
 logger = logging.getLogger(__name__)
 
 RECENT_BEATS = 20
+BEAT_HISTORY_MAX = 5000  # 20 min at 250 bpm: more than the dashboard's 10-minute trend needs
 
 
 class AckBody(BaseModel):
@@ -112,6 +113,21 @@ def _api(gw: Gateway, runner: AnalyzeRunner) -> APIRouter:
                 "last_class": state["last_class"], "last_alert_id": stored.last_alert_id,
                 "active_alarms": [_alarm(a) for a in alarms],
                 "recent_beats": await _recent_beats(gw, patient_id)}
+
+    @api.get("/patients/{patient_id}/beats")
+    async def beats(
+        patient_id: str,
+        seconds: Annotated[float, Query(gt=0, le=3600, description="data time before the newest beat")] = 600,
+        limit: Annotated[int, Query(ge=1, le=BEAT_HISTORY_MAX, description="at most the newest N")] = 3000,
+    ) -> dict[str, Any]:
+        """The patient's beats of the last ``seconds`` (the detector keeps about 2,000 per patient
+        in Redis), oldest first, as the live ``beat`` frames: class, confidence and the heart rate
+        (median of 8 RR), so a page opened late draws its trends at once."""
+        if patient_id not in await gw.feeds.state.patient_ids():
+            raise ApiError(404, "unknown patient")
+        rows = await stored_beats_since(gw.store, gw.settings.redis_prefix, patient_id, seconds, limit)
+        return {"patient_id": patient_id, "beats": [{k: v for k, v in b.items() if k != "patient_id"}
+                                                    for b in rows]}
 
     @api.get("/alerts")
     async def alerts(

@@ -98,6 +98,10 @@ class Client:
     def wants(self, patient_id: str, kind: str) -> bool:
         return self.subscription is not None and self.subscription.wants(patient_id, kind)
 
+    def room(self) -> int:
+        """Data frames the queue takes before it starts dropping."""
+        return self.queue_size - len(self._data)
+
     def offer(self, kind: str, text: str) -> None:
         """Queue a droppable frame; if full, the oldest data frame is dropped and counted."""
         if len(self._data) >= self.queue_size:

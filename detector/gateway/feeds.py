@@ -2,7 +2,9 @@
 
 * :class:`LiveFeed` reads the beats and samples topics from their latest offsets
   (its own group-less consumer, every partition), decimates the waveform to
-  ~120 Hz and offers waveform and beat frames to the :class:`ClientHub`.
+  ~120 Hz and offers waveform and beat frames to the :class:`ClientHub`; it keeps the
+  last seconds of each patient's trace (:class:`TraceHistory`) for a client that
+  subscribes later, so its strips are full at once, as on a central station.
 * :class:`AlertTail` reads the global alert stream of :class:`stream.redis.AlertStore`
   with ``XREAD BLOCK`` from a stream id, so every client resumes exactly where it was.
 * :class:`StatePoller` sends each patient's state (heart rate, last class, active
@@ -101,6 +103,57 @@ class Decimator:
         return start, out
 
 
+class TraceHistory:
+    """The newest ``seconds`` of one patient's decimated trace, without gaps.
+
+    A chunk that does not continue the stored samples (a gap, an overlap, a restarted
+    replay, another lead or rate) starts the history over, so :meth:`frame` is always
+    one contiguous stretch a client can draw as it is.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(0.0, seconds)
+        self._buf = np.zeros(0, np.float32)
+        self._n = 0  # samples held
+        self._end = 0  # output index just after the newest sample
+        self._key: tuple[str, float] | None = None  # lead, output rate
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add(self, lead: str, fs_hz: float, start: int, mv: npt.NDArray[np.float64]) -> None:
+        """Append outputs ``start, start+1, ...`` of the trace (``fs_hz`` their rate)."""
+        if self.seconds <= 0 or not len(mv):
+            return
+        if (lead, fs_hz) != self._key:
+            self._key = (lead, fs_hz)
+            self._buf = np.zeros(max(1, int(np.ceil(self.seconds * fs_hz))), np.float32)
+            self._n = 0
+        elif start != self._end:
+            self._n = 0
+        cap = len(self._buf)
+        x = mv[-cap:]
+        kept = min(self._n, cap - len(x))
+        if kept:
+            self._buf[:kept] = self._buf[self._n - kept:self._n]
+        self._buf[kept:kept + len(x)] = x
+        self._n, self._end = kept + len(x), start + len(mv)
+
+    def frame(self, patient_id: str, seconds: float | None = None) -> dict[str, Any] | None:
+        """A ``waveform`` frame of the history (the newest ``seconds`` of it), or None if empty."""
+        if not self._n or self._key is None:
+            return None
+        lead, fs = self._key
+        n = self._n if seconds is None else min(self._n, max(0, int(round(seconds * fs))))
+        if not n:
+            return None
+        start = self._end - n
+        mv = self._buf[self._n - n:self._n].astype(np.float64)
+        return {"type": "waveform", "patient_id": patient_id, "lead": lead, "fs_hz": fs,
+                "first_sample_index": start, "t_s": round(start / fs, 4),
+                "mv": mv.round(4).tolist(), "history": True}
+
+
 # --- per-patient live state -------------------------------------------------------------------
 
 
@@ -111,11 +164,13 @@ class PatientLive:
     last_class: str | None = None
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
     decimators: dict[tuple[str, float], Decimator] = field(default_factory=dict)
+    history: TraceHistory = field(
+        default_factory=lambda: TraceHistory(Settings().waveform_history_s))
 
     def add_beat(self, b: Beat) -> dict[str, Any]:
-        if 0.2 <= b.rr_prev_s <= 3.0:
-            self.rr_s.append(b.rr_prev_s)
-            self.heart_rate_bpm = 60.0 / statistics.median(self.rr_s)
+        hr = heart_rate(self.rr_s, b.rr_prev_s)
+        if hr is not None:
+            self.heart_rate_bpm = hr
         self.last_class = b.beat_class.value
         frame = {"type": "beat", "patient_id": b.patient_id, "sample_index": b.sample_index,
                  "t_s": round(b.sample_index / b.fs_hz, 4), "class": b.beat_class.value,
@@ -135,6 +190,7 @@ class PatientLive:
         if not len(out):
             return None
         out = np.where(np.isfinite(out), out, 0.0)
+        self.history.add(c.lead_names[lead], c.fs_hz / dec.factor, start, out)
         return {"type": "waveform", "patient_id": c.patient_id, "lead": c.lead_names[lead],
                 "fs_hz": c.fs_hz / dec.factor, "first_sample_index": start,
                 "t_s": round(start * dec.factor / c.fs_hz, 4), "mv": out.round(4).tolist()}
@@ -230,7 +286,8 @@ class LiveFeed:
     def _patient(self, patient_id: str) -> PatientLive:
         live = self.patients.get(patient_id)
         if live is None:
-            live = self.patients[patient_id] = PatientLive()
+            live = self.patients[patient_id] = PatientLive(
+                history=TraceHistory(self.settings.waveform_history_s))
             logger.debug("gateway sees a new patient", extra={"patient_id": patient_id})
         return live
 
@@ -290,26 +347,63 @@ def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
+def heart_rate(rr_s: deque[float], rr_prev_s: float) -> float | None:
+    """The heart rate a beat frame carries: the median of the last ``HR_BEATS`` plausible RR
+    intervals (0.2-3 s), updated with this beat's; None before the first plausible one."""
+    if 0.2 <= rr_prev_s <= 3.0:
+        rr_s.append(rr_prev_s)
+    return 60.0 / statistics.median(rr_s) if rr_s else None
+
+
+def _beat_rows(patient_id: str, rows: Any, lead_in: Any = ()) -> list[dict[str, Any]]:
+    """Beat dicts (as the live frames, without ``type``) from ``P:beats:{patient}`` entries in
+    time order; ``lead_in``, the entries just before, only prime the heart rate. Undecodable
+    entries are skipped."""
+    rr_s: deque[float] = deque(maxlen=HR_BEATS)
+    for _, fields in lead_in or []:
+        with contextlib.suppress(ValueError):
+            heart_rate(rr_s, float(_s(fields.get(b"rr_s", fields.get("rr_s", b"0")))))
+    out: list[dict[str, Any]] = []
+    for _, fields in rows or []:
+        try:
+            f = {_s(k): _s(v) for k, v in fields.items()}
+            sample, fs = beat_entry_sample(f), float(f["fs_hz"])
+            hr = heart_rate(rr_s, float(f.get("rr_s", "0")))
+            out.append({"patient_id": patient_id, "sample_index": sample,
+                        "t_s": round(sample / fs, 4), "class": f["class"],
+                        "confidence": float(f.get("conf", "0")),
+                        "hr_bpm": None if hr is None else round(hr, 1)})
+        except (KeyError, ValueError, ZeroDivisionError):
+            continue
+    return out
+
+
 async def stored_beats(store: AlertStore, key_prefix: str, patient_id: str,
                        count: int) -> list[dict[str, Any]]:
     """The detector's recent beats of a patient from Redis (``{prefix}:beats:{patient}``, see
     ``stream.redis.beat_entry``), oldest first; for a gateway that restarted and has seen none
     live."""
     rows: Any = await store.client.xrevrange(f"{key_prefix}:beats:{patient_id}", "+", "-",
-                                             count=count)
-    out: list[dict[str, Any]] = []
-    for _, fields in reversed(rows or []):
-        try:
-            f = {_s(k): _s(v) for k, v in fields.items()}
-            sample, fs = beat_entry_sample(f), float(f["fs_hz"])
-            rr = float(f.get("rr_s", "0"))
-            out.append({"patient_id": patient_id, "sample_index": sample,
-                        "t_s": round(sample / fs, 4), "class": f["class"],
-                        "confidence": float(f.get("conf", "0")),
-                        "hr_bpm": round(60.0 / rr, 1) if 0.2 <= rr <= 3.0 else 0.0})
-        except (KeyError, ValueError, ZeroDivisionError):
-            continue
-    return out
+                                             count=count + HR_BEATS)
+    rows = list(reversed(rows or []))
+    return _beat_rows(patient_id, rows[-count:], rows[:-count]) if count > 0 else []
+
+
+async def stored_beats_since(store: AlertStore, key_prefix: str, patient_id: str, seconds: float,
+                             limit: int) -> list[dict[str, Any]]:
+    """The patient's beats in the last ``seconds`` of data time before its newest (at most the
+    newest ``limit``) from the detector's Redis stream, oldest first, each with the heart rate
+    its live frame carried (the HR_BEATS entries before the window prime it). Stream ids are
+    data times in microseconds (``beat_entry``), so the window is a range read."""
+    key = f"{key_prefix}:beats:{patient_id}"
+    newest: Any = await store.client.xrevrange(key, "+", "-", count=1)
+    if not newest:
+        return []
+    end_us = int(_s(newest[0][0]).split("-")[0])
+    start = f"{max(0, end_us - int(seconds * 1_000_000))}-0"
+    window: Any = await store.client.xrevrange(key, "+", start, count=limit)
+    lead_in: Any = await store.client.xrevrange(key, f"({_s(window[-1][0])}", "-", count=HR_BEATS)
+    return _beat_rows(patient_id, list(reversed(window)), list(reversed(lead_in or [])))
 
 
 # --- state ----------------------------------------------------------------------------------

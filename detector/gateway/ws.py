@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -122,6 +123,8 @@ class Session:
             raise ApiError(400, "last_alert_id must be a Redis stream id like 1700000000000-0, or null")
         self.client.subscription = Subscription(
             None if "*" in patients else frozenset(patients), waveform)
+        if waveform:  # before any await: the history must reach the client ahead of live frames
+            self._send_history()
         if last is not None or self.follower is None:
             cursor = last if last is not None else await self.gw.feeds.alerts.latest_id()
             if self.follower is not None:
@@ -131,6 +134,27 @@ class Session:
         for pid in await self.gw.feeds.state.patient_ids():
             if self.client.wants(pid, "state"):
                 self.client.offer("state", dumps(await self.gw.feeds.state.state(pid)))
+
+    def _send_history(self) -> None:
+        """Each subscribed patient's recent trace (one ``waveform`` frame, ``"history": true``),
+        in bed order, in at most half the client's queue (the rest is for the state and live
+        frames that follow): patients past that fill from the live feed, rather than have
+        frames dropped and counted as a slow client's loss."""
+        live = self.gw.feeds.live.patients
+        for pid in sorted(live, key=natural_key):
+            if self.client.room() <= self.client.queue_size // 2:
+                logger.info("waveform history cut short by the client queue",
+                            extra={"patients": len(live), "queue_size": self.client.queue_size})
+                return
+            if self.client.wants(pid, "waveform"):
+                frame = live[pid].history.frame(pid)
+                if frame is not None:
+                    self.client.offer("waveform", dumps(frame))
+
+
+def natural_key(patient_id: str) -> list[str | int]:
+    """Bed order: ``bed-2`` before ``bed-10`` (digit runs compare as numbers)."""
+    return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", patient_id))]
 
 
 def _parse(text: str) -> dict[str, Any]:

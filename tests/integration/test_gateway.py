@@ -28,7 +28,7 @@ from websockets.exceptions import InvalidStatus
 
 from detector.gateway.app import create_app
 from detector.gateway.clients import ClientHub
-from detector.gateway.feeds import Feeds
+from detector.gateway.feeds import Feeds, PatientLive
 from stream.kafka import Producer, ensure_topics
 from stream.redis import AlertStore, beat_entry
 from stream.schemas import AlarmPhase, AlarmPriority, Alert, Beat, BeatClass, SampleChunk
@@ -372,6 +372,37 @@ async def test_patient_detail_falls_back_to_the_beats_the_detector_keeps_in_redi
          "hr_bpm": 60.0} for s, c in ((360, "N"), (720, "V"))]
 
 
+async def test_beat_history_is_a_data_time_window_with_the_live_heart_rate(gw: Running) -> None:
+    """What a page opened late draws its 10-minute trend from: the detector's beats in Redis."""
+    beats, t = [], 0.0
+    for k in range(40):
+        rr = 0.6 + 0.05 * (k % 7) if k != 25 else 4.0  # k = 25: an implausible RR, not counted
+        t += rr
+        beats.append(Beat("bed-7", round(t * 360), 360.0, BeatClass.V if k % 9 == 0 else BeatClass.N,
+                          0.9, rr, 0, 0))
+    for b in beats:
+        entry_id, fields = beat_entry(b)
+        await gw.store.client.xadd(f"{gw.settings.redis_prefix}:beats:bed-7",
+                                   fields, id=entry_id)  # type: ignore[arg-type]
+    await gw.store.update_patient("bed-7", heart_rate_bpm=70.0, last_beat_class=BeatClass.N,
+                                  last_beat_sample=beats[-1].sample_index)
+    live = PatientLive()
+    frames = [{k: v for k, v in live.add_beat(b).items() if k not in ("type", "patient_id")}
+              for b in beats]
+    url = "/api/patients/bed-7/beats"
+    got = (await gw.http.get(url, params={"seconds": 10}, headers=AUTH)).json()
+    newest = beats[-1].sample_index / 360
+    expected = [f for f in frames if f["t_s"] >= round(newest - 10, 4)]
+    assert 10 < len(expected) < 40 and got == {"patient_id": "bed-7", "beats": expected}
+    newest3 = (await gw.http.get(url, params={"limit": 3}, headers=AUTH)).json()["beats"]
+    assert newest3 == frames[-3:]
+    everything = (await gw.http.get(url, headers=AUTH)).json()["beats"]
+    assert everything == frames  # the default window (600 s) holds all 40
+    assert (await gw.http.get("/api/patients/bed-404/beats", headers=AUTH)).status_code == 404
+    assert (await gw.http.get(url, params={"seconds": 0}, headers=AUTH)).status_code == 422
+    assert (await gw.http.get(url, params={"limit": 10_000}, headers=AUTH)).status_code == 422
+
+
 async def test_ack_over_websocket(gw: Running) -> None:
     alert = _alert("bed-3", 100)
     await gw.store.write_alert(alert)
@@ -435,6 +466,67 @@ async def test_waveform_and_beats_from_kafka(gw: Running) -> None:
     assert [b["sample_index"] for b in detail["recent_beats"]] == [360, 720, 1080]
     patients = (await gw.http.get("/api/patients", headers=AUTH)).json()["patients"]
     assert [p["patient_id"] for p in patients] == ["mitdb-100"]
+
+
+async def _frames_until_quiet(ws: ClientConnection, kind: str, quiet_s: float = 1.0) -> list[dict[str, Any]]:
+    """Every frame of ``kind`` until none has come for ``quiet_s``."""
+    out: list[dict[str, Any]] = []
+    with pytest.raises(TimeoutError):
+        while True:
+            out.append(await _next(ws, kind, quiet_s))
+    return out
+
+
+async def test_a_late_subscriber_gets_the_recent_trace_before_the_live_one(gw: Running) -> None:
+    async with connect(gw.ws_url + f"?token={TOKEN}") as first:
+        await _subscribe(first, patients=["mitdb-100"], waveform=True)
+        async with Producer(gw.settings) as producer:
+            for k in range(3):
+                await producer.send(gw.settings.topic("samples"), _chunk("mitdb-100", 360 * k),
+                                    "mitdb-100")
+            await producer.flush()
+        seen = [await _next(first, "waveform") for _ in range(3)]  # the gateway has all three
+    async with connect(gw.ws_url + f"?token={TOKEN}") as late, \
+            connect(gw.ws_url + f"?token={TOKEN}") as no_wave:
+        await _next(late, "hello")
+        await late.send(json.dumps({"type": "subscribe", "patients": ["*"], "waveform": True}))
+        history = await _next(late, "waveform")
+        await _subscribe(no_wave, patients=["mitdb-100"], waveform=False)
+        async with Producer(gw.settings) as producer:
+            await producer.send(gw.settings.topic("samples"), _chunk("mitdb-100", 360 * 3),
+                                "mitdb-100")
+            await producer.flush()
+        following = await _next(late, "waveform")
+        with pytest.raises(TimeoutError):
+            await _next(no_wave, "waveform", 0.5)
+    assert history["history"] is True and history["patient_id"] == "mitdb-100"
+    assert history["lead"] == "MLII" and history["fs_hz"] == 120.0
+    assert history["first_sample_index"] == 0 and history["t_s"] == 0.0
+    assert np.allclose(history["mv"], np.concatenate([w["mv"] for w in seen]), atol=1e-4)
+    # the live trace goes on exactly where the history ends
+    assert "history" not in following and following["first_sample_index"] == len(history["mv"]) == 360
+
+
+async def test_the_history_takes_half_the_queue_in_bed_order(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path
+) -> None:
+    beds = ["bed-10", "bed-2", "bed-1", "bed-11", "bed-3", "bed-4"]
+    settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir, ws_queue_size=8)
+    async for gw in _serve(settings):
+        async with connect(gw.ws_url + f"?token={TOKEN}") as first:
+            await _subscribe(first, waveform=True)
+            async with Producer(settings) as producer:
+                for bed in beds:
+                    await producer.send(settings.topic("samples"), _chunk(bed, 0), bed)
+                await producer.flush()
+            assert len({(await _next(first, "waveform"))["patient_id"] for _ in beds}) == len(beds)
+        async with connect(gw.ws_url + f"?token={TOKEN}") as late:
+            await _next(late, "hello")
+            await late.send(json.dumps({"type": "subscribe", "patients": ["*"], "waveform": True}))
+            got = await _frames_until_quiet(late, "waveform")
+        assert [f["patient_id"] for f in got] == ["bed-1", "bed-2", "bed-3", "bed-4"]
+        assert all(f["history"] and len(f["mv"]) == 120 for f in got)
+        assert not gw.registry.get_sample_value("ecgmon_ws_dropped_frames_total", {"kind": "waveform"})
 
 
 # --- analyze ------------------------------------------------------------------------------------

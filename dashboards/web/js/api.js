@@ -88,7 +88,9 @@ export async function api(path, { method = "GET", body, json, signal } = {}) {
 
 export const getPatients = () => api("/api/patients");
 
-export const getPatient = (id) => api(`/api/patients/${encodeURIComponent(id)}`);
+/** The patient's beats of the last `seconds` (with the live frames' heart rate), oldest first. */
+export const getBeats = (id, seconds) =>
+  api(`/api/patients/${encodeURIComponent(id)}/beats?seconds=${encodeURIComponent(seconds)}`);
 
 export function getAlerts(patientId, count = 100, after) {
   const q = new URLSearchParams();

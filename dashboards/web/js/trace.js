@@ -136,7 +136,8 @@ export function drawSweep(ctx, w, h, ring, displayT, scale, opts) {
     ctx.fill();
   }
   // Labels only over the trace: beats loaded from the history may predate the first sample this
-  // page received (the strip fills within one sweep; a letter over blank paper would mislead).
+  // page holds (the gateway sends its last 20 s on subscribe, but one that has just started has
+  // none, and the strip then fills within one sweep; a letter over blank paper would mislead).
   if (beats) drawBeatMarks(ctx, beats, Math.max(tFrom, ring.timeOf(ring.start)), displayT, pos, dpr);
   ctx.restore();
 }

@@ -199,3 +199,22 @@ test("the sweep labels only the beats its ring holds samples for", async () => {
   assert.deepEqual(written.map(([c]) => c), ["N", "N"]); // 4 s and 9.5 s: history before the trace
   assert.deepEqual(written.map(([, x]) => x), [1200, 1900]); // x = (t mod 20 s) / 20 s x width
 });
+
+test("store: the history a subscribe brings fills the strip at once; live frames continue it", () => {
+  const st = new Store();
+  const history = samples(FS * 20, 0.25); // the gateway's last 20 s, sent ahead of live frames
+  st.handle({ type: "waveform", patient_id: "1", lead: "MLII", fs_hz: FS, first_sample_index: FS * 100, t_s: 100, mv: history, history: true });
+  st.handle({ type: "beat", patient_id: "1", sample_index: 360 * 119, t_s: 119, class: "N", hr_bpm: 60 });
+  st.handle({ type: "waveform", patient_id: "1", lead: "MLII", fs_hz: FS, first_sample_index: FS * 120, t_s: 120, mv: samples(60, 0.5) });
+  const p = st.patient("1");
+  assert.equal(p.ring.end, FS * 20 + 60);
+  assert.equal(p.ring.timeOf(p.ring.start), 100);
+  assert.equal(p.ring.value(FS * 20 - 1), 0.25);
+  assert.equal(p.ring.value(FS * 20), 0.5); // no gap where the history ends
+  assert.ok(p.playout.displayT > 119 && p.playout.displayT <= 120.5); // drawn from the first frame
+  // A second subscribe on the same connection brings the history again: already stored, kept.
+  st.handle({ type: "waveform", patient_id: "1", lead: "MLII", fs_hz: FS, first_sample_index: FS * 100 + 60, t_s: 100.5, mv: samples(FS * 20, 0.9), history: true });
+  assert.equal(p.ring.end, FS * 20 + 60);
+  assert.equal(p.ring.value(FS * 20), 0.5);
+  assert.equal(p.beats.length, 1);
+});

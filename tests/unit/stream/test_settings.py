@@ -74,6 +74,9 @@ def test_help_names_the_env_var() -> None:
         ({"ECGMON_RECORDS": " , "}, "ECGMON_RECORDS"),
         ({"ECGMON_DATA_DIR": "/no/such/folder"}, "ECGMON_DATA_DIR"),
         ({"ECGMON_PATIENTS": "-3"}, "ECGMON_PATIENTS"),
+        ({"ECGMON_WAVEFORM_HISTORY_S": "-1"}, "ECGMON_WAVEFORM_HISTORY_S"),
+        ({"ECGMON_WAVEFORM_HISTORY_S": "nan"}, "ECGMON_WAVEFORM_HISTORY_S"),
+        ({"ECGMON_WAVEFORM_HISTORY_S": "3600"}, "ECGMON_WAVEFORM_HISTORY_S"),
     ],
 )
 def test_bad_env_values_name_the_variable(env: dict[str, str], named: str) -> None:

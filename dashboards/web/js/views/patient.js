@@ -1,6 +1,6 @@
 // Patient view (#/patient/<id>): 20 s strip with beat labels, HR trend, HRV, alarm history.
 
-import { getAlerts, getPatient } from "../api.js";
+import { getAlerts, getBeats } from "../api.js";
 import { hrvSummary } from "../hrv.js";
 import { AutoScale, drawSparkline, drawSweep, drawTimeGrid, fitCanvas } from "../trace.js";
 import {
@@ -122,8 +122,12 @@ export class PatientView {
   }
 
   async loadHistory() {
-    getPatient(this.p.id)
-      .then((res) => this.store.loadBeats(this.p.id, res?.recent_beats))
+    // The trend, HRV and counts cover 10 min: fill them from the detector's stored beats at once.
+    getBeats(this.p.id, TREND_S)
+      .then((res) => {
+        this.store.loadBeats(this.p.id, res?.beats);
+        this.renderSlow();
+      })
       .catch(() => {}); // optional: live beats fill the same list
     try {
       const res = await getAlerts(this.p.id, 100);
