@@ -11,6 +11,8 @@ Layout, with ``P`` the key prefix (default ``ecgmon``)::
     P:patients               set of patient ids seen
     P:beats:{patient}        stream of the patient's recent beats (written by the detector,
                              bounded): id = data time in microseconds (:func:`beat_entry`)
+    P:strip:{alert_id}       the ECG around an alarm onset (written once by the gateway,
+                             ``detector.gateway.strips``; zlib JSON, expires after 7 days)
 
 ``write_alert`` runs as one Lua script, so a retry after a crash or a lost reply never
 adds an alert twice: the id marker and both stream entries are written together or not

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -139,6 +139,16 @@ def _api(gw: Gateway, runner: AnalyzeRunner) -> APIRouter:
         rows = await gw.store.history(patient, after, count)
         frames = [alert_frame(r.stream_id, r.alert) for r in rows]
         return {"alerts": frames, "next_after": frames[-1]["id"] if frames else after}
+
+    @api.get("/alerts/{alert_id}/strip")
+    async def strip(alert_id: Annotated[str, Path(max_length=400)]) -> dict[str, Any]:
+        """The ECG the gateway recorded around an alarm's onset (10 s before to 5 s after the
+        alert), with the beats it saw there; ``complete`` false if the trace had a gap."""
+        found = await gw.feeds.strips.load(alert_id)
+        if found is None:
+            raise ApiError(404, "no strip recorded for this alert: the gateway records one for "
+                           "each alarm onset it sees live, and keeps it 7 days")
+        return found
 
     @api.post("/alarms/{alarm_id}/ack")
     async def ack(alarm_id: str, body: AckBody) -> dict[str, Any]:

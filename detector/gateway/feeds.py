@@ -19,6 +19,7 @@ import logging
 import re
 import statistics
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from stream.settings import Settings
 logger = logging.getLogger(__name__)
 
 WAVEFORM_FS_HZ = 120.0
+TRACE_KEPT_S = 20.0  # at least: alarm strips (detector.gateway.strips) cut 10 s before to 5 s after
 RECENT_BEATS = 50
 HR_BEATS = 8
 STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
@@ -121,6 +123,24 @@ class TraceHistory:
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def end_s(self) -> float | None:
+        """Data time just after the newest sample, or None when empty."""
+        return None if not self._n or self._key is None else self._end / self._key[1]
+
+    def window(self, t_from_s: float, t_to_s: float
+               ) -> tuple[str, float, int, npt.NDArray[np.float32]] | None:
+        """(lead, rate, first output index, samples) of what is held in [t_from_s, t_to_s)."""
+        if not self._n or self._key is None:
+            return None
+        lead, fs = self._key
+        first = max(self._end - self._n, int(np.ceil(t_from_s * fs - 1e-9)))
+        stop = min(self._end, int(np.ceil(t_to_s * fs - 1e-9)))
+        if stop <= first:
+            return None
+        offset = self._n - self._end  # buffer position of output index i: i + offset
+        return lead, fs, first, self._buf[first + offset:stop + offset].copy()
+
     def add(self, lead: str, fs_hz: float, start: int, mv: npt.NDArray[np.float64]) -> None:
         """Append outputs ``start, start+1, ...`` of the trace (``fs_hz`` their rate)."""
         if self.seconds <= 0 or not len(mv):
@@ -196,25 +216,21 @@ class PatientLive:
                 "t_s": round(start * dec.factor / c.fs_hz, 4), "mv": out.round(4).tolist()}
 
 
-# --- Kafka ----------------------------------------------------------------------------------
+# --- background tasks -----------------------------------------------------------------------
 
 
-class LiveFeed:
-    """Beats and samples from Kafka (latest offsets, no group) to the hub; reconnects forever."""
+class Background:
+    """One named task running ``_run`` between :meth:`start` and :meth:`stop` (both idempotent)."""
 
-    def __init__(self, settings: Settings, hub: ClientHub, registry: CollectorRegistry) -> None:
-        self.settings, self.hub = settings, hub
-        self.topics = (settings.topic("samples"), settings.topic("beats"))
-        self.patients: dict[str, PatientLive] = {}
-        self.ready = asyncio.Event()
-        self.running = False
-        self._task: asyncio.Task[None] | None = None
-        self._bad = metrics.counter("ecgmon_gateway_bad_messages_total",
-                                    "Kafka messages the gateway could not decode", registry, ("topic",))
+    task_name = "gateway-task"
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="gateway-kafka")
+            self._task = asyncio.create_task(self._run(), name=self.task_name)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -222,6 +238,28 @@ class LiveFeed:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+# --- Kafka ----------------------------------------------------------------------------------
+
+
+class LiveFeed(Background):
+    """Beats and samples from Kafka (latest offsets, no group) to the hub; reconnects forever."""
+
+    task_name = "gateway-kafka"
+
+    def __init__(self, settings: Settings, hub: ClientHub, registry: CollectorRegistry) -> None:
+        self.settings, self.hub = settings, hub
+        self.topics = (settings.topic("samples"), settings.topic("beats"))
+        self.patients: dict[str, PatientLive] = {}
+        self.ready = asyncio.Event()
+        self.running = False
+        self.on_trace: Callable[[str], None] | None = None  # after each patient's waveform chunk
+        self._bad = metrics.counter("ecgmon_gateway_bad_messages_total",
+                                    "Kafka messages the gateway could not decode", registry, ("topic",))
+
+    async def stop(self) -> None:
+        await super().stop()
         self.running = False
 
     async def _run(self) -> None:
@@ -274,6 +312,8 @@ class LiveFeed:
                 frame = self._patient(chunk.patient_id).waveform(chunk)
                 if frame is not None:
                     self.hub.publish(chunk.patient_id, "waveform", frame)
+                    if self.on_trace is not None:
+                        self.on_trace(chunk.patient_id)
             else:
                 beat = serde.decode_as(value, Beat)
                 self.hub.publish(beat.patient_id, "beat", self._patient(beat.patient_id).add_beat(beat))
@@ -287,7 +327,7 @@ class LiveFeed:
         live = self.patients.get(patient_id)
         if live is None:
             live = self.patients[patient_id] = PatientLive(
-                history=TraceHistory(self.settings.waveform_history_s))
+                history=TraceHistory(max(self.settings.waveform_history_s, TRACE_KEPT_S)))
             logger.debug("gateway sees a new patient", extra={"patient_id": patient_id})
         return live
 
@@ -409,12 +449,13 @@ async def stored_beats_since(store: AlertStore, key_prefix: str, patient_id: str
 # --- state ----------------------------------------------------------------------------------
 
 
-class StatePoller:
+class StatePoller(Background):
     """Per-patient state frames from Redis and the live feed, offered to clients every interval."""
+
+    task_name = "gateway-state"
 
     def __init__(self, store: AlertStore, live: LiveFeed, hub: ClientHub, interval_s: float = 1.0) -> None:
         self.store, self.live, self.hub, self.interval_s = store, live, hub, interval_s
-        self._task: asyncio.Task[None] | None = None
 
     async def patient_ids(self) -> list[str]:
         return sorted(set(await self.store.patients()) | set(self.live.patients))
@@ -428,17 +469,6 @@ class StatePoller:
             st.last_beat_class.value if st.last_beat_class else None)
         return {"type": "state", "patient_id": patient_id, "heart_rate_bpm": round(hr or 0.0, 1),
                 "last_class": last or "U", "active_alarms": [alarm_summary(a) for a in alarms]}
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="gateway-state")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _run(self) -> None:
         while True:
@@ -458,12 +488,17 @@ class Feeds:
 
     def __init__(self, settings: Settings, store: AlertStore, hub: ClientHub,
                  registry: CollectorRegistry, *, state_interval_s: float = 1.0) -> None:
+        from detector.gateway.strips import StripRecorder  # it builds on this module
+
         self.settings, self.store, self.hub = settings, store, hub
         self.live = LiveFeed(settings, hub, registry)
         self.alerts = AlertTail(store)
         self.state = StatePoller(store, self.live, hub, state_interval_s)
+        self.strips = StripRecorder(store, self.live, registry)
+        self.live.on_trace = self.strips.check
 
     async def start(self) -> None:
+        await self.strips.start()
         await self.live.start()
         await self.state.start()
 
@@ -471,6 +506,7 @@ class Feeds:
         self.hub.close_all()
         await self.state.stop()
         await self.live.stop()
+        await self.strips.stop()
 
     async def problems(self, timeout_s: float = 2.0) -> list[str]:
         """Why the gateway is unhealthy (empty = healthy): Redis ping, Kafka consumer running."""

@@ -140,14 +140,16 @@ class Session:
         in bed order, in at most half the client's queue (the rest is for the state and live
         frames that follow): patients past that fill from the live feed, rather than have
         frames dropped and counted as a slow client's loss."""
-        live = self.gw.feeds.live.patients
+        live, seconds = self.gw.feeds.live.patients, self.gw.settings.waveform_history_s
+        if seconds <= 0:
+            return
         for pid in sorted(live, key=natural_key):
             if self.client.room() <= self.client.queue_size // 2:
                 logger.info("waveform history cut short by the client queue",
                             extra={"patients": len(live), "queue_size": self.client.queue_size})
                 return
             if self.client.wants(pid, "waveform"):
-                frame = live[pid].history.frame(pid)
+                frame = live[pid].history.frame(pid, seconds)
                 if frame is not None:
                     self.client.offer("waveform", dumps(frame))
 

@@ -507,6 +507,39 @@ async def test_a_late_subscriber_gets_the_recent_trace_before_the_live_one(gw: R
     assert "history" not in following and following["first_sample_index"] == len(history["mv"]) == 360
 
 
+async def test_an_alarm_onset_gets_its_strip_recorded(gw: Running) -> None:
+    """10 s before to 5 s after the alarm, from the live trace, stored in Redis for review."""
+    async with connect(gw.ws_url + f"?token={TOKEN}") as watcher, Producer(gw.settings) as producer:
+        await _subscribe(watcher, patients=["bed-9"], waveform=True)
+        for k in range(14):  # 0-14 s of trace, then the alarm at 12 s, then the rest
+            await producer.send(gw.settings.topic("samples"), _chunk("bed-9", 360 * k), "bed-9")
+        await producer.flush()
+        while (await _next(watcher, "waveform"))["first_sample_index"] < 13 * 120:
+            pass
+        onset = _alert("bed-9", 9 * 360, at=12 * 360)
+        update = _alert("bed-9", 9 * 360, AlarmPhase.UPDATE, at=13 * 360)
+        await gw.store.write_alert(onset)
+        await gw.store.write_alert(update)
+        for k in range(14, 20):
+            await producer.send(gw.settings.topic("samples"), _chunk("bed-9", 360 * k), "bed-9")
+        await producer.flush()
+        url = f"/api/alerts/{onset.alert_id}/strip"
+        async with asyncio.timeout(15):
+            while (res := await gw.http.get(url, headers=AUTH)).status_code == 404:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    strip = res.json()
+    assert res.status_code == 200 and strip["complete"] is True
+    assert strip["t_s"] == 2.0 and strip["alert_t_s"] == 12.0 and strip["onset_t_s"] == 9.0
+    assert strip["lead"] == "MLII" and strip["fs_hz"] == 120.0 and len(strip["mv"]) == 15 * 120
+    t = np.arange(2 * 360, 17 * 360) / 360.0
+    expected = (np.round(200 * np.sin(2 * np.pi * t)) / 200).reshape(-1, 3).mean(axis=1)
+    assert np.allclose(strip["mv"], expected, atol=1e-3)
+    later = await gw.http.get(f"/api/alerts/{update.alert_id}/strip", headers=AUTH)
+    assert later.status_code == 404 and "each alarm onset" in later.json()["error"]
+    assert gw.registry.get_sample_value("ecgmon_gateway_alarm_strips_total",
+                                        {"result": "recorded"}) == 1
+
+
 async def test_the_history_takes_half_the_queue_in_bed_order(
     kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path
 ) -> None:

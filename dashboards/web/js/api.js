@@ -100,6 +100,9 @@ export function getAlerts(patientId, count = 100, after) {
   return api(`/api/alerts?${q}`);
 }
 
+/** The ECG the gateway recorded around an alarm onset (404 if it recorded none). */
+export const getStrip = (alertId) => api(`/api/alerts/${encodeURIComponent(alertId)}/strip`);
+
 export function postAck(alarmId, user = getUser()) {
   return api(`/api/alarms/${encodeURIComponent(alarmId)}/ack`, { method: "POST", json: { user } });
 }

@@ -216,6 +216,14 @@ export function drawStrip(ctx, box, samples, fs, i0, i1, scale, opts = {}) {
   ctx.restore();
 }
 
+/** [2nd percentile, 98th, min, max] of an array of samples, for an AutoScale; null if < 8. */
+export function robustRange(values) {
+  const v = values.map(Number).filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length < 8) return null;
+  const q = (p) => v[Math.min(v.length - 1, Math.floor(p * v.length))];
+  return [q(0.02), q(0.98), v[0], v[v.length - 1]];
+}
+
 /** Trend line of points [{t, v}] over [tFrom, tTo], with min/max labels. */
 export function drawSparkline(ctx, w, h, points, tFrom, tTo, opts = {}) {
   const { color = cssVar("--trace", "#3f6"), dpr = 1, lo = 40, hi = 160 } = opts;

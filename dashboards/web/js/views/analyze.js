@@ -1,7 +1,7 @@
 // Upload page (#/analyze): post a CSV or a WFDB record to POST /api/analyze and show the result.
 
 import { postAnalyze } from "../api.js";
-import { AutoScale, drawStrip, fitCanvas } from "../trace.js";
+import { AutoScale, drawStrip, fitCanvas, robustRange } from "../trace.js";
 import { BEAT_CLASSES, alarmLabel, displayPriority, el, fmtDataTime, fmtHr, fmtNum, isNum } from "../util.js";
 import { countBars } from "./patient.js";
 
@@ -208,13 +208,6 @@ export class AnalyzeView {
       drawStrip(ctx, box, sig, fs, i0, Math.min(n, i1), scale, { beats: this.beats, t0: 0, dpr });
     }
   }
-}
-
-function robustRange(values) {
-  const v = values.map(Number).filter(Number.isFinite).sort((a, b) => a - b);
-  if (v.length < 8) return null;
-  const q = (p) => v[Math.min(v.length - 1, Math.floor(p * v.length))];
-  return [q(0.02), q(0.98), v[0], v[v.length - 1]];
 }
 
 /** One row per alarm type: priority, onsets, total time active (onset to end, by alarm_id). */

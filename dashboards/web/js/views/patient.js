@@ -1,8 +1,8 @@
 // Patient view (#/patient/<id>): 20 s strip with beat labels, HR trend, HRV, alarm history.
 
-import { getAlerts, getBeats } from "../api.js";
+import { getAlerts, getBeats, getStrip } from "../api.js";
 import { hrvSummary } from "../hrv.js";
-import { AutoScale, drawSparkline, drawSweep, drawTimeGrid, fitCanvas } from "../trace.js";
+import { AutoScale, drawSparkline, drawStrip, drawSweep, drawTimeGrid, fitCanvas, robustRange } from "../trace.js";
 import {
   BEAT_CLASSES,
   BEAT_NAMES,
@@ -54,6 +54,21 @@ export class PatientView {
     this.hrv = el("dl", { class: "hrv" });
     this.counts = el("div", { class: "counts" });
     this.history = el("tbody");
+    this.eventTitle = el("h2", {}, "Alarm strip");
+    this.eventNote = el("span", { class: "muted" }, "");
+    this.eventCanvas = el("canvas", { class: "strip event-strip", "aria-label": "ECG around the alarm" });
+    this.eventCard = el(
+      "div",
+      { class: "card event-card", hidden: true },
+      el(
+        "div",
+        { class: "card-head" },
+        this.eventTitle,
+        el("button", { type: "button", class: "link-btn", onclick: () => this.closeStrip() }, "Close"),
+      ),
+      this.eventNote,
+      this.eventCanvas,
+    );
     this.panel = el(
       "section",
       { class: "patient-view" },
@@ -76,6 +91,7 @@ export class PatientView {
         el("div", { class: "card" }, el("h2", {}, "HRV · last 5 min of normal beats"), this.hrv),
         el("div", { class: "card" }, el("h2", {}, "Beats · 10 min"), this.counts),
       ),
+      this.eventCard,
       el(
         "div",
         { class: "card" },
@@ -99,7 +115,7 @@ export class PatientView {
             el(
               "thead",
               {},
-              el("tr", {}, ...["Time", "Phase", "Alarm", "Priority", "HR", "Message"].map((h) => el("th", {}, h))),
+              el("tr", {}, ...["Time", "Phase", "Alarm", "Priority", "HR", "Message", "ECG"].map((h) => el("th", {}, h))),
             ),
             this.history,
           ),
@@ -139,6 +155,63 @@ export class PatientView {
     }
   }
 
+  /** The ECG the gateway recorded around an alarm's onset: 10 s before to 5 s after it. */
+  async showStrip(alert) {
+    this.eventCard.hidden = false;
+    this.eventTitle.textContent = `Alarm strip · ${alarmLabel(alert.alarm_type)} at ${fmtDataTime(alert.t_s)}`;
+    this.eventNote.textContent = "loading…";
+    this.eventStrip = null;
+    this.drawEventStrip();
+    this.eventCard.scrollIntoView?.({ block: "nearest" });
+    try {
+      const strip = await getStrip(alert.alert_id);
+      this.eventStrip = strip;
+      const note = strip.complete ? "" : "Incomplete: the trace had a gap, or the gateway had just started. ";
+      this.eventNote.textContent =
+        `${note}${strip.lead} · red line: alarm raised` +
+        (strip.onset_t_s >= (strip.window_t_s?.[0] ?? strip.t_s)
+          ? " · dashed: onset of the episode"
+          : ` · episode began at ${fmtDataTime(strip.onset_t_s)}`);
+    } catch (err) {
+      if (err?.name === "AuthError") this.actions.authFailed();
+      this.eventNote.textContent = err?.status === 404 ? "No strip recorded for this alarm (the gateway records one for each alarm onset it sees live)." : `Strip unavailable: ${err.message}`;
+    }
+    this.drawEventStrip();
+  }
+
+  closeStrip() {
+    this.eventCard.hidden = true;
+    this.eventStrip = null;
+  }
+
+  drawEventStrip() {
+    const { w, h, dpr } = fitCanvas(this.eventCanvas);
+    const ctx = this.eventCanvas.getContext("2d");
+    ctx.clearRect(0, 0, w, h);
+    const s = this.eventStrip;
+    if (!s || !Array.isArray(s.mv) || !isNum(s.fs_hz) || s.mv.length < 2) return;
+    const scale = new AutoScale(1.2);
+    scale.update(robustRange(s.mv), 1);
+    const beats = (s.beats || []).map((b) => ({ t: b.t_s, cls: String(b.class || "U").toUpperCase() }));
+    // The whole window at one time scale: an incomplete strip is drawn where its samples belong.
+    const [wFrom, wTo] = Array.isArray(s.window_t_s) ? s.window_t_s : [s.t_s, s.t_s + s.mv.length / s.fs_hz];
+    const xOf = (t) => ((t - wFrom) / (wTo - wFrom)) * w;
+    const box = { x0: xOf(s.t_s), y0: 0, w: xOf(s.t_s + s.mv.length / s.fs_hz) - xOf(s.t_s), h };
+    drawStrip(ctx, box, s.mv, s.fs_hz, 0, s.mv.length, scale, { beats, t0: s.t_s, dpr });
+    ctx.save();
+    ctx.strokeStyle = cssVar("--high", "#f33");
+    ctx.lineWidth = 2 * dpr;
+    for (const [t, dash] of [[s.alert_t_s, []], [s.onset_t_s, [6 * dpr, 4 * dpr]]]) {
+      if (!isNum(t) || t < wFrom || t > wTo) continue;
+      ctx.setLineDash(dash);
+      ctx.beginPath();
+      ctx.moveTo(Math.round(xOf(t)) + 0.5, 0);
+      ctx.lineTo(Math.round(xOf(t)) + 0.5, h);
+      ctx.stroke();
+    }
+    ctx.restore();
+  }
+
   renderNumbers() {
     this.unknown.hidden = this.p.known;
     this.hr.textContent = patientHr(this.p);
@@ -175,6 +248,13 @@ export class PatientView {
           el("td", {}, el("span", { class: `prio-pill prio-${prio}` }, prio)),
           el("td", { class: "num" }, fmtHr(a.heart_rate_bpm)),
           el("td", { class: "msg" }, a.message || ""),
+          el(
+            "td",
+            {},
+            a.phase === "onset" && a.alert_id
+              ? el("button", { type: "button", class: "link-btn", onclick: () => this.showStrip(a) }, "Strip")
+              : "",
+          ),
         );
       }),
     );
@@ -203,6 +283,7 @@ export class PatientView {
     const counts = Object.fromEntries(BEAT_CLASSES.map((c) => [c, 0]));
     for (const b of beats) if (b.t >= tEnd - TREND_S) counts[b.cls] = (counts[b.cls] ?? 0) + 1;
     this.counts.replaceChildren(...countBars(counts));
+    if (!this.eventCard.hidden) this.drawEventStrip(); // follows the canvas's size
   }
 
   frame(now) {
