@@ -102,6 +102,12 @@ class Client:
         """Data frames the queue takes before it starts dropping."""
         return self.queue_size - len(self._data)
 
+    def drain(self) -> int:
+        """Forget the queued data frames (a benchmark's client that has sent them); how many."""
+        n = len(self._data)
+        self._data.clear()
+        return n
+
     def offer(self, kind: str, text: str) -> None:
         """Queue a droppable frame; if full, the oldest data frame is dropped and counted."""
         if len(self._data) >= self.queue_size:
