@@ -185,6 +185,9 @@ export class PatientView {
   }
 
   drawEventStrip() {
+    // A phone gets the 15 s as two lines, as the live strip does.
+    const rows = this.eventCanvas.clientWidth < 700 ? 2 : 1;
+    this.eventCanvas.classList.toggle("two-rows", rows === 2);
     const { w, h, dpr } = fitCanvas(this.eventCanvas);
     const ctx = this.eventCanvas.getContext("2d");
     ctx.clearRect(0, 0, w, h);
@@ -195,21 +198,35 @@ export class PatientView {
     const beats = (s.beats || []).map((b) => ({ t: b.t_s, cls: String(b.class || "U").toUpperCase() }));
     // The whole window at one time scale: an incomplete strip is drawn where its samples belong.
     const [wFrom, wTo] = Array.isArray(s.window_t_s) ? s.window_t_s : [s.t_s, s.t_s + s.mv.length / s.fs_hz];
-    const xOf = (t) => ((t - wFrom) / (wTo - wFrom)) * w;
-    const box = { x0: xOf(s.t_s), y0: 0, w: xOf(s.t_s + s.mv.length / s.fs_hz) - xOf(s.t_s), h };
-    drawStrip(ctx, box, s.mv, s.fs_hz, 0, s.mv.length, scale, { beats, t0: s.t_s, dpr });
-    ctx.save();
-    ctx.strokeStyle = cssVar("--high", "#f33");
-    ctx.lineWidth = 2 * dpr;
-    for (const [t, dash] of [[s.alert_t_s, []], [s.onset_t_s, [6 * dpr, 4 * dpr]]]) {
-      if (!isNum(t) || t < wFrom || t > wTo) continue;
-      ctx.setLineDash(dash);
-      ctx.beginPath();
-      ctx.moveTo(Math.round(xOf(t)) + 0.5, 0);
-      ctx.lineTo(Math.round(xOf(t)) + 0.5, h);
-      ctx.stroke();
+    const rowS = (wTo - wFrom) / rows;
+    const rowH = h / rows;
+    const marks = [
+      [s.alert_t_s, []],
+      [s.onset_t_s, [6 * dpr, 4 * dpr]],
+    ];
+    for (let r = 0; r < rows; r++) {
+      const tA = wFrom + r * rowS;
+      const xOf = (t) => ((t - tA) / rowS) * w;
+      const i0 = Math.max(0, Math.ceil((tA - s.t_s) * s.fs_hz));
+      const i1 = Math.min(s.mv.length, Math.ceil((tA + rowS - s.t_s) * s.fs_hz));
+      if (i1 - i0 > 1) {
+        const x0 = xOf(s.t_s + i0 / s.fs_hz);
+        const box = { x0, y0: r * rowH, w: xOf(s.t_s + i1 / s.fs_hz) - x0, h: rowH - 4 * dpr };
+        drawStrip(ctx, box, s.mv, s.fs_hz, i0, i1, scale, { beats, t0: s.t_s, dpr });
+      }
+      ctx.save();
+      ctx.strokeStyle = cssVar("--high", "#f33");
+      ctx.lineWidth = 2 * dpr;
+      for (const [t, dash] of marks) {
+        if (!isNum(t) || t < tA || t > tA + rowS) continue;
+        ctx.setLineDash(dash);
+        ctx.beginPath();
+        ctx.moveTo(Math.round(xOf(t)) + 0.5, r * rowH);
+        ctx.lineTo(Math.round(xOf(t)) + 0.5, (r + 1) * rowH);
+        ctx.stroke();
+      }
+      ctx.restore();
     }
-    ctx.restore();
   }
 
   renderNumbers() {
