@@ -54,6 +54,10 @@ DASHBOARD_METRICS = frozenset({
     "ecgmon_dead_letters_total",
     "ecgmon_detect_batch_seconds_bucket",
     "ecgmon_gc_pause_seconds_bucket",
+    "ecgmon_ws_clients",
+    "ecgmon_ws_dropped_frames_total",
+    "ecgmon_ws_lagging_closes_total",
+    "ecgmon_gateway_alarm_strips_total",
 })
 LATENCY_STAGES = ("chunk_to_consumed", "chunk_to_beat", "chunk_to_alert_redis", "alert_to_websocket")
 METRIC_RE = re.compile(r"ecgmon_[a-z_]+")
