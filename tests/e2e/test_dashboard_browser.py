@@ -3,11 +3,14 @@
 Eight MIT-BIH patients replayed 5x faster than real time: the station shows a tile for
 each, the traces sweep, an alarm badge appears, and ACK on it is confirmed on screen and
 by the gateway's REST API.  A screenshot is saved (and copied to $ECGMON_SCREENSHOT).
+A patient opened late shows its last 20 s and minutes of stored beats at once, and the
+ECG the gateway recorded around one of its alarms.
 Fails, never skips, when Chromium or the stack cannot start.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -160,3 +163,57 @@ def test_station_shows_live_patients_alarms_and_acknowledges(
     assert shot.stat().st_size > 10_000
     active = page.locator(f"{TILE} .alarm-badge").count()
     assert active >= 1
+
+
+# The alarm strip card: its title, note and how many pixels of its canvas the trace covers.
+EVENT_STRIP_JS = """() => {
+  const card = document.querySelector('.event-card');
+  const canvas = card?.querySelector('canvas');
+  if (!card || card.hidden || !canvas || !canvas.width) return null;
+  const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let drawn = 0;  // opaque bright pixels: the trace and the beat letters, not the faint grid
+  for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 200 && px[i + 1] > 150) drawn++;
+  return {title: card.querySelector('h2').textContent, note: card.querySelector('span').textContent,
+          drawn, total: px.length / 4};
+}"""
+
+
+def test_patient_view_opens_with_history_and_shows_an_alarm_strip(
+    ecgmon_stack: EcgmonStack, page: Any
+) -> None:
+    """A patient opened late: strip, trend and beat counts filled at once; an alarm's recorded ECG."""
+    deadline = time.monotonic() + 60
+    strip, alert = None, None
+    while strip is None and time.monotonic() < deadline:  # an onset whose strip the gateway stored
+        onsets = [a for a in ecgmon_stack.get_json("/api/alerts?count=1000")["alerts"]
+                  if a["phase"] == "onset" and not a["technical"]]
+        for a in reversed(onsets):
+            status, body = ecgmon_stack.get(f"/api/alerts/{a['alert_id']}/strip")
+            if status == 200:
+                strip, alert = json.loads(body), a
+                break
+        else:
+            time.sleep(1.0)
+    assert strip is not None and alert is not None, "no alarm strip recorded within 60 s"
+    assert strip["alert_id"] == alert["alert_id"] and len(strip["mv"]) > 100
+
+    page.goto(f"{ecgmon_stack.url}/#/patient/{alert['patient_id']}", wait_until="domcontentloaded")
+    # the gateway's history on subscribe fills the 20 s strip at once: the first frame holds it
+    pid = alert["patient_id"]
+    page.wait_for_function(f"window.ecgmon.store.patients.get({pid!r})?.ring?.t0 != null", timeout=10_000)
+    held_s = page.evaluate(f"(() => {{ const r = window.ecgmon.store.patients.get({pid!r}).ring;"
+                           " return (r.end - r.start) / r.fs; })()")
+    assert held_s >= 15, f"the strip starts with {held_s:.1f} s of trace: no history on subscribe"
+    # and the trend, HRV and counts read the stored beats: minutes of them, not the live few
+    # (the replay runs 5x: 5 s of waiting would bring 25 s of live beats)
+    page.wait_for_function(
+        f"(() => {{ const b = window.ecgmon.store.patients.get({pid!r}).beats;"
+        " return b.length && b[b.length - 1].t - b[0].t >= 40; })()", timeout=5000)
+
+    row = page.locator(f'tr[data-alert-id="{alert["alert_id"]}"]')
+    row.locator("button", has_text="Strip").click()
+    page.wait_for_function(f"(({EVENT_STRIP_JS})())?.drawn > 0", timeout=5000)
+    shown = page.evaluate(EVENT_STRIP_JS)
+    assert shown["title"].startswith("Alarm strip") and "loading" not in shown["note"]
+    assert "red line: alarm raised" in shown["note"], shown
+    assert shown["drawn"] > shown["total"] * 0.002  # a 15 s trace drawn, not only the grid

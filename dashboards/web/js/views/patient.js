@@ -258,7 +258,7 @@ export class PatientView {
         const prio = displayPriority(a);
         return el(
           "tr",
-          { class: `phase-${a.phase || "x"}` },
+          { class: `phase-${a.phase || "x"}`, "data-alert-id": a.alert_id ?? "" },
           el("td", { class: "num" }, fmtDataTime(a.t_s)),
           el("td", {}, a.phase || ""),
           el("td", {}, alarmLabel(a.alarm_type)),
