@@ -1,7 +1,8 @@
 """A stand-in for `ecgmon gateway` that serves the dashboard with synthetic patients.
 
 Speaks the dashboard's WebSocket protocol (hello, waveform, beat, alert, state, acked) and its
-REST API (GET /api/patients, GET /api/alerts, POST /api/alarms/{id}/ack, POST /api/analyze) with
+REST API (GET /api/patients[/{id}[/beats]], GET /api/alerts[/{id}/strip], POST
+/api/alarms/{id}/ack, POST /api/analyze; a strip only for alarms of the last ~55 s) with
 ten synthetic patients: sinus rhythms, PVC bigeminy, atrial fibrillation, a recurring
 ventricular-tachycardia episode (high priority), a technical alarm with gaps in the signal.
 
@@ -140,7 +141,7 @@ class Patient:
     sent_k: int = 0  # first sample not yet sent
     last_send: float = 0.0
     bigeminy_v: bool = False
-    sent_beats: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    sent_beats: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
     last_class: str = "N"
     hr: float | None = None
 
@@ -441,6 +442,17 @@ class FakeGateway:
                     }
                 )
             return json_response(200, rows)
+        if path.startswith("/api/patients/") and path.endswith("/beats"):
+            bed = self.patients.get(unquote(path.removeprefix("/api/patients/").removesuffix("/beats")))
+            if bed is None:
+                return json_response(404, {"error": "unknown patient"})
+            seconds = float(query.get("seconds", ["600"])[0])
+            beats = [{k: v for k, v in b.items() if k not in ("type", "patient_id")} for b in bed.sent_beats]
+            newest = beats[-1]["t_s"] if beats else 0.0
+            return json_response(200, {"patient_id": bed.pid,
+                                       "beats": [b for b in beats if b["t_s"] >= newest - seconds]})
+        if path.startswith("/api/alerts/") and path.endswith("/strip"):
+            return self.strip(unquote(path.removeprefix("/api/alerts/").removesuffix("/strip")))
         if path.startswith("/api/patients/"):
             p = self.patients.get(unquote(path.removeprefix("/api/patients/")))
             if p is None:
@@ -455,6 +467,25 @@ class FakeGateway:
             rows = [a for a in self.alerts if pid is None or a["patient_id"] == pid][-count:]
             return json_response(200, {"alerts": rows})
         return json_response(404, {"detail": f"no route {path}"})
+
+    def strip(self, alert_id: str) -> Response:
+        """10 s before to 5 s after an onset, cut from the last minute of trace, as the gateway's."""
+        a = next((a for a in self.alerts if a["alert_id"] == alert_id and a["phase"] == "onset"), None)
+        p = self.patients.get(a["patient_id"]) if a else None
+        t = a["t_s"] if a else 0.0
+        run = [(k, v) for k, v in (p.wave if p else []) if t - 10 <= k / FS_HZ < t + 5]
+        if a is None or p is None or not run or t + 5 > p.sent_k / FS_HZ:
+            return json_response(404, {"error": "no strip recorded for this alert (the fake keeps 60 s)"})
+        k0 = run[0][0]
+        return json_response(200, {
+            **{k: a[k] for k in ("alert_id", "alarm_id", "patient_id", "alarm_type", "priority",
+                                 "technical", "message", "onset_t_s")},
+            "alert_t_s": t, "window_t_s": [t - 10, t + 5], "lead": "MLII", "fs_hz": FS_HZ,
+            "first_sample_index": k0, "t_s": k0 / FS_HZ, "mv": [round(v, 3) for _, v in run],
+            "beats": [{"t_s": b["t_s"], "class": b["class"]} for b in p.sent_beats
+                      if t - 10 <= b["t_s"] < t + 5],
+            "complete": len(run) >= 15 * FS_HZ - 1,
+        })
 
     def static(self, path: str) -> Response:
         rel = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/").lstrip("/")
