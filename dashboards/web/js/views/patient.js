@@ -64,7 +64,16 @@ export class PatientView {
         "div",
         { class: "card-head" },
         this.eventTitle,
-        el("button", { type: "button", class: "link-btn", onclick: () => this.closeStrip() }, "Close"),
+        el(
+          "span",
+          { class: "btn-row" },
+          (this.eventSave = el(
+            "button",
+            { type: "button", class: "link-btn", disabled: true, onclick: () => this.saveStrip() },
+            "Save PNG + JSON",
+          )),
+          el("button", { type: "button", class: "link-btn", onclick: () => this.closeStrip() }, "Close"),
+        ),
       ),
       this.eventNote,
       this.eventCanvas,
@@ -161,11 +170,13 @@ export class PatientView {
     this.eventTitle.textContent = `Alarm strip · ${alarmLabel(alert.alarm_type)} at ${fmtDataTime(alert.t_s)}`;
     this.eventNote.textContent = "loading…";
     this.eventStrip = null;
+    this.eventSave.disabled = true;
     this.drawEventStrip();
     this.eventCard.scrollIntoView?.({ block: "nearest" });
     try {
       const strip = await getStrip(alert.alert_id);
       this.eventStrip = strip;
+      this.eventSave.disabled = false;
       const note = strip.complete ? "" : "Incomplete: the trace had a gap, or the gateway had just started. ";
       this.eventNote.textContent =
         `${note}${strip.lead} · red line: alarm raised` +
@@ -177,6 +188,41 @@ export class PatientView {
       this.eventNote.textContent = err?.status === 404 ? "No strip recorded for this alarm (the gateway records one for each alarm onset it sees live)." : `Strip unavailable: ${err.message}`;
     }
     this.drawEventStrip();
+  }
+
+  /** Download the strip as drawn (PNG) and as recorded (JSON), named by patient and alert. */
+  saveStrip() {
+    const s = this.eventStrip;
+    if (!s) return;
+    const base = `ecgmon-${s.patient_id}-${s.alarm_type}-${Math.round(s.alert_t_s)}s`.replace(/[^\w.-]+/g, "_");
+    const save = (blob, name) => {
+      const a = el("a", { href: URL.createObjectURL(blob), download: name });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    };
+    // The canvas is transparent over the page's dark paper: give the file the same background,
+    // and a caption saying whose ECG it is and when, since the file travels without the page.
+    const head = Math.round(28 * (window.devicePixelRatio || 1));
+    const out = el("canvas", { width: this.eventCanvas.width, height: this.eventCanvas.height + head });
+    const ctx = out.getContext("2d");
+    ctx.fillStyle = getComputedStyle(this.eventCanvas).backgroundColor || "#020504";
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.drawImage(this.eventCanvas, 0, head);
+    ctx.fillStyle = cssVar("--text", "#e8f0ea");
+    ctx.font = `${Math.round(head * 0.5)}px system-ui, sans-serif`;
+    ctx.textBaseline = "middle";
+    const incomplete = s.complete ? "" : " · incomplete";
+    ctx.fillText(
+      `ecgmon · ${s.patient_id} · ${alarmLabel(s.alarm_type)} (${s.priority}) raised at ${fmtDataTime(s.alert_t_s)}` +
+        ` · ${s.lead}, ${fmtDataTime(s.window_t_s?.[0] ?? s.t_s)} to ${fmtDataTime(s.window_t_s?.[1] ?? s.t_s)}` +
+        ` · red: alarm, dashed: onset${incomplete}`,
+      8,
+      head / 2,
+    );
+    out.toBlob((png) => png && save(png, `${base}.png`), "image/png");
+    save(new Blob([JSON.stringify(s, null, 1)], { type: "application/json" }), `${base}.json`);
   }
 
   closeStrip() {
