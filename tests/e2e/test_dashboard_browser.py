@@ -173,7 +173,7 @@ EVENT_STRIP_JS = """() => {
   const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
   let drawn = 0;  // opaque bright pixels: the trace and the beat letters, not the faint grid
   for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 200 && px[i + 1] > 150) drawn++;
-  return {title: card.querySelector('h2').textContent, note: card.querySelector('span').textContent,
+  return {title: card.querySelector('h2').textContent, note: card.querySelector('.event-note').textContent,
           drawn, total: px.length / 4};
 }"""
 

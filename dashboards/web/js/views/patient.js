@@ -55,7 +55,7 @@ export class PatientView {
     this.counts = el("div", { class: "counts" });
     this.history = el("tbody");
     this.eventTitle = el("h2", {}, "Alarm strip");
-    this.eventNote = el("span", { class: "muted" }, "");
+    this.eventNote = el("span", { class: "muted event-note" }, "");
     this.eventCanvas = el("canvas", { class: "strip event-strip", "aria-label": "ECG around the alarm" });
     this.eventCard = el(
       "div",
