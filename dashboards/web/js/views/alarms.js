@@ -12,7 +12,8 @@ export function sortedAlarms(patient) {
 }
 
 /** One badge; onAck(alarmId) is called by its button. */
-export function alarmBadge(alarm, patient, onAck, { compact = false } = {}) {
+export function alarmBadge(alarm, patient, onAck, opts = {}) {
+  const { compact = false } = opts;
   const prio = displayPriority(alarm);
   const acked = Boolean(alarm.acknowledged_by);
   const since =
@@ -44,6 +45,21 @@ export function alarmBadge(alarm, patient, onAck, { compact = false } = {}) {
     el("span", { class: "prio" }, PRIORITY_TEXT[prio] || prio.toUpperCase()),
     el("span", { class: "name" }, alarmLabel(alarm.alarm_type)),
     compact ? null : el("span", { class: "since", title: "Time since onset" }, since === null ? "" : fmtDataTime(since)),
+    opts.onStrip
+      ? el(
+          "button",
+          {
+            class: "link-btn strip-btn",
+            type: "button",
+            title: "The ECG around this alarm's onset",
+            onclick: (ev) => {
+              ev.stopPropagation();
+              opts.onStrip(alarm);
+            },
+          },
+          "Strip",
+        )
+      : null,
     action,
   );
 }

@@ -164,6 +164,21 @@ export class PatientView {
     }
   }
 
+  /** An active alarm's strip: the one of its onset alert (live, or from the alarm history). */
+  showAlarmStrip(alarm) {
+    const onset = this.p.alerts.find((a) => a.alarm_id === alarm.alarm_id && a.phase === "onset" && a.alert_id);
+    if (onset) {
+      this.showStrip(onset);
+      return;
+    }
+    this.eventCard.hidden = false;
+    this.eventStrip = null;
+    this.eventSave.disabled = true;
+    this.eventTitle.textContent = `Alarm strip · ${alarmLabel(alarm.alarm_type)}`;
+    this.eventNote.textContent = "The onset of this alarm is not in the loaded alarm history yet.";
+    this.drawEventStrip();
+  }
+
   /** The ECG the gateway recorded around an alarm's onset: 10 s before to 5 s after it. */
   async showStrip(alert) {
     this.eventCard.hidden = false;
@@ -285,7 +300,7 @@ export class PatientView {
   }
 
   renderAlarms() {
-    renderAlarmBadges(this.alarms, this.p, this.actions.ack);
+    renderAlarmBadges(this.alarms, this.p, this.actions.ack, { onStrip: (alarm) => this.showAlarmStrip(alarm) });
     this.panel?.classList.toggle("flash-high", this.p.unackedHigh);
   }
 
