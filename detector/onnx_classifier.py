@@ -34,11 +34,25 @@ def model_path(name: str, models_dir: Path = MODELS_DIR) -> Path:
     if path.suffix != ".onnx":
         path = models_dir / f"{name}.onnx"
     if not path.is_file():
-        have = sorted(p.stem for p in models_dir.glob("*.onnx")) if models_dir.is_dir() else []
         raise ConfigError(
-            f"beat model {name!r} not found at {path}; choose one of {have} (ECGMON_MODEL / --model)"
+            f"beat model {name!r} not found at {path}; choose one of {classifier_names(models_dir)} "
+            "(ECGMON_MODEL / --model)"
         )
     return path
+
+
+def classifier_names(models_dir: Path = MODELS_DIR) -> list[str]:
+    """The beat classifiers shipped in ``models_dir`` (the autoencoder, an anomaly scorer with no
+    class output, is left out: its card's family says so)."""
+    out = []
+    for onnx in sorted(models_dir.glob("*.onnx")) if models_dir.is_dir() else []:
+        try:
+            family = json.loads(onnx.with_suffix(".json").read_text()).get("family")
+        except (OSError, ValueError, AttributeError):
+            family = None
+        if family != "autoencoder":
+            out.append(onnx.stem)
+    return out
 
 
 def _warn_from_card(path: Path) -> None:
@@ -72,6 +86,13 @@ class OnnxClassifier:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        outputs = [o.name for o in self._session.get_outputs()]
+        if "probabilities" not in outputs:
+            raise ConfigError(
+                f"{path.name} is not a beat classifier (outputs {outputs}, no 'probabilities'; the "
+                "autoencoder scores beats' anomaly, its card gives the DS2 AUROC, it labels none); choose "
+                f"one of {classifier_names(path.parent)} (ECGMON_MODEL / --model)"
+            )
         meta = self._session.get_modelmeta().custom_metadata_map
         self._name = path.stem
         self._labels = tuple(BeatClass(x) for x in meta.get("labels", "N,S,V,F,Q").split(","))

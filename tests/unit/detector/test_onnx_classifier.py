@@ -59,6 +59,16 @@ def test_unknown_model_names_the_choices() -> None:
         OnnxClassifier.load("no-such-model")
 
 
+def test_the_autoencoder_is_refused_as_a_classifier_and_never_offered() -> None:
+    """It scores anomalies (output 'score'); selected as ECGMON_MODEL it used to crash in ONNX
+    Runtime at the first batch ("Invalid output name:probabilities")."""
+    with pytest.raises(ConfigError, match=r"autoencoder.onnx is not a beat classifier.*'cnn'"):
+        OnnxClassifier.load("autoencoder")
+    with pytest.raises(ConfigError) as err:
+        OnnxClassifier.load("nosuch")
+    assert "'cnn'" in str(err.value) and "autoencoder" not in str(err.value)
+
+
 @pytest.mark.parametrize("name", (*CLASSIFIERS, "autoencoder"))
 def test_model_card_matches_the_onnx_file(name: str) -> None:
     card = json.loads((MODELS_DIR / f"{name}.json").read_text())
