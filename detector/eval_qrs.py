@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from detector.core.qrs import QrsDetector
 from detector.evaluation import Counts, Reference, drop_excluded, load_reference, score
+from detector.training.data import require_records
 from stream import settings as settings_mod
 from stream.errors import ConfigError
 from stream.settings import Settings
@@ -102,6 +103,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def _record_names(data_dir: Path, records: str | None) -> list[str]:
     if records:
         names = [r.strip() for r in records.split(",") if r.strip()]
+        require_records(data_dir, names)  # named ones must all be there: say which are not
     elif (data_dir / "RECORDS").is_file():
         names = (data_dir / "RECORDS").read_text().split()
     else:

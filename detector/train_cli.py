@@ -70,6 +70,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     from detector.training.data import CV_FOLDS
     from detector.training.pipeline import rescore, run_training
 
+    unknown = [f for f in args.families.split(",") if f not in ALL_FAMILIES.split(",")]
+    if unknown:
+        raise ConfigError(f"--families: unknown {', '.join(map(repr, unknown))}; choose from {ALL_FAMILIES}")
     if args.rescore:
         rows = rescore(Path(args.out), settings.data_dir, args.families.split(","), _progress,
                        _noise_dir(settings.data_dir, args))

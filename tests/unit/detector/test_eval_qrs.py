@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+import pytest
 import wfdb
 
 from detector import eval_qrs
@@ -58,3 +59,13 @@ def test_snr_names() -> None:
 def test_default_records_skip_folders_without_annotations(data_root: Path) -> None:
     names = eval_qrs._record_names(data_root / "nstdb", None)
     assert "bw" not in names and "118e24" in names and len(names) == 12
+
+
+def test_named_records_that_are_absent_are_named(mitdb_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    code = main(["eval", "qrs", "--data-dir", str(mitdb_dir), "--records", "100,999"])
+    err = capsys.readouterr().err
+    assert code == 2 and "record 999 (header .hea with reference annotations .atr)" in err
+    assert f"not found in {mitdb_dir}" in err
+    assert "Traceback" not in err

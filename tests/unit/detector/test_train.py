@@ -148,6 +148,17 @@ def test_absent_records_are_named_before_training_starts(tmp_path: Path,
     assert f"not found in {tmp_path}" in err and "Traceback" not in err
 
 
+def test_an_unknown_family_is_named_before_any_beat_is_read(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    # tmp_path holds no record: a family check after loading the beats would report those
+    code = main(["train", "--data-dir", str(tmp_path), "--no-noise", "--families", "cnn,cnnn"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--families: unknown 'cnnn'; choose from cnn,resnet" in err
+    assert "Traceback" not in err
+
+
 def test_noisy_weight_needs_noisy_beats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from stream.cli import main
 
