@@ -171,6 +171,7 @@ export class PatientView {
       this.showStrip(onset);
       return;
     }
+    this.stripAsk = (this.stripAsk ?? 0) + 1;
     this.eventCard.hidden = false;
     this.eventStrip = null;
     this.eventSave.disabled = true;
@@ -188,8 +189,10 @@ export class PatientView {
     this.eventSave.disabled = true;
     this.drawEventStrip();
     this.eventCard.scrollIntoView?.({ block: "nearest" });
+    const ask = (this.stripAsk = (this.stripAsk ?? 0) + 1); // a later click wins over a slow answer
     try {
       const strip = await getStrip(alert.alert_id);
+      if (ask !== this.stripAsk) return;
       this.eventStrip = strip;
       this.eventSave.disabled = false;
       const note = strip.complete ? "" : "Incomplete: the trace had a gap, or the gateway had just started. ";
@@ -199,6 +202,7 @@ export class PatientView {
           ? " · dashed: onset of the episode"
           : ` · episode began at ${fmtDataTime(strip.onset_t_s)}`);
     } catch (err) {
+      if (ask !== this.stripAsk) return;
       if (err?.name === "AuthError") this.actions.authFailed();
       this.eventNote.textContent = err?.status === 404 ? "No strip recorded for this alarm (the gateway records one for each alarm onset it sees live)." : `Strip unavailable: ${err.message}`;
     }
@@ -241,6 +245,7 @@ export class PatientView {
   }
 
   closeStrip() {
+    this.stripAsk = (this.stripAsk ?? 0) + 1;
     this.eventCard.hidden = true;
     this.eventStrip = null;
   }
