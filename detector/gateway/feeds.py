@@ -395,6 +395,10 @@ def heart_rate(rr_s: deque[float], rr_prev_s: float) -> float | None:
     return 60.0 / statistics.median(rr_s) if rr_s else None
 
 
+def _decoded(fields: dict[Any, Any]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in fields.items()}
+
+
 def _beat_rows(patient_id: str, rows: Any, lead_in: Any = ()) -> list[dict[str, Any]]:
     """Beat dicts (as the live frames, without ``type``) from ``P:beats:{patient}`` entries in
     time order; ``lead_in``, the entries just before, only prime the heart rate. Undecodable
@@ -402,11 +406,11 @@ def _beat_rows(patient_id: str, rows: Any, lead_in: Any = ()) -> list[dict[str, 
     rr_s: deque[float] = deque(maxlen=HR_BEATS)
     for _, fields in lead_in or []:
         with contextlib.suppress(ValueError):
-            heart_rate(rr_s, float(_s(fields.get(b"rr_s", fields.get("rr_s", b"0")))))
+            heart_rate(rr_s, float(_decoded(fields).get("rr_s", "0")))
     out: list[dict[str, Any]] = []
     for _, fields in rows or []:
         try:
-            f = {_s(k): _s(v) for k, v in fields.items()}
+            f = _decoded(fields)
             sample, fs = beat_entry_sample(f), float(f["fs_hz"])
             hr = heart_rate(rr_s, float(f.get("rr_s", "0")))
             out.append({"patient_id": patient_id, "sample_index": sample,
