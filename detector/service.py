@@ -25,6 +25,7 @@ from aiokafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
 from detector.checkpoint import Checkpoint, CheckpointStore
+from detector.core.alarms import AlarmLimits
 from detector.core.beats import BeatFeatures
 from detector.core.classifier import Classifier
 from detector.core.monitor import (
@@ -42,8 +43,8 @@ from stream import metrics
 from stream.errors import ConfigError, DecodeError, DeliveryFailed
 from stream.kafka import BROKER_WATCH, DeadLetterPublisher, Producer
 from stream.redis import AlertStore, beat_entry
-from stream.schemas import Alert, Beat, SampleChunk
-from stream.serde import decode_as
+from stream.schemas import AlarmSettings, Alert, Beat, SampleChunk
+from stream.serde import decode
 from stream.settings import Settings, env_name
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,9 @@ class _Metrics:
                                  ("partition",))
         self.patients = metrics.gauge("ecgmon_patients", "patients with live detector state",
                                       registry)
+        self.settings = metrics.counter(
+            "ecgmon_alarm_settings_applied_total",
+            "clinicians' changes of a patient's alarm limits applied by the detector", registry)
         self.rewinds = metrics.counter(
             "ecgmon_detector_rewinds_total",
             "Kafka delivery failures after which the detector went back to its checkpoints",
@@ -231,10 +235,26 @@ class DetectorService:
         taken: list[tuple[SampleChunk, _PatientSlot, int]] = []
         for tp, records in batch.items():
             for record in records:
-                chunk = await self._decode(record)
-                if chunk is not None:
-                    taken.append((chunk, self._slot(chunk, tp), record.offset))
+                message = await self._decode(record)
+                if isinstance(message, SampleChunk):
+                    taken.append((message, self._slot(message, tp), record.offset))
+                elif message is not None:
+                    # a change of alarm limits applies between the patient's chunks, where the
+                    # stream put it: the chunks before it are processed first
+                    await self._run(taken)
+                    taken = []
+                    await self._apply_settings(message, record)
                 self.next_offsets[tp] = record.offset + 1
+        await self._run(taken)
+        self._undelivered = False
+        self.m.batch.observe(time.perf_counter() - started)
+        if self.heap is not None:
+            self.heap.after_batch(len(self.slots))
+
+    async def _run(self, taken: list[tuple[SampleChunk, _PatientSlot, int]]) -> None:
+        """Ingest, classify, alarm and deliver ``taken`` chunks."""
+        if not taken:
+            return
         # every chunk through its patient's monitor, the beat windows of all cut together
         pendings = ingest_batch([(slot.monitor, chunk.first_sample_index, chunk.millivolts())
                                  for chunk, slot, _ in taken])
@@ -247,22 +267,60 @@ class DetectorService:
             work.append(_Work(chunk, slot, pending, offset))
         outputs = self._classify_and_alarm(work)
         await self._deliver(outputs)
-        self._undelivered = False
-        self.m.batch.observe(time.perf_counter() - started)
-        if self.heap is not None:
-            self.heap.after_batch(len(self.slots))
 
-    async def _decode(self, record: Any) -> SampleChunk | None:
-        """The chunk of ``record``, or None after sending it to the dead-letter topic."""
+    async def _decode(self, record: Any) -> SampleChunk | AlarmSettings | None:
+        """The chunk or settings change of ``record``, or None after sending it to the
+        dead-letter topic."""
         now = self.clock_ns()
         try:
-            chunk = decode_as(record.value, SampleChunk)
+            message = decode(record.value)
+            if not isinstance(message, SampleChunk | AlarmSettings):
+                raise DecodeError("wrong_kind", f"expected SampleChunk or AlarmSettings, got "
+                                                f"{type(message).__name__}")
         except DecodeError as exc:
             await self.dead.publish(record, exc)
             return None
-        self.m.chunks.inc()
-        self.m.consumed.observe(max(0.0, (now - chunk.produced_at_ns) / 1e9))
-        return chunk
+        if isinstance(message, SampleChunk):
+            self.m.chunks.inc()
+            self.m.consumed.observe(max(0.0, (now - message.produced_at_ns) / 1e9))
+        return message
+
+    async def _apply_settings(self, change: AlarmSettings, record: Any) -> None:
+        """A clinician's change of one patient's alarm limits, applied at this point of the
+        patient's stream; its effect (an alarm switched off ends) delivered, and what is
+        applied written to the patient's Redis hash for the gateway.  A change that is
+        invalid or for a patient without a stream here is dead-lettered."""
+        slot = self.slots.get(change.patient_id)
+        try:
+            if slot is None:
+                raise DecodeError("unknown_patient", f"alarm settings for {change.patient_id!r}, "
+                                  "whose stream this detector has not seen")
+            try:
+                limits = AlarmLimits.checked(change.hr_low_bpm, change.hr_high_bpm, change.pause_s,
+                                             change.disabled)
+            except ValueError as exc:
+                raise DecodeError("invalid_field", str(exc)) from None
+        except DecodeError as exc:
+            await self.dead.publish(record, exc)
+            return
+        events = slot.monitor.set_alarm_limits(
+            limits, f"turned off for this patient by {change.user}", change.request_id)
+        if events is None:  # applied before the checkpoint this replay started from
+            return
+        out = _Outputs()
+        now = self.clock_ns()
+        for alert in events_to_alerts(events, slot.monitor.fs_hz, now, change.set_at_ns):
+            out.alerts.append((alert, change.set_at_ns))
+            self.m.alarms.labels(type=alert.alarm_type, phase=alert.phase.value).inc()
+        await self._deliver(out)
+        applied = {**limits.to_dict(), "request_id": change.request_id, "user": change.user,
+                   "set_at_ms": change.set_at_ns // 1_000_000}
+        await self.store.call_until_ok(
+            "alarm settings", lambda: self.store.set_alarm_settings(change.patient_id, applied),
+            self._stopping)
+        self.m.settings.inc()
+        logger.info("alarm settings applied", extra={
+            "patient": change.patient_id, "request_id": change.request_id, **limits.to_dict()})
 
     def _slot(self, chunk: SampleChunk, tp: TopicPartition) -> _PatientSlot:
         slot = self.slots.get(chunk.patient_id)
@@ -271,10 +329,13 @@ class DetectorService:
         ):
             logger.warning("sampling rate or leads changed: detection restarts",
                            extra={"patient": chunk.patient_id, "fs_hz": chunk.fs_hz})
+            config = slot.monitor.config  # the patient's own alarm limits stay
             slot = None
+        else:
+            config = self.monitor_config
         if slot is None:
             monitor = PatientMonitor(chunk.patient_id, chunk.fs_hz, chunk.lead_names,
-                                     self.classifier.n_leads, self.monitor_config)
+                                     self.classifier.n_leads, config)
             slot = self.slots[chunk.patient_id] = _PatientSlot(monitor, tp)
             self.m.patients.set(len(self.slots))
         slot.tp = tp

@@ -25,6 +25,7 @@ from stream.errors import DecodeError
 from stream.schemas import (
     AlarmPhase,
     AlarmPriority,
+    AlarmSettings,
     Alert,
     Beat,
     BeatClass,
@@ -33,7 +34,7 @@ from stream.schemas import (
     SampleChunk,
 )
 
-KINDS: tuple[type[Message], ...] = (SampleChunk, Beat, Alert, DeadLetter)
+KINDS: tuple[type[Message], ...] = (SampleChunk, Beat, Alert, DeadLetter, AlarmSettings)
 
 
 def seeds() -> list[bytes]:
@@ -48,7 +49,9 @@ def seeds() -> list[bytes]:
                   7000, 7290, 360.0, 160.0, "VT 5 beats at 160 bpm", 3, 1,
                   details=(("beats", "5"),))
     dead = DeadLetter("t.samples", 3, 42, b"mitdb-203", "truncated", "ends early", b"EG\x01", 4)
-    return [serde.encode(m) for m in (chunk, one, beat, alert, dead)]
+    settings = AlarmSettings("mitdb-203", "r-1", "nurse a", 5, 50.0, 130.0, 2.5,
+                             ("atrial_fibrillation", "bigeminy"))
+    return [serde.encode(m) for m in (chunk, one, beat, alert, dead, settings)]
 
 
 def _truncate(rng: random.Random, b: bytes, _: list[bytes]) -> bytes:
@@ -86,7 +89,7 @@ def _random_bytes(rng: random.Random, b: bytes, _: list[bytes]) -> bytes:
 
 
 def _wrong_kind(rng: random.Random, b: bytes, _: list[bytes]) -> bytes:
-    return b[:3] + bytes([rng.choice((0, 1, 2, 3, 4, 5, 255))]) + b[4:]
+    return b[:3] + bytes([rng.choice((0, 1, 2, 3, 4, 5, 6, 255))]) + b[4:]
 
 
 def _splice(rng: random.Random, b: bytes, pool: list[bytes]) -> bytes:

@@ -7,7 +7,11 @@ Layout, with ``P`` the key prefix (default ``ecgmon``)::
     P:alert:{alert_id}       idempotency marker, expires after ``id_ttl_s``
     P:alarm:{alarm_id}       hash: latest phase of an alarm, who acknowledged it and when
     P:active:{patient}       set of the patient's active alarm ids
-    P:patient:{patient}      hash: heart rate, last beat class and sample, last alert id
+    P:patient:{patient}      hash: heart rate, last beat class and sample, last alert id, and
+                             the alarm limits the detector applies (``alarm_settings``, JSON;
+                             absent = the defaults)
+    P:alarm-settings:{patient}  stream: changes of the patient's alarm limits sent by the
+                             gateway, who and when (bounded audit trail)
     P:patients               set of patient ids seen
     P:beats:{patient}        stream of the patient's recent beats (written by the detector,
                              bounded): id = data time in microseconds (:func:`beat_entry`)
@@ -22,6 +26,7 @@ at all.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -118,6 +123,7 @@ class PatientState:
     last_beat_sample: int | None
     last_alert_id: str | None
     active_alarm_ids: tuple[str, ...]
+    alarm_settings: dict[str, Any] | None = None  # the limits applied, None = the defaults
 
 
 def _s(v: bytes | str) -> str:
@@ -365,7 +371,28 @@ class AlertStore:
             last_beat_sample=int(h["last_beat_sample"]) if "last_beat_sample" in h else None,
             last_alert_id=h.get("last_alert_id"),
             active_alarm_ids=tuple(sorted(_s(a) for a in active)),
+            alarm_settings=json.loads(h["alarm_settings"]) if "alarm_settings" in h else None,
         )
+
+    async def set_alarm_settings(self, patient: str, applied: dict[str, Any]) -> None:
+        """Record the alarm limits the detector now applies to ``patient`` (idempotent)."""
+        client, value = self.client, json.dumps(applied, sort_keys=True)
+        await self._call("set_alarm_settings", lambda: reply(
+            client.hset(self._k("patient", patient), "alarm_settings", value)))
+
+    async def log_alarm_settings(self, patient: str, change: dict[str, Any]) -> None:
+        """Append a change sent for ``patient`` to its audit trail (the newest 100 kept)."""
+        client, value = self.client, json.dumps(change, sort_keys=True)
+        await self._call("log_alarm_settings", lambda: reply(client.xadd(
+            self._k("alarm-settings", patient), {"change": value}, maxlen=100, approximate=False)))
+
+    async def alarm_settings_log(self, patient: str, count: int = 50) -> list[dict[str, Any]]:
+        """The changes sent for ``patient``, newest first."""
+        client = self.client
+        rows = await self._call("alarm_settings_log", lambda: reply(
+            client.xrevrange(self._k("alarm-settings", patient), count=count)))
+        return [json.loads(_s(fields[b"change"] if b"change" in fields else fields["change"]))
+                for _, fields in rows]
 
 
 def _alarm_state(raw: dict[Any, Any]) -> AlarmState:

@@ -162,4 +162,27 @@ class DeadLetter:
     schema_version: int = SCHEMA_VERSION
 
 
-Message = SampleChunk | Beat | Alert | DeadLetter
+@dataclass(frozen=True, slots=True)
+class AlarmSettings:
+    """A clinician's change of one patient's alarm limits.
+
+    The gateway sends it on the samples topic, keyed by the patient like the chunks, so the
+    detector applies it between that patient's chunks in stream order: a replay from a
+    checkpoint applies it at the same point again.  ``disabled`` lists alarm type values
+    switched off (the detector accepts only the optional ones, see
+    :class:`detector.core.alarms.AlarmLimits`); ``request_id`` lets the sender see when it
+    is applied.
+    """
+
+    patient_id: str
+    request_id: str
+    user: str
+    set_at_ns: int
+    hr_low_bpm: float
+    hr_high_bpm: float
+    pause_s: float
+    disabled: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+
+Message = SampleChunk | Beat | Alert | DeadLetter | AlarmSettings

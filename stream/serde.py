@@ -4,7 +4,7 @@ Layout of every payload (little endian)::
 
     magic  b"EG"      2 bytes
     version u8        SCHEMA_VERSION
-    kind    u8        1 chunk, 2 beat, 3 alert, 4 dead letter
+    kind    u8        1 chunk, 2 beat, 3 alert, 4 dead letter, 5 alarm settings
     body              kind-specific, fixed field order, see the _BODY functions
 
 Strings are UTF-8 with a u8 (short) or u16 (long) length prefix; samples are
@@ -28,6 +28,7 @@ from stream.schemas import (
     SCHEMA_VERSION,
     AlarmPhase,
     AlarmPriority,
+    AlarmSettings,
     Alert,
     Beat,
     BeatClass,
@@ -53,13 +54,14 @@ REASONS = (
     "wrong_kind",
 )
 
-_KIND_CHUNK, _KIND_BEAT, _KIND_ALERT, _KIND_DEAD = 1, 2, 3, 4
+_KIND_CHUNK, _KIND_BEAT, _KIND_ALERT, _KIND_DEAD, _KIND_SETTINGS = 1, 2, 3, 4, 5
+MAX_DISABLED = 32
 _HEADER = struct.Struct("<2sBB")
 _PRIORITIES = list(AlarmPriority)
 _PHASES = list(AlarmPhase)
 _CLASSES = list(BeatClass)
 
-M = TypeVar("M", SampleChunk, Beat, Alert, DeadLetter)
+M = TypeVar("M", SampleChunk, Beat, Alert, DeadLetter, AlarmSettings)
 
 
 class _Writer:
@@ -185,6 +187,20 @@ def _validate_alert(m: Alert) -> None:
 
 def _validate_dead(m: DeadLetter) -> None:
     _check(m.partition >= -1 and m.offset >= -1, "partition and offset must be >= -1")
+
+
+def _validate_settings(m: AlarmSettings) -> None:
+    _check_id(m.patient_id, "patient_id")
+    _check_id(m.request_id, "request_id")
+    _check_id(m.user, "user")
+    _check(m.set_at_ns >= 0, "set_at_ns %d is negative", m.set_at_ns)
+    _check_finite(m.hr_low_bpm, "hr_low_bpm", 0.0, 1000.0)
+    _check_finite(m.hr_high_bpm, "hr_high_bpm", 0.0, 1000.0)
+    _check_finite(m.pause_s, "pause_s", 0.0, 60.0)
+    _check(len(m.disabled) <= MAX_DISABLED, "%d disabled alarms, at most %d", len(m.disabled),
+           MAX_DISABLED)
+    for name in m.disabled:
+        _check_id(name, "disabled alarm type")
 
 
 # --- sample chunk -------------------------------------------------------------------------
@@ -344,11 +360,33 @@ def _read_dead(r: _Reader) -> DeadLetter:
     return DeadLetter(topic, partition, offset, key, reason, detail, payload, created)
 
 
+# --- alarm settings -------------------------------------------------------------------------
+
+
+def _write_settings(w: _Writer, m: AlarmSettings) -> None:
+    w.text(m.patient_id)
+    w.text(m.request_id)
+    w.text(m.user)
+    w.pack("qdddB", m.set_at_ns, m.hr_low_bpm, m.hr_high_bpm, m.pause_s, len(m.disabled))
+    for name in m.disabled:
+        w.text(name)
+
+
+def _read_settings(r: _Reader) -> AlarmSettings:
+    patient_id = r.text("patient_id")
+    request_id = r.text("request_id")
+    user = r.text("user")
+    set_at, low, high, pause, n = r.unpack("qdddB", "alarm settings")
+    disabled = tuple(r.text("disabled alarm type") for _ in range(n))
+    return AlarmSettings(patient_id, request_id, user, set_at, low, high, pause, disabled)
+
+
 _KINDS: dict[type, tuple[int, Callable[[_Writer, Any], None], Callable[[Any], None]]] = {
     SampleChunk: (_KIND_CHUNK, _write_chunk, _validate_chunk),
     Beat: (_KIND_BEAT, _write_beat, _validate_beat),
     Alert: (_KIND_ALERT, _write_alert, _validate_alert),
     DeadLetter: (_KIND_DEAD, _write_dead, _validate_dead),
+    AlarmSettings: (_KIND_SETTINGS, _write_settings, _validate_settings),
 }
 _VALIDATORS: dict[type, Callable[[Any], None]] = {cls: v for cls, (_, _, v) in _KINDS.items()}
 _READERS: dict[int, Callable[[_Reader], Message]] = {
@@ -356,6 +394,7 @@ _READERS: dict[int, Callable[[_Reader], Message]] = {
     _KIND_BEAT: _read_beat,
     _KIND_ALERT: _read_alert,
     _KIND_DEAD: _read_dead,
+    _KIND_SETTINGS: _read_settings,
 }
 
 

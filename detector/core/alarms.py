@@ -163,6 +163,70 @@ class AlarmConfig:
         })
 
 
+# What a clinician may change for one patient (:class:`AlarmLimits`): the heart-rate limits,
+# the pause limit, and these alarms switched off.  The lethal alarms (asystole, VF, VT, the
+# extreme rates) and the technical ones stay on whatever is asked.
+OPTIONAL_ALARMS = (AlarmType.AFIB, AlarmType.BIGEMINY, AlarmType.TRIGEMINY, AlarmType.COUPLET,
+                   AlarmType.VRUN, AlarmType.PAUSE)
+LIMIT_RANGES: dict[str, tuple[float, float]] = {
+    "hr_low_bpm": (15.0, 120.0), "hr_high_bpm": (60.0, 300.0), "pause_s": (1.5, 3.5)}
+MIN_HR_GAP_BPM = 10.0  # the high limit at least this far above the low one
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmLimits:
+    """One patient's adjustable alarm settings: the low and high heart-rate limits (the
+    extreme bradycardia and tachycardia alarms), the pause limit, and the optional alarms
+    switched off.  :meth:`checked` refuses values outside :data:`LIMIT_RANGES`."""
+
+    hr_low_bpm: float
+    hr_high_bpm: float
+    pause_s: float
+    disabled: frozenset[AlarmType] = frozenset()
+
+    @classmethod
+    def of(cls, config: AlarmConfig) -> AlarmLimits:
+        """The limits ``config`` applies (the deployment's defaults, for a new patient)."""
+        return cls(config.brady_bpm, config.tachy_bpm, config.pause_s,
+                   frozenset(a for a in OPTIONAL_ALARMS if a in config.disabled))
+
+    @classmethod
+    def checked(cls, hr_low_bpm: float, hr_high_bpm: float, pause_s: float,
+                disabled: Sequence[str] = ()) -> AlarmLimits:
+        """Limits from untrusted values; ValueError saying which value is wrong and why."""
+        values = {"hr_low_bpm": hr_low_bpm, "hr_high_bpm": hr_high_bpm, "pause_s": pause_s}
+        for name, v in values.items():
+            lo, hi = LIMIT_RANGES[name]
+            if not isinstance(v, int | float) or not lo <= v <= hi:
+                unit = "s" if name == "pause_s" else "bpm"
+                raise ValueError(f"{name} must be {lo:g}-{hi:g} {unit}, got {v!r}")
+        if hr_high_bpm - hr_low_bpm < MIN_HR_GAP_BPM:
+            raise ValueError(f"hr_high_bpm must be at least {MIN_HR_GAP_BPM:g} bpm above "
+                             f"hr_low_bpm, got {hr_low_bpm:g}-{hr_high_bpm:g}")
+        off: set[AlarmType] = set()
+        for name in disabled:
+            try:
+                alarm = AlarmType(name)
+            except ValueError:
+                raise ValueError(f"unknown alarm type {name!r}") from None
+            if alarm not in OPTIONAL_ALARMS:
+                raise ValueError(f"{name} cannot be switched off; optional alarms: "
+                                 + ", ".join(a.value for a in OPTIONAL_ALARMS))
+            off.add(alarm)
+        return cls(float(hr_low_bpm), float(hr_high_bpm), float(pause_s), frozenset(off))
+
+    def apply(self, config: AlarmConfig) -> AlarmConfig:
+        """``config`` with these limits; alarms it disables beyond the optional ones stay off."""
+        disabled = (config.disabled - frozenset(OPTIONAL_ALARMS)) | self.disabled
+        return dataclasses.replace(config, brady_bpm=self.hr_low_bpm, tachy_bpm=self.hr_high_bpm,
+                                   pause_s=self.pause_s, disabled=disabled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hr_low_bpm": self.hr_low_bpm, "hr_high_bpm": self.hr_high_bpm,
+                "pause_s": self.pause_s,
+                "disabled": [a.value for a in OPTIONAL_ALARMS if a in self.disabled]}
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmEvent:
     """One lifecycle event of an alarm, in data time; :meth:`to_alert` makes the wire message."""

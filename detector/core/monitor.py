@@ -15,6 +15,7 @@ arrhythmia alarms), a long gap restarts detection at the new index.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from detector.core.alarms import AlarmLimits
 from detector.core.arrays import pack as pack_arrays
 from detector.core.arrays import unpack as unpack_arrays
 from detector.core.beats import BeatFeatureExtractor, BeatFeatures, CutRequest, cut_windows
@@ -31,6 +33,8 @@ from detector.core.quality import QualityEvent
 from detector.core.rhythm import AlarmConfig, AlarmEngine, AlarmEvent, ClassifiedBeat
 from detector.core.sequencer import ChunkFate, ChunkSequencer
 from stream.schemas import BeatClass
+
+CHANGES_KEPT = 64  # ids of applied alarm-limit changes a monitor remembers (snapshotted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,7 @@ class PatientMonitor:
         )
         self._restart(0)
         self._last_beat: int | None = None
+        self._changes: deque[str] = deque(maxlen=CHANGES_KEPT)  # applied alarm-limit changes
 
     def _restart(self, base: int) -> None:
         """(Re)start detection at absolute index ``base`` (stream start or after a long gap)."""
@@ -258,6 +263,27 @@ class PatientMonitor:
         )
         return MonitorOutput(beats, alarms, pending.quality, pending.fate, pending.gap_samples)
 
+    @property
+    def alarm_limits(self) -> AlarmLimits:
+        return AlarmLimits.of(self.engine.config)
+
+    def set_alarm_limits(self, limits: AlarmLimits, reason: str = "",
+                         change_id: str = "") -> list[AlarmEvent] | None:
+        """This patient's alarm limits from the alarm watermark on (and after any restart of
+        detection); returns the end events of active alarms now switched off.
+
+        ``change_id`` names the change: one already applied (the last :data:`CHANGES_KEPT`
+        are remembered, and snapshotted) is ignored and None returned, so a replay from a
+        checkpoint older than this state applies no change twice, nor an older one over a
+        newer."""
+        if change_id:
+            if change_id in self._changes:
+                return None
+            self._changes.append(change_id)
+        alarms = limits.apply(self.config.alarms)
+        self.config = dataclasses.replace(self.config, alarms=alarms)
+        return self.engine.reconfigure(limits.apply(self.engine.config), reason)
+
     def _classifier_view(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return select_leads(x[:, self._order], self.classifier_leads)
 
@@ -285,7 +311,7 @@ class PatientMonitor:
             "lead_names": list(self.lead_names), "classifier_leads": self.classifier_leads,
             "base": self.base, "next": self.sequencer.next_sample_index,
             "waiting": list(self._waiting), "last_beat": self._last_beat,
-            "engine": engine,
+            "engine": engine, "changes": list(self._changes),
         }
         return pack_arrays({
             "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -314,7 +340,11 @@ class PatientMonitor:
         mon.sequencer = ChunkSequencer(meta["next"])
         mon._waiting = deque(int(v) for v in meta["waiting"])
         mon._last_beat = meta["last_beat"]
+        mon._changes.extend(str(c) for c in meta.get("changes", ()))
         mon.engine = AlarmEngine.from_snapshot(meta["engine"])
+        # the patient's own limits (the engine's) outlive a restart of detection
+        mon.config = dataclasses.replace(mon.config, alarms=AlarmLimits.of(mon.engine.config).apply(
+            mon.config.alarms))
         mon.qrs = QrsDetector.from_snapshot(qrs_blob)
         mon.extractor = BeatFeatureExtractor.from_snapshot(ext_blob)
         return mon

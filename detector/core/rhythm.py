@@ -176,6 +176,24 @@ class AlarmEngine:
         out, self._out = self._out, []
         return out
 
+    def reconfigure(self, config: AlarmConfig, reason: str = "") -> list[AlarmEvent]:
+        """Go on with ``config`` from the watermark on (a clinician changed this patient's
+        limits, :class:`~detector.core.alarms.AlarmLimits`).  Only the rate and pause limits
+        and the switched-off alarms may differ from the current configuration; an active alarm
+        now switched off ends at once (``reason`` in its details).  Returns those end events."""
+        keep = ("brady_bpm", "tachy_bpm", "pause_s", "disabled")
+        old, new = self.config.to_dict(), config.to_dict()
+        changed = sorted(k for k in old if old[k] != new[k] and k not in keep)
+        if changed:
+            raise ValueError(f"only {', '.join(keep)} can change on a running engine, not "
+                             + ", ".join(changed))
+        self.config = config
+        self._pause = int(round(config.pause_s * self.fs_hz))
+        for alarm in [a for a in self._active if not config.enabled(a)]:
+            self._end(alarm, self._now, reason)
+        out, self._out = self._out, []
+        return out
+
     @property
     def _leads_unreadable(self) -> bool:
         """Enough leads unreadable right now; the QRS detector's whole-signal noise verdict

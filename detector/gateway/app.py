@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
 
+from detector.gateway.alarm_settings import AlarmSettingsBody, AlarmSettingsDesk
 from detector.gateway.auth import TokenAuth
 from detector.gateway.context import ApiError, Gateway
 from detector.gateway.feeds import STREAM_ID, Feeds, alert_frame, stored_beats, stored_beats_since
@@ -48,6 +49,7 @@ def create_app(settings: Settings, registry: CollectorRegistry, store: AlertStor
         raise ConfigError("the gateway needs ECGMON_AUTH_TOKEN (or dev_no_auth for development)")
     token = settings.auth_token or None
     gw = Gateway(settings, registry, store, feeds, TokenAuth(token))
+    desk = AlarmSettingsDesk(settings, store)
     runner = AnalyzeRunner(analyzer or onnx_analyzer(settings.model), settings.upload_max_bytes,
                            settings.analyze_timeout_s)
 
@@ -59,6 +61,7 @@ def create_app(settings: Settings, registry: CollectorRegistry, store: AlertStor
             yield
         finally:
             await feeds.stop()
+            await desk.stop()
 
     app = FastAPI(title="ecgmon gateway", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
@@ -85,12 +88,12 @@ def create_app(settings: Settings, registry: CollectorRegistry, store: AlertStor
     async def ws(websocket: WebSocket) -> None:
         await websocket_endpoint(websocket, gw)
 
-    app.include_router(_api(gw, runner))
+    app.include_router(_api(gw, runner, desk))
     _static(app, settings)
     return app
 
 
-def _api(gw: Gateway, runner: AnalyzeRunner) -> APIRouter:
+def _api(gw: Gateway, runner: AnalyzeRunner, desk: AlarmSettingsDesk) -> APIRouter:
     async def require_token(request: Request) -> None:
         if not gw.auth.rest_ok(request):
             raise ApiError(401, "unauthorized: send Authorization: Bearer <token>")
@@ -128,6 +131,24 @@ def _api(gw: Gateway, runner: AnalyzeRunner) -> APIRouter:
         rows = await stored_beats_since(gw.store, gw.settings.redis_prefix, patient_id, seconds, limit)
         return {"patient_id": patient_id, "beats": [{k: v for k, v in b.items() if k != "patient_id"}
                                                     for b in rows]}
+
+    @api.get("/patients/{patient_id}/alarm-settings")
+    async def alarm_settings(patient_id: str) -> dict[str, Any]:
+        """The alarm limits the detector applies to the patient (``effective``; ``applied`` is
+        null on the defaults), the allowed ranges, a change sent and not yet applied
+        (``pending``) and the changes sent, newest first (``history``)."""
+        if patient_id not in await gw.feeds.state.patient_ids():
+            raise ApiError(404, "unknown patient")
+        return await desk.read(patient_id)
+
+    @api.post("/patients/{patient_id}/alarm-settings", status_code=202)
+    async def set_alarm_settings(patient_id: str, body: AlarmSettingsBody) -> dict[str, Any]:
+        """Change the patient's alarm limits: sent to the detector, which applies them at this
+        point of the patient's stream (a state frame's ``alarm_settings`` then carries the
+        returned ``request_id``); 422 names an invalid value, 503 when Kafka did not take it."""
+        if patient_id not in await gw.feeds.state.patient_ids():
+            raise ApiError(404, "unknown patient")
+        return await desk.send(patient_id, body)
 
     @api.get("/alerts")
     async def alerts(

@@ -35,7 +35,7 @@ from stream import metrics, serde
 from stream.errors import DecodeError, ServiceUnavailable
 from stream.kafka import connect, make_consumer
 from stream.redis import AlarmState, AlertStore, beat_entry_sample, reply
-from stream.schemas import Alert, Beat, SampleChunk
+from stream.schemas import AlarmSettings, Alert, Beat, SampleChunk
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -308,7 +308,12 @@ class LiveFeed(Background):
         """Decode one record and offer its frames; bad records are counted and skipped."""
         try:
             if topic == self.topics[0]:
-                chunk = serde.decode_as(value, SampleChunk)
+                message = serde.decode(value)
+                if isinstance(message, AlarmSettings):  # the detector's business (in-band)
+                    return
+                if not isinstance(message, SampleChunk):
+                    raise DecodeError("wrong_kind", f"{type(message).__name__} on the samples topic")
+                chunk = message
                 frame = self._patient(chunk.patient_id).waveform(chunk)
                 if frame is not None:
                     self.hub.publish(chunk.patient_id, "waveform", frame)
@@ -472,7 +477,8 @@ class StatePoller(Background):
         last = live.last_class if live and live.last_class else (
             st.last_beat_class.value if st.last_beat_class else None)
         return {"type": "state", "patient_id": patient_id, "heart_rate_bpm": round(hr or 0.0, 1),
-                "last_class": last or "U", "active_alarms": [alarm_summary(a) for a in alarms]}
+                "last_class": last or "U", "active_alarms": [alarm_summary(a) for a in alarms],
+                "alarm_settings": st.alarm_settings}
 
     async def _run(self) -> None:
         while True:

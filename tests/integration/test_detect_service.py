@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -21,7 +22,7 @@ from stream import serde
 from stream.errors import DeliveryFailed
 from stream.kafka import Producer, ensure_topics, start_consumer, start_reader
 from stream.redis import AlertStore, beat_entry_sample
-from stream.schemas import Alert, Message
+from stream.schemas import AlarmSettings, Alert, Message
 from stream.settings import Settings, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.data]
@@ -232,6 +233,62 @@ async def test_crash_with_patients_snapshotted_at_different_offsets_loses_and_du
 
     duplicates = resumed.get_sample_value("ecgmon_chunk_sequence_total", {"fate": "duplicate"})
     assert duplicates, "no patient was restored ahead of the checkpoint offset"
+    assert got[0] == expected[0]
+    assert sorted(got[1]) == sorted(expected[1]) and len(got[1]) == len(set(got[1]))
+    assert set(got[2]) == set(expected[2])
+
+
+CHANGE_S = 150.0  # when, in 203's data, a nurse switches its AF alarm off
+
+
+async def _produce_with_a_change(settings: Settings) -> int:
+    """The records up to CHANGE_S, a change of 203's alarm limits (AF off, low limit 50), one
+    for a patient nobody streams, then the rest: the change sits between 203's chunks."""
+    await ensure_topics(settings)
+    first = replace(settings, duration_s=CHANGE_S)
+    rest = replace(settings, start_s=CHANGE_S, duration_s=MINUTES * 60.0 - CHANGE_S)
+    async with Producer(settings) as producer:
+        n = (await replay(first, producer)).messages
+        for pid in ("mitdb-203", "nobody"):
+            await producer.send(settings.topic("samples"), AlarmSettings(
+                pid, f"change-{pid}", "nurse a", 1, 50.0, 140.0, 2.0, ("atrial_fibrillation",)), pid)
+        n += (await replay(rest, producer)).messages
+    return n
+
+
+async def test_an_alarm_switched_off_mid_stream_ends_there_and_a_crash_replays_the_change_identically(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path,
+) -> None:
+    change = int(CHANGE_S * 360)
+    runs = []
+    for suffix, crash in (("u", False), ("c", True)):
+        settings = _settings(kafka_bootstrap, redis_url, topic_prefix + suffix, mitdb_dir)
+        n = await _produce_with_a_change(settings)
+        if crash:  # killed soon after the change, resumed from its last checkpoint
+            await _consume(settings, int(n * (CHANGE_S + 20) / (MINUTES * 60)), crash=True)
+        registry = await _consume(settings, drain_to=n + 2)
+        runs.append((settings, registry, await _outputs(settings)))
+
+    (settings, registry, expected), (crashed, _, got) = runs
+    af = [i for i in expected[1] if i.startswith("mitdb-203:atrial_fibrillation:")]
+    onsets = [int(i.split(":")[2]) for i in af if ":onset:" in i]
+    assert onsets and min(onsets) < change, af  # 203's AF alarm was on before the change
+    assert max(onsets) < change, "an AF alarm was raised after it was switched off"
+    ends = [int(i.split(":")[-1]) for i in af if ":end:" in i]
+    assert any(change - 2 * 360 <= e <= change + 360 for e in ends), (ends, change)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        applied = json.loads(await client.hget(f"{settings.redis_prefix}:patient:mitdb-203",
+                                               "alarm_settings"))
+    finally:
+        await client.aclose()
+    assert applied == {"hr_low_bpm": 50.0, "hr_high_bpm": 140.0, "pause_s": 2.0,
+                       "disabled": ["atrial_fibrillation"], "request_id": "change-mitdb-203",
+                       "user": "nurse a", "set_at_ms": 0}
+    assert registry.get_sample_value("ecgmon_dead_letters_total",
+                                     {"reason": "unknown_patient",
+                                      "topic": settings.topic("samples")}) == 1
+    # the crash changed nothing: same beats, same alerts, each once
     assert got[0] == expected[0]
     assert sorted(got[1]) == sorted(expected[1]) and len(got[1]) == len(set(got[1]))
     assert set(got[2]) == set(expected[2])

@@ -7,6 +7,7 @@ Most tests run a real uvicorn server on a free port and talk to it with ``websoc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import socket
@@ -29,9 +30,10 @@ from websockets.exceptions import InvalidStatus
 from detector.gateway.app import create_app
 from detector.gateway.clients import ClientHub
 from detector.gateway.feeds import Feeds, PatientLive
-from stream.kafka import Producer, ensure_topics
+from stream import serde
+from stream.kafka import Producer, ensure_topics, start_reader
 from stream.redis import AlertStore, beat_entry
-from stream.schemas import AlarmPhase, AlarmPriority, Alert, Beat, BeatClass, SampleChunk
+from stream.schemas import AlarmPhase, AlarmPriority, AlarmSettings, Alert, Beat, BeatClass, SampleChunk
 from stream.services import free_port
 from stream.settings import Settings, load
 
@@ -401,6 +403,70 @@ async def test_beat_history_is_a_data_time_window_with_the_live_heart_rate(gw: R
     assert (await gw.http.get("/api/patients/bed-404/beats", headers=AUTH)).status_code == 404
     assert (await gw.http.get(url, params={"seconds": 0}, headers=AUTH)).status_code == 422
     assert (await gw.http.get(url, params={"limit": 10_000}, headers=AUTH)).status_code == 422
+
+
+async def test_an_alarm_settings_change_is_checked_sent_in_band_logged_and_shown_once_applied(
+    gw: Running,
+) -> None:
+    """The gateway's half of a change of a patient's alarm limits (the detector's half is in
+    test_detect_service): checked, sent on the samples topic keyed by the patient, logged,
+    ``pending`` until the detector reports it applied, then in the state frames."""
+    await gw.store.update_patient("bed-3", heart_rate_bpm=72.0, last_beat_class=BeatClass.N,
+                                  last_beat_sample=360)
+    url = "/api/patients/bed-3/alarm-settings"
+    before = (await gw.http.get(url, headers=AUTH)).json()
+    assert before["applied"] is None and before["pending"] is None and before["history"] == []
+    assert before["effective"] == before["defaults"] == {
+        "hr_low_bpm": 40.0, "hr_high_bpm": 140.0, "pause_s": 2.0, "disabled": []}
+    assert "atrial_fibrillation" in before["optional_alarms"]
+    assert "asystole" not in before["optional_alarms"]
+
+    body = {"user": "nurse a", "hr_low_bpm": 50, "hr_high_bpm": 130, "pause_s": 2.5,
+            "disabled": ["pause", "atrial_fibrillation"]}
+    for bad, words in [({"hr_low_bpm": 10}, "hr_low_bpm must be 15-120 bpm"),
+                       ({"hr_high_bpm": 55}, "hr_high_bpm must be 60-300 bpm"),
+                       ({"disabled": ["ventricular_fibrillation"]}, "cannot be switched off"),
+                       ({"user": "  "}, "user must be")]:
+        r = await gw.http.post(url, json={**body, **bad}, headers=AUTH)
+        assert r.status_code == 422 and words in r.json()["error"], r.text
+    assert (await gw.http.post(url, json=body)).status_code == 401
+    assert (await gw.http.post("/api/patients/bed-404/alarm-settings", json=body,
+                               headers=AUTH)).status_code == 404
+
+    r = await gw.http.post(url, json=body, headers=AUTH)
+    assert r.status_code == 202, r.text
+    sent = r.json()
+    entry = sent["settings"]
+    assert sent["status"] == "sent" and entry["request_id"] == sent["request_id"]
+    assert entry["disabled"] == ["atrial_fibrillation", "pause"] and entry["user"] == "nurse a"
+    reader = await start_reader(gw.settings, gw.settings.topic("samples"))
+    try:
+        found = []
+        async with asyncio.timeout(10):
+            while not found:
+                for records in (await reader.getmany(timeout_ms=500)).values():
+                    found += [(r.key, serde.decode(r.value)) for r in records]
+    finally:
+        await reader.stop()
+    assert len(found) == 1 and found[0][0] == b"bed-3"
+    change = found[0][1]
+    assert isinstance(change, AlarmSettings) and change.set_at_ns // 1_000_000 == entry["set_at_ms"]
+    assert dataclasses.replace(change, set_at_ns=0) == AlarmSettings(
+        "bed-3", sent["request_id"], "nurse a", 0, 50.0, 130.0, 2.5, ("atrial_fibrillation", "pause"))
+    waiting = (await gw.http.get(url, headers=AUTH)).json()
+    assert waiting["pending"] == entry and waiting["history"] == [entry] and waiting["applied"] is None
+
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
+        await _subscribe(ws, ["bed-3"])
+        assert (await _next(ws, "state"))["alarm_settings"] is None
+        await gw.store.set_alarm_settings("bed-3", entry)  # what the detector writes once applied
+        async with asyncio.timeout(10):
+            while (state := await _next(ws, "state"))["alarm_settings"] is None:
+                pass
+        assert state["alarm_settings"] == entry
+    done = (await gw.http.get(url, headers=AUTH)).json()
+    assert done["applied"] == entry and done["pending"] is None
+    assert done["effective"] == {k: entry[k] for k in ("hr_low_bpm", "hr_high_bpm", "pause_s", "disabled")}
 
 
 async def test_ack_over_websocket(gw: Running) -> None:

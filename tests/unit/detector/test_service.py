@@ -14,7 +14,7 @@ from detector.bench_path import _Sink
 from detector.onnx_classifier import DEFAULT_MODEL, OnnxClassifier
 from detector.service import DetectorService
 from stream import serde
-from stream.schemas import SampleChunk
+from stream.schemas import AlarmSettings, DeadLetter, SampleChunk
 from stream.settings import load
 
 
@@ -74,3 +74,60 @@ async def test_gc_policy_sees_every_batch_and_every_revoked_patient() -> None:
     assert heap.calls == [("after_batch", 1)]
     service.forget({tp})
     assert heap.calls[-1] == ("dropped", 0) and not service.slots
+
+
+class _Recorder(_Sink):
+    """The sink, keeping what was sent raw (dead letters) and the alarm settings written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[tuple[str, bytes]] = []
+        self.applied: list[tuple[str, dict[str, object]]] = []
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes) -> None:
+        self.raw.append((topic, value))
+
+    async def set_alarm_settings(self, patient: str, applied: dict[str, object]) -> None:
+        self.applied.append((patient, applied))
+
+
+def _change(request_id: str, patient: str = "p1", low: float = 50.0) -> SimpleNamespace:
+    msg = AlarmSettings(patient, request_id, "nurse a", 1_000_000_000, low, 130.0, 2.5,
+                        ("atrial_fibrillation",))
+    return SimpleNamespace(value=serde.encode(msg), offset=0, topic="samples", partition=0, key=b"p1")
+
+
+async def test_alarm_settings_apply_between_the_patients_chunks_once_and_bad_ones_are_dead_letters() -> None:
+    rec = _Recorder()
+    registry = CollectorRegistry()
+    service = DetectorService(load(environ={}), OnnxClassifier.load(DEFAULT_MODEL), registry,
+                              rec, rec)  # type: ignore[arg-type]
+    tp = TopicPartition("samples", 0)
+    chunks = [SampleChunk("p1", "100", ("MLII", "V5"), 360.0, (200.0, 200.0), (0, 0), i * 360,
+                          np.zeros((360, 2), np.int16), time.time_ns()) for i in range(3)]
+    seen_at: list[int | None] = []
+
+    def record(c: SampleChunk) -> SimpleNamespace:
+        return SimpleNamespace(value=serde.encode(c), offset=0)
+
+    await service.process({tp: [record(chunks[0])]})
+    monitor = service.slots["p1"].monitor
+    real = monitor.set_alarm_limits
+
+    def spy(*a: object, **k: object) -> object:
+        seen_at.append(monitor.next_sample_index)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monitor.set_alarm_limits = spy  # type: ignore[method-assign]
+    # one batch: a chunk, the change, a chunk: the change lands after the first chunk only
+    await service.process({tp: [record(chunks[1]), _change("r1"), record(chunks[2]),
+                                _change("r1"), _change("r2", "nobody"), _change("r3", low=5.0)]})
+    assert seen_at[0] == 720  # applied once chunks 0 and 1 were in, before chunk 2
+    assert [(p, a["request_id"], a["hr_low_bpm"], a["disabled"]) for p, a in rec.applied] == [
+        ("p1", "r1", 50.0, ["atrial_fibrillation"])]  # the repeated r1 is not applied twice
+    assert monitor.alarm_limits.hr_low_bpm == 50.0
+    letters = [serde.decode_as(v, DeadLetter) for t, v in rec.raw]
+    assert [(d.reason, d.detail[:40]) for d in letters] == [
+        ("unknown_patient", "alarm settings for 'nobody', whose strea"),
+        ("invalid_field", "hr_low_bpm must be 15-120 bpm, got 5.0")]
+    assert registry.get_sample_value("ecgmon_alarm_settings_applied_total") == 1

@@ -15,6 +15,7 @@ from stream.errors import DecodeError
 from stream.schemas import (
     AlarmPhase,
     AlarmPriority,
+    AlarmSettings,
     Alert,
     Beat,
     BeatClass,
@@ -76,7 +77,13 @@ dead_letters = st.builds(
     detail=texts, payload=st.binary(max_size=2000), created_at_ns=i64,
 )
 
-messages = st.one_of(chunks(), beats, alerts(), dead_letters)
+settings_changes = st.builds(
+    AlarmSettings, patient_id=ids, request_id=ids, user=ids, set_at_ns=nonneg,
+    hr_low_bpm=st.floats(0.0, 1000.0), hr_high_bpm=st.floats(0.0, 1000.0),
+    pause_s=st.floats(0.0, 60.0), disabled=st.lists(ids, max_size=serde.MAX_DISABLED).map(tuple),
+)
+
+messages = st.one_of(chunks(), beats, alerts(), dead_letters, settings_changes)
 
 
 @given(messages)
@@ -121,6 +128,13 @@ def _beat(**kw: object) -> Beat:
     )
     fields.update(kw)
     return Beat(**fields)  # type: ignore[arg-type]
+
+
+def _settings(**kw: object) -> AlarmSettings:
+    base: dict[str, object] = dict(patient_id="p1", request_id="r1", user="nurse a", set_at_ns=1,
+                                   hr_low_bpm=50.0, hr_high_bpm=130.0, pause_s=2.5,
+                                   disabled=("atrial_fibrillation",))
+    return AlarmSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def _reason(payload: bytes | None) -> str:
@@ -228,6 +242,13 @@ def test_reasons_are_all_listed() -> None:
         lambda: _beat(confidence=math.nan),
         lambda: _beat(sample_index=2**64),
         lambda: _chunk(patient_id="x" * 300),
+        lambda: _settings(hr_low_bpm=math.inf),
+        lambda: _settings(pause_s=-1.0),
+        lambda: _settings(user=""),
+        lambda: _settings(request_id="\n"),
+        lambda: _settings(disabled=("",)),
+        lambda: _settings(disabled=("pause",) * (serde.MAX_DISABLED + 1)),
+        lambda: _settings(set_at_ns=-5),
     ],
 )
 def test_encode_rejects_what_decode_would_reject(bad: object) -> None:

@@ -1,0 +1,119 @@
+"""Per-patient alarm settings: what ``/api/patients/{id}/alarm-settings`` reads and sends.
+
+A change (low and high heart-rate limits, pause limit, optional alarms switched off) is
+checked here with the detector's own rules (:class:`detector.core.alarms.AlarmLimits`), sent
+as an :class:`~stream.schemas.AlarmSettings` message on the samples topic keyed by the
+patient, so the detector applies it between the patient's chunks in stream order (and again
+at the same point after a restart), and appended to the patient's audit trail in Redis.  The
+detector writes what it applies to the patient's Redis hash; ``pending`` is a change sent and
+not yet applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from detector.core.alarms import LIMIT_RANGES, MIN_HR_GAP_BPM, OPTIONAL_ALARMS, AlarmConfig, AlarmLimits
+from detector.gateway.context import ApiError
+from stream.errors import DeliveryFailed, ServiceUnavailable
+from stream.kafka import Producer
+from stream.redis import AlertStore
+from stream.schemas import AlarmSettings
+from stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 10.0  # Kafka must take a change within this, or the request answers 503
+HISTORY = 50
+
+
+class AlarmSettingsBody(BaseModel):
+    user: str = Field(min_length=1, max_length=100, description="who changes the settings")
+    hr_low_bpm: float = Field(description="low heart-rate alarm limit (extreme bradycardia), bpm")
+    hr_high_bpm: float = Field(description="high heart-rate alarm limit (extreme tachycardia), bpm")
+    pause_s: float = Field(description="pause alarm: an RR interval longer than this, s")
+    disabled: list[str] = Field(default_factory=list, max_length=len(OPTIONAL_ALARMS),
+                                description="optional alarm types switched off for this patient")
+
+
+DEFAULTS = AlarmLimits.of(AlarmConfig())
+
+
+class AlarmSettingsDesk:
+    """Reads a patient's alarm settings and sends changes (its Kafka producer starts on the
+    first change, so a gateway that only watches never connects one)."""
+
+    def __init__(self, settings: Settings, store: AlertStore, producer: Producer | None = None) -> None:
+        self.settings, self.store = settings, store
+        self._producer = producer
+        self._own = producer is None
+        self._lock = asyncio.Lock()
+
+    async def stop(self) -> None:
+        if self._own and self._producer is not None:
+            producer, self._producer = self._producer, None
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def read(self, patient_id: str) -> dict[str, Any]:
+        state = await self.store.patient_state(patient_id)
+        applied = state.alarm_settings
+        history = await self.store.alarm_settings_log(patient_id, HISTORY)
+        newest = history[0] if history else None
+        pending = newest if newest and (applied is None
+                                        or newest["request_id"] != applied.get("request_id")) else None
+        effective = {k: applied[k] for k in DEFAULTS.to_dict()} if applied else DEFAULTS.to_dict()
+        return {
+            "patient_id": patient_id, "effective": effective, "applied": applied,
+            "defaults": DEFAULTS.to_dict(),
+            "ranges": {**{k: list(v) for k, v in LIMIT_RANGES.items()}, "min_gap_bpm": MIN_HR_GAP_BPM},
+            "optional_alarms": [a.value for a in OPTIONAL_ALARMS],
+            "pending": pending, "history": history,
+        }
+
+    async def send(self, patient_id: str, body: AlarmSettingsBody) -> dict[str, Any]:
+        """Check and send a change; ApiError 422 (invalid) or 503 (Kafka did not take it)."""
+        user = body.user.strip()
+        if not user or not user.isprintable():
+            raise ApiError(422, "user must be 1-100 printable characters")
+        try:
+            limits = AlarmLimits.checked(body.hr_low_bpm, body.hr_high_bpm, body.pause_s, body.disabled)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        set_at_ns = time.time_ns()
+        change = AlarmSettings(patient_id, uuid.uuid4().hex, user, set_at_ns, limits.hr_low_bpm,
+                               limits.hr_high_bpm, limits.pause_s,
+                               tuple(limits.to_dict()["disabled"]))
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                producer = await self._started()
+                await producer.send_and_wait(self.settings.topic("samples"), change, patient_id)
+        except (TimeoutError, ServiceUnavailable, DeliveryFailed) as exc:
+            logger.warning("alarm settings not sent", extra={"error": str(exc) or "timeout"})
+            await self._reset()
+            raise ApiError(503, "the change was not sent: Kafka did not take it; try again") from None
+        entry = {**limits.to_dict(), "request_id": change.request_id, "user": user,
+                 "set_at_ms": set_at_ns // 1_000_000}
+        await self.store.log_alarm_settings(patient_id, entry)
+        logger.info("alarm settings sent", extra={"patient": patient_id, "request_id": change.request_id})
+        return {"request_id": change.request_id, "status": "sent", "settings": entry}
+
+    async def _started(self) -> Producer:
+        async with self._lock:
+            if self._producer is None:
+                producer = Producer(self.settings)
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def _reset(self) -> None:
+        """Drop a producer that failed (the next change starts a new one)."""
+        if self._own:
+            await self.stop()
