@@ -72,6 +72,17 @@ class EcgmonStack:
         except urllib.error.HTTPError as err:
             return err.code, err.read()
 
+    def post_json(self, path: str, body: Any, timeout_s: float = 15.0) -> tuple[int, Any]:
+        """POST JSON to a gateway path (with the bearer token); returns status and JSON body."""
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as res:
+                return res.status, json.loads(res.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
     def get_json(self, path: str) -> Any:
         status, body = self.get(path)
         assert status == 200, f"GET {path}: {status} {body[:300]!r}"
