@@ -354,10 +354,14 @@ class AlarmEngine:
         if prev is not None and prev[1] is BeatClass.N and cls is BeatClass.N and s > prev[0]:
             self._nn.append(s - prev[0])
         self._ventricular(s, cls)
-        self._condition(AlarmType.EXTREME_BRADY, s, self._rate_below(self.config.brady_beats,
-                                                                     self.config.brady_bpm))
-        self._condition(AlarmType.EXTREME_TACHY, s, self._rate_above(self.config.tachy_beats,
-                                                                     self.config.tachy_bpm))
+        # the message names the limit: it is the patient's own (AlarmLimits), not one for all
+        low, high = self.config.brady_bpm, self.config.tachy_bpm
+        self._condition(AlarmType.EXTREME_BRADY, s, self._rate_below(self.config.brady_beats, low),
+                        msg=f"extreme bradycardia: below {low:g} bpm",
+                        details=(("limit_bpm", f"{low:g}"),))
+        self._condition(AlarmType.EXTREME_TACHY, s, self._rate_above(self.config.tachy_beats, high),
+                        msg=f"extreme tachycardia: above {high:g} bpm",
+                        details=(("limit_bpm", f"{high:g}"),))
         c = self.config
         self._condition(AlarmType.BIGEMINY, s, self._every_nth_v(2, c.bigeminy_cycles),
                         c.pattern_end_beats)
@@ -442,11 +446,12 @@ class AlarmEngine:
             details = (("reason", reason),) if reason else ()
             self._emit(alarm, AlarmPhase.END, active.onset, s, f"{alarm.value} ended", details)
 
-    def _condition(self, alarm: AlarmType, s: int, true: bool, end_after: int = 1) -> None:
+    def _condition(self, alarm: AlarmType, s: int, true: bool, end_after: int = 1, msg: str = "",
+                   details: tuple[tuple[str, str], ...] = ()) -> None:
         """Raise when ``true``; end after ``end_after`` beats in a row with it false."""
         if true:
             self._off_streak.pop(alarm, None)
-            self._onset(alarm, s, alarm.value.replace("_", " "))
+            self._onset(alarm, s, msg or alarm.value.replace("_", " "), details)
         elif alarm in self._active:
             off = self._off_streak.get(alarm, 0) + 1
             self._off_streak[alarm] = off

@@ -64,6 +64,8 @@ def test_a_raised_low_limit_alarms_at_a_rate_the_default_lets_pass() -> None:
     events = eng.update(beats[10:], now_sample=int(60 * FS))
     onsets = [e for e in events if e.alarm_type is AlarmType.EXTREME_BRADY and e.phase is AlarmPhase.ONSET]
     assert len(onsets) == 1 and onsets[0].heart_rate_bpm == 45.0
+    assert onsets[0].message == "extreme bradycardia: below 50 bpm"  # the patient's own limit
+    assert onsets[0].details == (("limit_bpm", "50"),)
     assert onsets[0].sample_index == beats[10].sample_index  # the first beat after the change
 
 
