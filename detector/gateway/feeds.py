@@ -62,7 +62,7 @@ def alert_frame(stream_id: str, a: Alert) -> dict[str, Any]:
         "phase": a.phase.value, "technical": a.technical,
         "onset_t_s": round(a.onset_sample_index / a.fs_hz, 3),
         "t_s": round(a.sample_index / a.fs_hz, 3), "heart_rate_bpm": round(a.heart_rate_bpm, 1),
-        "message": a.message,
+        "message": a.message, "details": dict(a.details),
     }
 
 

@@ -2,7 +2,8 @@
 
 Speaks the dashboard's WebSocket protocol (hello, waveform, beat, alert, state, acked) and its
 REST API (GET /api/patients[/{id}[/beats]], GET /api/alerts[/{id}/strip], POST
-/api/alarms/{id}/ack, POST /api/analyze; a strip only for alarms of the last ~55 s) with
+/api/alarms/{id}/ack, POST /api/analyze, GET/POST /api/patients/{id}/alarm-settings; a strip
+only for alarms of the last ~55 s) with
 ten synthetic patients: sinus rhythms, PVC bigeminy, atrial fibrillation, a recurring
 ventricular-tachycardia episode (high priority), a technical alarm with gaps in the signal.
 
@@ -27,6 +28,7 @@ import math
 import mimetypes
 import random
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -128,6 +130,80 @@ ALARMS: dict[str, list[AlarmScript]] = {
 }
 
 
+# ---- per-patient alarm settings (the contract in the dashboard's README) ----------------------
+
+SETTINGS_DEFAULTS: dict[str, Any] = {"hr_low_bpm": 40.0, "hr_high_bpm": 140.0, "pause_s": 2.0, "disabled": []}
+SETTINGS_RANGES: dict[str, Any] = {
+    "hr_low_bpm": [15, 120], "hr_high_bpm": [60, 300], "min_gap_bpm": 10, "pause_s": [1.5, 3.5],
+}
+SETTINGS_UNITS = {"hr_low_bpm": "bpm", "hr_high_bpm": "bpm", "pause_s": "s"}
+OPTIONAL_ALARMS = [
+    "atrial_fibrillation", "bigeminy", "trigeminy", "ventricular_couplet", "ventricular_run", "pause",
+]
+SETTINGS_APPLY_S = 1.0  # the detector applies a change about a second later, in the patient's data
+SETTINGS_HISTORY = 50
+
+
+@dataclass
+class AlarmSettings:
+    applied: dict[str, Any] | None = None  # null = the defaults
+    pending: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (apply at, entry)
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=SETTINGS_HISTORY))
+
+    def effective(self) -> dict[str, Any]:
+        src = self.applied or SETTINGS_DEFAULTS
+        return {k: src[k] for k in SETTINGS_DEFAULTS}
+
+    def disabled(self) -> list[str]:
+        return list(self.applied["disabled"]) if self.applied else []
+
+
+def _missing_or_mistyped(body: Any) -> list[dict[str, Any]]:
+    """FastAPI's own 422 `detail` for a body without a field or with a field of the wrong type."""
+    if not isinstance(body, dict):
+        return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}]
+    problems = []
+    for key in ("user", "hr_low_bpm", "hr_high_bpm", "pause_s", "disabled"):
+        value = body.get(key)
+        if key not in body:
+            msg, kind = "Field required", "missing"
+        elif key == "user" and not isinstance(value, str):
+            msg, kind = "Input should be a valid string", "string_type"
+        elif key == "disabled" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            msg, kind = "Input should be a valid list", "list_type"
+        elif key in SETTINGS_UNITS and (isinstance(value, bool) or not isinstance(value, int | float)):
+            msg, kind = "Input should be a valid number", "float_type"
+        else:
+            continue
+        problems.append({"loc": ["body", key], "msg": msg, "type": kind})
+    return problems
+
+
+def check_settings(body: Any) -> tuple[int, dict[str, Any]]:
+    """(0, the settings) for a valid POST body, else (422, the answer) as the gateway's."""
+    if problems := _missing_or_mistyped(body):
+        return 422, {"detail": problems}
+    user = body["user"].strip()
+    if not 1 <= len(user) <= 100 or not user.isprintable():
+        return 422, {"error": "user must be 1-100 printable characters"}
+    for key, unit in SETTINGS_UNITS.items():
+        lo, hi = SETTINGS_RANGES[key]
+        if not lo <= body[key] <= hi:
+            return 422, {"error": f"{key} must be {lo}-{hi} {unit}"}
+    gap = SETTINGS_RANGES["min_gap_bpm"]
+    if body["hr_high_bpm"] - body["hr_low_bpm"] < gap:
+        return 422, {"error": f"hr_high_bpm must be at least {gap} bpm above hr_low_bpm"}
+    if bad := [t for t in body["disabled"] if t not in OPTIONAL_ALARMS]:
+        return 422, {"error": f"disabled: {', '.join(bad)} cannot be switched off (only {OPTIONAL_ALARMS})"}
+    return 0, {
+        "hr_low_bpm": float(body["hr_low_bpm"]),
+        "hr_high_bpm": float(body["hr_high_bpm"]),
+        "pause_s": round(float(body["pause_s"]), 1),
+        "disabled": [t for t in OPTIONAL_ALARMS if t in body["disabled"]],
+        "user": user,
+    }
+
+
 @dataclass
 class Patient:
     pid: str
@@ -198,6 +274,7 @@ class FakeGateway:
         self.active: dict[str, dict[str, Any]] = {}  # alarm_id -> alarm
         self.acked: dict[str, str] = {}
         self.alert_seq = 0
+        self.settings = {pid: AlarmSettings() for pid in self.patients}
 
     def sim_t(self) -> float:
         return time.monotonic() - self.t0
@@ -206,6 +283,7 @@ class FakeGateway:
     def step(self) -> None:
         now = self.sim_t()
         for p in self.patients.values():
+            self.apply_settings(p, now)
             p.schedule(now + 1.0)
             while p.next_k / FS_HZ <= now:
                 t = p.next_k / FS_HZ
@@ -282,7 +360,7 @@ class FakeGateway:
                 ),
                 None,
             )
-            on = script.active(now)
+            on = script.active(now) and script.alarm_type not in self.settings[p.pid].disabled()
             if on and current is None:
                 onset = round(now, 3)
                 alarm = {
@@ -304,7 +382,9 @@ class FakeGateway:
                 del self.active[current["alarm_id"]]
                 self.alert(current, "end", now, p)
 
-    def alert(self, alarm: dict[str, Any], phase: str, now: float, p: Patient) -> None:
+    def alert(
+        self, alarm: dict[str, Any], phase: str, now: float, p: Patient, details: dict[str, Any] | None = None
+    ) -> None:
         self.alert_seq += 1
         frame = {
             "type": "alert",
@@ -321,6 +401,8 @@ class FakeGateway:
             "heart_rate_bpm": round(p.hr or 0.0, 1),
             "message": alarm["message"],
         }
+        if details:
+            frame["details"] = details
         self.alerts.append(frame)
         del self.alerts[:-1000]
         self.publish(frame)
@@ -341,7 +423,52 @@ class FakeGateway:
                 for a in self.active.values()
                 if a["patient_id"] == p.pid
             ],
+            "alarm_settings": self.settings[p.pid].applied,
         }
+
+    # -- alarm settings --
+    def settings_answer(self, pid: str) -> dict[str, Any]:
+        st = self.settings[pid]
+        return {
+            "patient_id": pid,
+            "effective": st.effective(),
+            "applied": st.applied,
+            "defaults": SETTINGS_DEFAULTS,
+            "ranges": SETTINGS_RANGES,
+            "optional_alarms": OPTIONAL_ALARMS,
+            "pending": st.pending[-1][1] if st.pending else None,
+            "history": list(st.history),
+        }
+
+    def post_settings(self, pid: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+        if pid not in self.patients:
+            return 404, {"error": "unknown patient"}
+        try:
+            body = json.loads(raw or b"null")
+        except json.JSONDecodeError as exc:
+            problem = {"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}
+            return 422, {"detail": [problem]}
+        status, checked = check_settings(body)
+        if status:
+            return status, checked
+        entry = {**checked, "request_id": uuid.uuid4().hex, "set_at_ms": int(time.time() * 1000)}
+        st = self.settings[pid]
+        st.history.appendleft(entry)
+        st.pending.append((self.sim_t() + SETTINGS_APPLY_S, entry))
+        logger.info("alarm settings for %s sent: %s", pid, json.dumps(entry))
+        return 202, {"request_id": entry["request_id"], "status": "sent", "settings": entry}
+
+    def apply_settings(self, p: Patient, now: float) -> None:
+        """As the detector does: apply due changes in order; end the alarms they switch off."""
+        st = self.settings[p.pid]
+        while st.pending and st.pending[0][0] <= now:
+            _, entry = st.pending.pop(0)
+            st.applied = entry
+            for alarm in [a for a in self.active.values() if a["patient_id"] == p.pid]:
+                if alarm["alarm_type"] in entry["disabled"]:
+                    del self.active[alarm["alarm_id"]]
+                    reason = f"turned off for this patient by {entry['user']}"
+                    self.alert(alarm, "end", now, p, {"reason": reason})
 
     def publish(self, frame: dict[str, Any]) -> None:
         broadcast(self.clients, json.dumps(frame, separators=(",", ":")))
@@ -442,6 +569,11 @@ class FakeGateway:
                     }
                 )
             return json_response(200, rows)
+        if path.startswith("/api/patients/") and path.endswith("/alarm-settings"):
+            pid = unquote(path.removeprefix("/api/patients/").removesuffix("/alarm-settings"))
+            if pid not in self.patients:
+                return json_response(404, {"error": "unknown patient"})
+            return json_response(200, self.settings_answer(pid))
         if path.startswith("/api/patients/") and path.endswith("/beats"):
             bed = self.patients.get(unquote(path.removeprefix("/api/patients/").removesuffix("/beats")))
             if bed is None:
@@ -505,6 +637,8 @@ class FakeGateway:
             alarm_id = unquote(path[len("/api/alarms/") : -len("/ack")])
             user = str(json.loads(body or b"{}").get("user") or "?")
             return 200, self.ack(alarm_id, user)
+        if path.startswith("/api/patients/") and path.endswith("/alarm-settings"):
+            return self.post_settings(unquote(path[len("/api/patients/") : -len("/alarm-settings")]), body)
         if path == "/api/analyze":
             return analyze(headers.get("content-type", ""), body)
         return 404, {"detail": f"no route {path}"}

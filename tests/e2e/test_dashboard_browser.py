@@ -5,15 +5,24 @@ each, the traces sweep, an alarm badge appears, and ACK on it is confirmed on sc
 by the gateway's REST API.  A screenshot is saved (and copied to $ECGMON_SCREENSHOT).
 A patient opened late shows its last 20 s and minutes of stored beats at once, and the
 ECG the gateway recorded around one of its alarms.
+The per-patient alarm settings panel runs against tests/e2e/fake_gateway.py (its contract
+stand-in): a change is saved, applied, listed and shown on the station tile; an invalid
+value or a gateway failure is explained and changes nothing.
 Fails, never skips, when Chromium or the stack cannot start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +32,9 @@ import pytest
 if TYPE_CHECKING:
     from tests.e2e.conftest import EcgmonStack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.data, pytest.mark.timeout(120)]
+from stream.services import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,9 +57,9 @@ TRACE_STATE_JS = """() => {
 }"""
 
 
-@pytest.fixture
-def page(ecgmon_stack: EcgmonStack) -> Iterator[Any]:
-    """A Chromium page with the token and user already in localStorage."""
+@contextlib.contextmanager
+def _chromium_page(token: str) -> Iterator[Any]:
+    """A Chromium page with the token and user already in localStorage; no JavaScript errors."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).is_file():
@@ -59,7 +70,7 @@ def page(ecgmon_stack: EcgmonStack) -> Iterator[Any]:
         try:
             context = browser.new_context(viewport={"width": 1600, "height": 900})
             context.add_init_script(
-                f"localStorage.setItem('ecgmonToken', {ecgmon_stack.token!r});"
+                f"localStorage.setItem('ecgmonToken', {token!r});"
                 f"localStorage.setItem('ecgmonUser', {USER!r});"
                 "localStorage.setItem('ecgmonSort', 'bed');"
             )
@@ -70,6 +81,12 @@ def page(ecgmon_stack: EcgmonStack) -> Iterator[Any]:
             assert not errors, f"JavaScript errors on the page: {errors}"
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(ecgmon_stack: EcgmonStack) -> Iterator[Any]:
+    with _chromium_page(ecgmon_stack.token) as page:
+        yield page
 
 
 def _screenshot(page: Any, tmp_path: Path) -> Path:
@@ -114,6 +131,7 @@ def _acknowledge_one(page: Any, stack: EcgmonStack, deadline: float) -> tuple[st
     pytest.fail("no alarm could be acknowledged before the deadline", pytrace=False)
 
 
+@pytest.mark.data
 def test_station_shows_live_patients_alarms_and_acknowledges(
     ecgmon_stack: EcgmonStack, page: Any, tmp_path: Path
 ) -> None:
@@ -178,6 +196,7 @@ EVENT_STRIP_JS = """() => {
 }"""
 
 
+@pytest.mark.data
 def test_patient_view_opens_with_history_and_shows_an_alarm_strip(
     ecgmon_stack: EcgmonStack, page: Any
 ) -> None:
@@ -217,3 +236,205 @@ def test_patient_view_opens_with_history_and_shows_an_alarm_strip(
     assert shown["title"].startswith("Alarm strip") and "loading" not in shown["note"]
     assert "red line: alarm raised" in shown["note"], shown
     assert shown["drawn"] > shown["total"] * 0.002  # a 15 s trace drawn, not only the grid
+
+
+# ---- per-patient alarm settings, against the fake gateway -----------------------------------
+
+FAKE_GATEWAY = Path(__file__).with_name("fake_gateway.py")
+AF_PATIENT = "200"  # the fake's atrial fibrillation bed: its AF alarm is on from its 2nd second
+SETTINGS_PATH = f"/api/patients/{AF_PATIENT}/alarm-settings"
+CARD = ".settings-card"
+
+
+class FakeGatewayProc:
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+
+    def get_json(self, path: str) -> Any:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=5) as res:
+            return json.loads(res.read())
+
+
+@pytest.fixture
+def fake_gateway(tmp_path: Path) -> Iterator[FakeGatewayProc]:
+    """tests/e2e/fake_gateway.py on a free port, fresh for each test (defaults everywhere)."""
+    port, token = free_port(), secrets.token_urlsafe(16)
+    log = (tmp_path / "fake_gateway.log").open("wb")
+    proc = subprocess.Popen([sys.executable, str(FAKE_GATEWAY), "--port", str(port), "--token", token],
+                            stdout=log, stderr=subprocess.STDOUT)
+    fake = FakeGatewayProc(f"http://127.0.0.1:{port}", token)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"fake gateway exited with {proc.returncode}: "
+                            f"{(tmp_path / 'fake_gateway.log').read_text()[-2000:]}", pytrace=False)
+            try:
+                fake.get_json("/api/patients")
+                break
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    pytest.fail("fake gateway did not answer within 20 s", pytrace=False)
+                time.sleep(0.2)
+        yield fake
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+@pytest.fixture
+def fake_page(fake_gateway: FakeGatewayProc) -> Iterator[Any]:
+    with _chromium_page(fake_gateway.token) as page:
+        yield page
+
+
+# Every text the status line of the settings card shows, in order (it changes within a second).
+STATUS_LOG_JS = """() => {
+  window.__settingsStatus = [];
+  const node = document.querySelector('.settings-card .settings-status');
+  new MutationObserver(() => window.__settingsStatus.push(node.textContent))
+    .observe(node, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def _open_settings_form(page: Any) -> Any:
+    card = page.locator(CARD)
+    card.get_by_role("button", name="Change…").click()
+    form = card.locator("form.settings-form")
+    form.wait_for(state="visible")
+    return form
+
+
+def test_alarm_settings_saved_applied_listed_and_shown_on_the_station(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    posts: list[Any] = []
+    page.on("request", lambda r: posts.append(r) if r.method == "POST" and SETTINGS_PATH in r.url else None)
+    page.goto(f"{fake_gateway.url}/#/patient/{AF_PATIENT}", wait_until="domcontentloaded")
+    card = page.locator(CARD)
+    page.wait_for_selector(f"{CARD} .settings-origin:has-text('Defaults: never changed')", timeout=10_000)
+    assert "HR low40 bpm" in card.locator(".settings-summary").inner_text().replace("\n", "")
+    # the AF alarm is active before the change
+    af_badge = page.locator(f'.alarm-badge[data-alarm-id^="{AF_PATIENT}:atrial_fibrillation"]')
+    af_badge.wait_for(timeout=10_000)
+
+    form = _open_settings_form(page)
+    assert "cannot be switched off" in form.inner_text()
+    form.get_by_label("HR low (bpm)").fill("50")
+    form.get_by_label("HR high (bpm)").fill("130")
+    form.get_by_label("Atrial fibrillation").uncheck()
+    assert form.locator("label.switch:has-text('Atrial fibrillation') .onoff").inner_text() == "OFF"
+    page.evaluate(STATUS_LOG_JS)
+    with page.expect_response(lambda r: r.request.method == "POST" and SETTINGS_PATH in r.url) as answer:
+        form.get_by_role("button", name="Save").click()
+    assert answer.value.status == 202
+    request_id = answer.value.json()["request_id"]
+    assert posts[0].post_data_json == {"user": USER, "hr_low_bpm": 50, "hr_high_bpm": 130, "pause_s": 2,
+                                       "disabled": ["atrial_fibrillation"]}
+
+    status = card.locator(".settings-status")
+    page.wait_for_function("document.querySelector('.settings-card .settings-status')"
+                           ".textContent.startsWith('Applied')", timeout=10_000)
+    seen = page.evaluate("window.__settingsStatus")
+    waiting = [i for i, t in enumerate(seen) if "waiting for the monitor to apply" in t]
+    assert waiting and waiting[0] < len(seen) - 1, f"no 'waiting' before 'applied': {seen}"
+    assert "the monitor uses these settings now" in status.inner_text()
+    assert form.is_hidden()
+    # the card shows what is in effect, who set it; the history lists the change
+    summary = card.locator(".settings-summary").inner_text()
+    assert "50 bpm" in summary and "130 bpm" in summary and "Atrial fibrillation" in summary
+    assert card.locator(".settings-origin").inner_text().startswith(f"Changed by {USER}")
+    first = card.locator(".settings-history li").first
+    assert first.get_attribute("data-request-id") == request_id
+    text = first.inner_text()
+    assert USER in text and "HR low 40 → 50 bpm" in text and "HR high 140 → 130 bpm" in text
+    assert "Atrial fibrillation off" in text and "in effect" in text
+    # the gateway agrees, and the AF alarm was ended with the reason
+    applied = fake_gateway.get_json(SETTINGS_PATH)["applied"]
+    assert applied["request_id"] == request_id and applied["disabled"] == ["atrial_fibrillation"]
+    af_badge.wait_for(state="detached", timeout=5000)
+    page.wait_for_selector(f"td.msg:has-text('Ended: turned off for this patient by {USER}')", timeout=5000)
+
+    # the station tile of this patient carries a small note; the other tiles none
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    flag = page.locator(f'{TILE}[data-patient="{AF_PATIENT}"] .settings-flag')
+    flag.wait_for(state="visible", timeout=10_000)
+    assert flag.inner_text() == "HR 50–130 · AF alarm off"
+    assert USER in (flag.get_attribute("title") or "")
+    assert page.locator(f"{TILE} .settings-flag:visible").count() == 1
+
+    # Reset to defaults: saved like any change; the note goes away
+    page.goto(f"{fake_gateway.url}/#/patient/{AF_PATIENT}", wait_until="domcontentloaded")
+    page.wait_for_selector(f"{CARD} .settings-origin:has-text('Changed by')", timeout=10_000)
+    form = _open_settings_form(page)
+    form.get_by_role("button", name="Reset to defaults").click()
+    assert form.get_by_label("HR low (bpm)").input_value() == "40"
+    assert form.get_by_label("Atrial fibrillation").is_checked()
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_selector(f"{CARD} .settings-status:has-text('Applied')", timeout=10_000)
+    assert card.locator(".settings-history li").first.inner_text().count("Reset to defaults") == 1
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    page.wait_for_selector(f'{TILE}[data-patient="{AF_PATIENT}"]', timeout=10_000)
+    page.wait_for_timeout(1500)  # a state frame or two
+    assert page.locator(f"{TILE} .settings-flag:visible").count() == 0
+
+
+def test_alarm_settings_invalid_value_or_gateway_failure_is_explained_and_changes_nothing(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.goto(f"{fake_gateway.url}/#/patient/{AF_PATIENT}", wait_until="domcontentloaded")
+    page.wait_for_selector(f"{CARD} .settings-origin:has-text('Defaults')", timeout=10_000)
+    form = _open_settings_form(page)
+
+    # out of range, and a gap under 10 bpm: inline messages, the field marked, no request
+    low, high = form.get_by_label("HR low (bpm)"), form.get_by_label("HR high (bpm)")
+    low.fill("10")
+    form.get_by_role("button", name="Save").click()
+    low_error = form.locator(f"#{low.get_attribute('id')}-err")
+    assert low_error.inner_text() == "HR low must be 15–120 bpm."
+    assert low.get_attribute("aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.name") == "hr_low_bpm"
+    assert "correct the fields marked in red" in form.locator(".form-message").inner_text()
+    low.fill("60")  # fixed as typed: the message goes; the gap is now the problem
+    high.fill("65")
+    assert low_error.inner_text() == ""
+    assert "at least 10 bpm above HR low (so 70 or more)" in form.locator(
+        f"#{high.get_attribute('id')}-err").inner_text()
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_timeout(500)
+    assert posts == [], f"an invalid form was sent: {posts}"
+
+    # the gateway refuses a value (422) or cannot pass the change on (503): said plainly, under
+    # the field the refusal names; nothing changes and the typed values stay for another try
+    high.fill("130")
+    answers = [(422, {"error": "pause_s must be 1.5-3.5 s, got 9.0"}), (503, {"error": "broker unavailable"})]
+    page.route(f"**{SETTINGS_PATH}", lambda route: route.fulfill(
+        status=answers[0][0], content_type="application/json", body=json.dumps(answers.pop(0)[1]))
+        if route.request.method == "POST" else route.continue_())
+    message = form.locator(".form-message")
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_selector(f"{CARD} .form-message:has-text('refused the change')", timeout=5000)
+    pause = form.get_by_label("Pause (s)")
+    pause_error = form.locator(f"#{pause.get_attribute('id')}-err").inner_text()
+    assert pause_error == "pause_s must be 1.5-3.5 s, got 9.0"
+    assert pause.get_attribute("aria-invalid") == "true"
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_selector(f"{CARD} .form-message:has-text('broker unavailable')", timeout=5000)
+    assert "could not pass the change on to the monitor" in message.inner_text()
+    assert form.is_visible() and high.input_value() == "130"
+    assert fake_gateway.get_json(SETTINGS_PATH)["history"] == []
+    # Escape closes the form (and stays on the patient); the card still shows the defaults
+    high.press("Escape")
+    assert form.is_hidden() and f"#/patient/{AF_PATIENT}" in page.url
+    assert page.locator(CARD).get_by_role("button", name="Change…").is_visible()
+    assert "Defaults" in page.locator(f"{CARD} .settings-origin").inner_text()

@@ -11,10 +11,12 @@ export class AuthError extends Error {
 }
 
 export class ApiError extends Error {
-  constructor(message, status) {
+  /** status 0: the gateway did not answer; detail: the server's own text (its `error`/`detail`). */
+  constructor(message, status, detail = message) {
     super(message);
     this.name = "ApiError";
     this.status = status;
+    this.detail = detail;
   }
 }
 
@@ -57,6 +59,10 @@ async function errorText(res) {
     const body = await res.json();
     if (typeof body?.detail === "string") return body.detail;
     if (typeof body?.error === "string") return body.error;
+    if (Array.isArray(body?.detail)) {
+      // FastAPI's own 422: [{loc: ["body", "pause_s"], msg: "..."}]
+      return body.detail.map((d) => `${d?.loc?.[d.loc.length - 1] ?? "body"}: ${d?.msg ?? "invalid"}`).join("; ");
+    }
     return JSON.stringify(body?.detail ?? body);
   } catch {
     return res.statusText || `HTTP ${res.status}`;
@@ -77,10 +83,13 @@ export async function api(path, { method = "GET", body, json, signal } = {}) {
     res = await fetch(path, { method, headers, body, signal, cache: "no-store" });
   } catch (err) {
     if (err?.name === "AbortError") throw err;
-    throw new ApiError(`Gateway unreachable (${err?.message || err})`, 0);
+    throw new ApiError(`Gateway unreachable (${err?.message || err})`, 0, String(err?.message || err));
   }
   if (res.status === 401) throw new AuthError(await errorText(res));
-  if (!res.ok) throw new ApiError(`${res.status}: ${await errorText(res)}`, res.status);
+  if (!res.ok) {
+    const text = await errorText(res);
+    throw new ApiError(`${res.status}: ${text}`, res.status, text);
+  }
   if (res.status === 204) return null;
   const type = res.headers.get("Content-Type") || "";
   return type.includes("json") ? res.json() : res.text();
@@ -105,6 +114,17 @@ export const getStrip = (alertId) => api(`/api/alerts/${encodeURIComponent(alert
 
 export function postAck(alarmId, user = getUser()) {
   return api(`/api/alarms/${encodeURIComponent(alarmId)}/ack`, { method: "POST", json: { user } });
+}
+
+/** One patient's alarm settings: effective, applied, defaults, ranges, optional_alarms, pending, history. */
+export const getAlarmSettings = (id) => api(`/api/patients/${encodeURIComponent(id)}/alarm-settings`);
+
+/**
+ * Send a change: body {user, hr_low_bpm, hr_high_bpm, pause_s, disabled}. Answers 202
+ * {request_id, status: "sent", settings}; the monitor applies it about a second later.
+ */
+export function setAlarmSettings(id, body) {
+  return api(`/api/patients/${encodeURIComponent(id)}/alarm-settings`, { method: "POST", json: body });
 }
 
 export function postAnalyze(formData, signal) {

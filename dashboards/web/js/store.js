@@ -1,5 +1,5 @@
 // Client-side state of every patient, fed by WebSocket frames and REST answers.
-// Emits events: "patients", "beat", "alert", "alarms", "state", "onset-high".
+// Emits events: "patients", "beat", "alert", "alarms", "state", "settings", "onset-high".
 
 import { AutoScale } from "./trace.js";
 import { Playout, Ring } from "./ring.js";
@@ -41,6 +41,10 @@ class Patient {
     this.alarmInfo = new Map(); // alarm_id -> {onset_t_s, message, technical} from alert frames
     this.lastDataWall = 0;
     this.known = false;
+    // The alarm settings the monitor applies (the `applied` of the alarm-settings API): null for
+    // the defaults, undefined until a state frame says (a gateway without the feature never does).
+    this.alarmSettings = undefined;
+    this.settingsSig = "";
   }
 
   get newestT() {
@@ -235,7 +239,18 @@ export class Store extends EventTarget {
     if (isNum(msg.heart_rate_bpm) || msg.heart_rate_bpm === null) p.hr = msg.heart_rate_bpm;
     if (msg.last_class) p.lastClass = String(msg.last_class).toUpperCase();
     if (Array.isArray(msg.active_alarms)) this.setActive(p, msg.active_alarms);
+    if ("alarm_settings" in msg) this.setAlarmSettings(p, msg.alarm_settings);
     this.emit("state", { patient: p });
+  }
+
+  /** The settings a state frame (or GET) reports as applied; "settings" fires when they change. */
+  setAlarmSettings(p, settings) {
+    const next = settings && typeof settings === "object" ? settings : null;
+    const sig = next ? JSON.stringify(next) : "defaults";
+    p.alarmSettings = next;
+    if (sig === p.settingsSig) return;
+    p.settingsSig = sig;
+    this.emit("settings", { patient: p });
   }
 
   /** Replace the active list (state frames and GET /api/patients are authoritative). */
@@ -304,6 +319,7 @@ export class Store extends EventTarget {
       if (isNum(row.heart_rate_bpm)) p.hr = row.heart_rate_bpm;
       if (row.last_class) p.lastClass = String(row.last_class).toUpperCase();
       if (Array.isArray(row.active_alarms)) this.setActive(p, row.active_alarms);
+      if ("alarm_settings" in row) this.setAlarmSettings(p, row.alarm_settings);
     }
   }
 

@@ -2,6 +2,17 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
+import {
+  changeText,
+  errorField,
+  fmtWhen,
+  historyWithChanges,
+  indicatorText,
+  settingsErrorText,
+  validateSettings,
+  validateUser,
+} from "../js/alarmsettings.js";
+import { ApiError } from "../js/api.js";
 import { hrvSummary } from "../js/hrv.js";
 import { Playout, Ring } from "../js/ring.js";
 import { Store } from "../js/store.js";
@@ -217,4 +228,133 @@ test("store: the history a subscribe brings fills the strip at once; live frames
   assert.equal(p.ring.end, FS * 20 + 60);
   assert.equal(p.ring.value(FS * 20), 0.5);
   assert.equal(p.beats.length, 1);
+});
+
+// ---- alarm settings ---------------------------------------------------------------------
+
+const form = (o = {}) => ({ hr_low_bpm: "50", hr_high_bpm: "130", pause_s: "2.5", disabled: [], ...o });
+
+test("alarm settings: a valid form becomes the POST body, numbers parsed", () => {
+  const r = validateSettings(form({ disabled: ["atrial_fibrillation", "atrial_fibrillation"] }));
+  assert.equal(r.ok, true);
+  assert.deepEqual(r.errors, {});
+  assert.deepEqual(r.settings, { hr_low_bpm: 50, hr_high_bpm: 130, pause_s: 2.5, disabled: ["atrial_fibrillation"] });
+  // the edges of the ranges are allowed, and so is a gap of exactly 10 bpm
+  assert.equal(validateSettings(form({ hr_low_bpm: "15", hr_high_bpm: "60", pause_s: "1.5" })).ok, true);
+  assert.equal(validateSettings(form({ hr_low_bpm: "110", hr_high_bpm: "120", pause_s: "3.5" })).ok, true);
+});
+
+test("alarm settings: out of range, empty, not a number, off step, too small a gap", () => {
+  const e = (o) => validateSettings(form(o)).errors;
+  assert.match(e({ hr_low_bpm: "14" }).hr_low_bpm, /HR low must be 15–120 bpm/);
+  assert.match(e({ hr_low_bpm: "121", hr_high_bpm: "200" }).hr_low_bpm, /15–120/);
+  assert.match(e({ hr_high_bpm: "301" }).hr_high_bpm, /HR high must be 60–300 bpm/);
+  assert.match(e({ hr_high_bpm: "59", hr_low_bpm: "20" }).hr_high_bpm, /60–300/);
+  assert.match(e({ pause_s: "3.6" }).pause_s, /Pause must be 1\.5–3\.5 s/);
+  assert.match(e({ pause_s: "1.4" }).pause_s, /1\.5–3\.5/);
+  assert.match(e({ pause_s: "2.55" }).pause_s, /steps of 0\.1 s/);
+  assert.match(e({ hr_low_bpm: "" }).hr_low_bpm, /required/);
+  assert.match(e({ hr_low_bpm: "abc" }).hr_low_bpm, /enter a number/);
+  assert.match(e({ hr_low_bpm: "50.5" }).hr_low_bpm, /whole number/);
+  const gap = e({ hr_low_bpm: "60", hr_high_bpm: "69" });
+  assert.deepEqual(Object.keys(gap), ["hr_high_bpm"]);
+  assert.match(gap.hr_high_bpm, /at least 10 bpm above HR low \(so 70 or more\)/);
+  assert.equal(validateSettings(form({ hr_low_bpm: "60", hr_high_bpm: "69" })).settings, null);
+});
+
+test("alarm settings: ranges and optional alarms come from the gateway when it sends them", () => {
+  const ranges = { hr_low_bpm: [30, 100], hr_high_bpm: [60, 250], min_gap_bpm: 20, pause_s: [2, 3] };
+  const r = validateSettings(form({ hr_low_bpm: "25", hr_high_bpm: "140", pause_s: "2.5" }), ranges);
+  assert.match(r.errors.hr_low_bpm, /30–100/);
+  assert.match(validateSettings(form({ hr_high_bpm: "65" }), ranges).errors.hr_high_bpm, /at least 20 bpm/);
+  const lethal = validateSettings(form({ disabled: ["ventricular_fibrillation", "bigeminy"] }));
+  assert.equal(lethal.ok, false);
+  assert.match(lethal.errors.disabled, /cannot be switched off: Ventricular fibrillation/);
+  assert.equal(validateSettings(form({ disabled: ["bigeminy"] }), undefined, ["pause"]).ok, false);
+});
+
+test("alarm settings: the signed-in user name as the contract takes it", () => {
+  assert.equal(validateUser("nurse a"), "");
+  assert.match(validateUser("  "), /No user name/);
+  assert.match(validateUser("x".repeat(101)), /longer than 100/);
+  assert.match(validateUser("a\u0007b"), /unprintable/);
+});
+
+test("alarm settings: the station tile's indicator, empty for the defaults", () => {
+  const base = { hr_low_bpm: 40, hr_high_bpm: 140, pause_s: 2.0, disabled: [] };
+  assert.equal(indicatorText(null), "");
+  assert.equal(indicatorText(undefined), "");
+  assert.equal(indicatorText({ ...base, request_id: "r", user: "kim" }), ""); // reset to the defaults
+  assert.equal(indicatorText({ ...base, hr_low_bpm: 50, hr_high_bpm: 130 }), "HR 50–130");
+  assert.equal(indicatorText({ ...base, disabled: ["atrial_fibrillation"] }), "AF alarm off");
+  assert.equal(
+    indicatorText({ hr_low_bpm: 50, hr_high_bpm: 140, pause_s: 2.5, disabled: ["atrial_fibrillation", "bigeminy"] }),
+    "HR 50–140 · Pause 2.5 s · AF, Bigeminy alarms off",
+  );
+  // a pause limit does not matter while the pause alarm is off
+  assert.equal(indicatorText({ ...base, pause_s: 3, disabled: ["pause", "trigeminy", "ventricular_run"] }), "3 alarms off");
+});
+
+test("alarm settings: history texts say what each change changed", () => {
+  const defaults = { hr_low_bpm: 40, hr_high_bpm: 140, pause_s: 2.0, disabled: [] };
+  const first = { hr_low_bpm: 50, hr_high_bpm: 130, pause_s: 2.0, disabled: ["atrial_fibrillation"], user: "a", request_id: "1" };
+  const second = { ...first, pause_s: 2.5, disabled: ["bigeminy"], user: "b", request_id: "2" };
+  const third = { ...defaults, user: "c", request_id: "3" };
+  const rows = historyWithChanges([third, second, first]); // newest first, as the gateway sends it
+  assert.deepEqual(rows.map((r) => r.text), [
+    "Reset to defaults",
+    "Pause 2.0 → 2.5 s · Atrial fibrillation on · Bigeminy off",
+    "HR low 40 → 50 bpm · HR high 140 → 130 bpm · Atrial fibrillation off",
+  ]);
+  // the oldest of a full (truncated) history is described whole: what came before is unknown
+  assert.equal(
+    historyWithChanges([first], false)[0].text,
+    "HR low 50 bpm · HR high 130 bpm · pause 2.0 s · off: Atrial fibrillation",
+  );
+  assert.equal(changeText(first, first), "No change (same settings sent again)");
+});
+
+test("alarm settings: times of changes, today and on other days", () => {
+  const now = new Date(2025, 11, 7, 16, 0, 0).getTime();
+  assert.equal(fmtWhen(new Date(2025, 11, 7, 9, 5, 7).getTime(), now), "09:05:07");
+  assert.equal(fmtWhen(new Date(2025, 11, 6, 23, 59, 1).getTime(), now), "6 Dec 23:59");
+  assert.equal(fmtWhen(new Date(2024, 0, 2, 8, 0).getTime(), now), "2 Jan 2024 08:00");
+  assert.equal(fmtWhen(null, now), "—");
+});
+
+test("alarm settings: gateway errors for the user, and the field a 422 names", () => {
+  const refused = new ApiError("422: hr_low_bpm must be 15-120 bpm", 422, "hr_low_bpm must be 15-120 bpm");
+  assert.equal(settingsErrorText(refused), "Not saved: the gateway refused the change: hr_low_bpm must be 15-120 bpm");
+  assert.equal(errorField(refused.detail), "hr_low_bpm");
+  assert.equal(errorField("pause_s: Field required"), "pause_s");
+  assert.equal(errorField("Kafka is down"), null);
+  assert.equal(errorField("'asystole' cannot be switched off; optional alarms: ..."), "disabled");
+  const down = settingsErrorText(new ApiError("503: broker unavailable", 503, "broker unavailable"));
+  assert.match(down, /could not pass the change on to the monitor \(broker unavailable\)\. Nothing was changed/);
+  assert.match(settingsErrorText(new ApiError("x", 0, "x")), /unreachable/);
+  assert.equal(
+    settingsErrorText(new ApiError("404: unknown patient", 404, "unknown patient"), "load"),
+    "Alarm settings unavailable: the gateway does not know this patient.",
+  );
+  assert.match(settingsErrorText(new ApiError("404: no route", 404, "no route"), "load"), /does not offer alarm settings/);
+  assert.equal(settingsErrorText(new ApiError("503: busy", 503, "busy"), "load"), "Alarm settings unavailable: 503: busy");
+});
+
+test("store: state frames carry the applied alarm settings; 'settings' fires only on a change", () => {
+  const st = new Store();
+  const seen = [];
+  st.addEventListener("settings", (e) => seen.push(e.detail.patient.alarmSettings?.request_id ?? null));
+  st.handle({ type: "state", patient_id: "9", active_alarms: [] }); // a gateway without the feature
+  const p = st.patient("9");
+  assert.equal(p.alarmSettings, undefined);
+  assert.deepEqual(seen, []);
+  st.handle({ type: "state", patient_id: "9", active_alarms: [], alarm_settings: null });
+  assert.equal(p.alarmSettings, null);
+  const applied = { hr_low_bpm: 50, hr_high_bpm: 130, pause_s: 2.5, disabled: [], request_id: "r1", user: "a", set_at_ms: 1 };
+  st.handle({ type: "state", patient_id: "9", active_alarms: [], alarm_settings: applied });
+  st.handle({ type: "state", patient_id: "9", active_alarms: [], alarm_settings: { ...applied } });
+  assert.deepEqual(seen, [null, "r1"]);
+  assert.equal(p.alarmSettings.request_id, "r1");
+  st.loadPatients([{ patient_id: "9", alarm_settings: null }]);
+  assert.deepEqual(seen, [null, "r1", null]);
 });

@@ -1,4 +1,5 @@
-// Patient view (#/patient/<id>): 20 s strip with beat labels, HR trend, HRV, alarm history.
+// Patient view (#/patient/<id>): 20 s strip with beat labels, HR trend, HRV, alarm settings,
+// alarm history.
 
 import { getAlerts, getBeats, getStrip } from "../api.js";
 import { hrvSummary } from "../hrv.js";
@@ -17,6 +18,7 @@ import {
   patientHr,
 } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
+import { AlarmSettingsPanel } from "./alarmsettings.js";
 
 const STRIP_S = 20;
 const TREND_S = 10 * 60;
@@ -50,6 +52,7 @@ export class PatientView {
     this.lead = el("span", { class: "lead" }, "");
     this.alarms = el("div", { class: "tile-alarms wide" });
     this.strip = el("canvas", { class: "strip", "aria-label": "ECG strip, last 20 seconds" });
+    this.settings = new AlarmSettingsPanel(this.store, this.actions, p);
     this.trend = el("canvas", { class: "spark", "aria-label": "Heart-rate trend, last 10 minutes" });
     this.hrv = el("dl", { class: "hrv" });
     this.counts = el("div", { class: "counts" });
@@ -101,6 +104,7 @@ export class PatientView {
         el("div", { class: "card" }, el("h2", {}, "Beats · 10 min"), this.counts),
       ),
       this.eventCard,
+      this.settings.root,
       el(
         "div",
         { class: "card" },
@@ -139,9 +143,11 @@ export class PatientView {
     this.renderHistory();
     this.renderSlow();
     this.loadHistory();
+    this.settings.mount();
   }
 
   unmount() {
+    this.settings?.unmount();
     for (const [type, fn] of Object.entries(this.listeners)) this.store.removeEventListener(type, fn);
     document.removeEventListener("keydown", this.onKey);
   }
@@ -330,7 +336,8 @@ export class PatientView {
           el("td", {}, alarmLabel(a.alarm_type)),
           el("td", {}, el("span", { class: `prio-pill prio-${prio}` }, prio)),
           el("td", { class: "num" }, fmtHr(a.heart_rate_bpm)),
-          el("td", { class: "msg" }, a.message || ""),
+          // an alarm switched off for this patient ends with details.reason ("turned off … by <user>")
+          el("td", { class: "msg" }, a.phase === "end" && a.details?.reason ? `Ended: ${a.details.reason}` : a.message || ""),
           el(
             "td",
             {},

@@ -1,5 +1,6 @@
 // Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms.
 
+import { describeSettings, fmtWhen, indicatorText } from "../alarmsettings.js";
 import { SweepPainter } from "../sweep.js";
 import { BEAT_NAMES, PRIORITY_RANK, cssVar, el, patientHr } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
@@ -16,6 +17,7 @@ class Tile {
     this.hr = el("div", { class: "hr" }, "---");
     this.cls = el("span", { class: "beat-chip" }, "–");
     this.lead = el("span", { class: "lead" }, "");
+    this.settingsFlag = el("span", { class: "settings-flag", hidden: true });
     this.alarms = el("div", { class: "tile-alarms" });
     this.nodata = el(
       "div",
@@ -34,7 +36,7 @@ class Tile {
           if (ev.key === "Enter" && ev.target === ev.currentTarget) actions.openPatient(patient.id);
         },
       },
-      el("header", { class: "tile-head" }, el("span", { class: "bed" }, patient.id), this.lead, this.cls),
+      el("header", { class: "tile-head" }, el("span", { class: "bed" }, patient.id), this.lead, this.settingsFlag, this.cls),
       el(
         "div",
         { class: "tile-body" },
@@ -51,6 +53,18 @@ class Tile {
     });
     this.updateNumbers();
     this.updateAlarms();
+    this.updateSettings();
+  }
+
+  /** A small note when this patient's alarm settings differ from the defaults (null = defaults). */
+  updateSettings() {
+    const s = this.p.alarmSettings;
+    const text = indicatorText(s);
+    this.settingsFlag.hidden = !text;
+    this.settingsFlag.textContent = text;
+    this.settingsFlag.title = text
+      ? `Alarm settings for this patient: ${describeSettings(s)} (by ${s.user ?? "?"}, ${fmtWhen(s.set_at_ms)})`
+      : "";
   }
 
   setVisible(visible) {
@@ -129,6 +143,7 @@ export class StationView {
         if (this.sortMode === "alarm") this.sync();
       },
       state: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
+      settings: (ev) => this.tiles.get(ev.detail.patient.id)?.updateSettings(),
       beat: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
     };
   }

@@ -118,6 +118,10 @@ def test_alert_frame_fields() -> None:
     assert f == {"type": "alert", "id": "5-0", "alert_id": a.alert_id, "alarm_id": a.alarm_id,
                  "patient_id": "p1", "alarm_type": "vtach", "priority": "high", "phase": "onset",
                  "technical": False, "onset_t_s": 2.0, "t_s": 3.0, "heart_rate_bpm": 150.0,
-                 "message": "VT"}
+                 "message": "VT", "details": {}}
+    ended = Alert("p1", "atrial_fibrillation", AlarmPriority.MEDIUM, AlarmPhase.END, 720, 1080, 360.0,
+                  80.0, "atrial_fibrillation ended", 1, 1,
+                  details=(("reason", "turned off for this patient by nurse a"),))
+    assert alert_frame("6-0", ended)["details"] == {"reason": "turned off for this patient by nurse a"}
     assert is_stream_id("1700000000000-0") and is_stream_id("0")
     assert not is_stream_id("$") and not is_stream_id("1-2-3") and not is_stream_id("")
