@@ -9,7 +9,8 @@ Layout, with ``P`` the key prefix (default ``ecgmon``)::
     P:active:{patient}       set of the patient's active alarm ids
     P:patient:{patient}      hash: heart rate, last beat class and sample, last alert id, and
                              the alarm limits the detector applies (``alarm_settings``, JSON;
-                             absent = the defaults)
+                             absent = the defaults), and what the ward entered about the
+                             patient (``info``, JSON: bed label, name, note; by the gateway)
     P:alarm-settings:{patient}  stream: changes of the patient's alarm limits sent by the
                              gateway, who and when (bounded audit trail)
     P:patients               set of patient ids seen
@@ -124,6 +125,7 @@ class PatientState:
     last_alert_id: str | None
     active_alarm_ids: tuple[str, ...]
     alarm_settings: dict[str, Any] | None = None  # the limits applied, None = the defaults
+    info: dict[str, Any] | None = None  # bed label, name, note, who and when; None = none entered
 
 
 def _s(v: bytes | str) -> str:
@@ -372,7 +374,14 @@ class AlertStore:
             last_alert_id=h.get("last_alert_id"),
             active_alarm_ids=tuple(sorted(_s(a) for a in active)),
             alarm_settings=json.loads(h["alarm_settings"]) if "alarm_settings" in h else None,
+            info=json.loads(h["info"]) if "info" in h else None,
         )
+
+    async def set_patient_info(self, patient: str, info: dict[str, Any]) -> None:
+        """Record the ward's details of ``patient`` (bed label, name, note, who and when)."""
+        client, value = self.client, json.dumps(info, sort_keys=True)
+        await self._call("set_patient_info", lambda: reply(
+            client.hset(self._k("patient", patient), "info", value)))
 
     async def set_alarm_settings(self, patient: str, applied: dict[str, Any]) -> None:
         """Record the alarm limits the detector now applies to ``patient`` (idempotent)."""

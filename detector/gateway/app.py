@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
 
+from detector.gateway import patient_info
 from detector.gateway.alarm_settings import AlarmSettingsBody, AlarmSettingsDesk
 from detector.gateway.auth import TokenAuth
 from detector.gateway.context import ApiError, Gateway
@@ -131,6 +132,22 @@ def _api(gw: Gateway, runner: AnalyzeRunner, desk: AlarmSettingsDesk) -> APIRout
         rows = await stored_beats_since(gw.store, gw.settings.redis_prefix, patient_id, seconds, limit)
         return {"patient_id": patient_id, "beats": [{k: v for k, v in b.items() if k != "patient_id"}
                                                     for b in rows]}
+
+    @api.get("/patients/{patient_id}/info")
+    async def get_info(patient_id: str) -> dict[str, Any]:
+        """Bed label, name and note the ward entered for the patient (empty when none), with
+        who entered them and when."""
+        if patient_id not in await gw.feeds.state.patient_ids():
+            raise ApiError(404, "unknown patient")
+        return await patient_info.read(gw.store, patient_id)
+
+    @api.post("/patients/{patient_id}/info")
+    async def set_info(patient_id: str, body: patient_info.PatientInfoBody) -> dict[str, Any]:
+        """Enter or change the patient's bed label, name and note (empty strings clear them);
+        every dashboard shows them with the next state frame."""
+        if patient_id not in await gw.feeds.state.patient_ids():
+            raise ApiError(404, "unknown patient")
+        return await patient_info.write(gw.store, patient_id, body)
 
     @api.get("/patients/{patient_id}/alarm-settings")
     async def alarm_settings(patient_id: str) -> dict[str, Any]:

@@ -478,7 +478,7 @@ class StatePoller(Background):
             st.last_beat_class.value if st.last_beat_class else None)
         return {"type": "state", "patient_id": patient_id, "heart_rate_bpm": round(hr or 0.0, 1),
                 "last_class": last or "U", "active_alarms": [alarm_summary(a) for a in alarms],
-                "alarm_settings": st.alarm_settings}
+                "alarm_settings": st.alarm_settings, "info": st.info}
 
     async def _run(self) -> None:
         while True:

@@ -469,6 +469,41 @@ async def test_an_alarm_settings_change_is_checked_sent_in_band_logged_and_shown
     assert done["effective"] == {k: entry[k] for k in ("hr_low_bpm", "hr_high_bpm", "pause_s", "disabled")}
 
 
+async def test_patient_details_are_stored_once_and_reach_every_dashboard(gw: Running) -> None:
+    await gw.store.update_patient("bed-4", heart_rate_bpm=72.0, last_beat_class=BeatClass.N,
+                                  last_beat_sample=360)
+    url = "/api/patients/bed-4/info"
+    assert (await gw.http.get(url, headers=AUTH)).json() == {
+        "patient_id": "bed-4", "bed": "", "name": "", "note": "", "updated_by": None,
+        "updated_at_ms": None}
+    for bad, status, words in [({"bed": "x" * 17}, 422, "bed"), ({"name": "a\nb"}, 422, "name must be"),
+                               ({"user": " "}, 422, "user must be")]:
+        r = await gw.http.post(url, json={"user": "nurse a", "bed": "12", **bad}, headers=AUTH)
+        assert r.status_code == status and words in r.text, r.text
+    assert (await gw.http.post("/api/patients/bed-404/info", json={"user": "a"},
+                               headers=AUTH)).status_code == 404
+    assert (await gw.http.post(url, json={"user": "a", "bed": "12"})).status_code == 401
+
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
+        await _subscribe(ws, ["bed-4"])
+        assert (await _next(ws, "state"))["info"] is None
+        r = await gw.http.post(url, json={"user": "nurse a", "bed": " ICU-12 ", "name": "Doe, J.",
+                                          "note": "pacemaker"}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        saved = r.json()
+        assert {k: saved[k] for k in ("bed", "name", "note", "updated_by")} == {
+            "bed": "ICU-12", "name": "Doe, J.", "note": "pacemaker", "updated_by": "nurse a"}
+        async with asyncio.timeout(10):
+            while (state := await _next(ws, "state"))["info"] is None:
+                pass
+        assert state["info"] == saved
+    assert (await gw.http.get(url, headers=AUTH)).json() == saved
+    rows = (await gw.http.get("/api/patients", headers=AUTH)).json()["patients"]
+    assert [r["info"] for r in rows if r["patient_id"] == "bed-4"] == [saved]
+    cleared = (await gw.http.post(url, json={"user": "nurse b"}, headers=AUTH)).json()
+    assert (cleared["bed"], cleared["name"], cleared["updated_by"]) == ("", "", "nurse b")
+
+
 async def test_ack_over_websocket(gw: Running) -> None:
     alert = _alert("bed-3", 100)
     await gw.store.write_alert(alert)
