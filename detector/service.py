@@ -104,9 +104,9 @@ class _Metrics:
                                  ("partition",))
         self.patients = metrics.gauge("ecgmon_patients", "patients with live detector state",
                                       registry)
-        self.settings = metrics.counter(
-            "ecgmon_alarm_settings_applied_total",
-            "clinicians' changes of a patient's alarm limits applied by the detector", registry)
+        self.settings = h("ecgmon_alarm_settings_to_applied_seconds",
+                          "a clinician's change of alarm limits sent by the gateway -> applied",
+                          registry)
         self.rewinds = metrics.counter(
             "ecgmon_detector_rewinds_total",
             "Kafka delivery failures after which the detector went back to its checkpoints",
@@ -318,7 +318,7 @@ class DetectorService:
         await self.store.call_until_ok(
             "alarm settings", lambda: self.store.set_alarm_settings(change.patient_id, applied),
             self._stopping)
-        self.m.settings.inc()
+        self.m.settings.observe(max(0.0, (self.clock_ns() - change.set_at_ns) / 1e9))
         logger.info("alarm settings applied", extra={
             "patient": change.patient_id, "request_id": change.request_id, **limits.to_dict()})
 

@@ -130,4 +130,4 @@ async def test_alarm_settings_apply_between_the_patients_chunks_once_and_bad_one
     assert [(d.reason, d.detail[:40]) for d in letters] == [
         ("unknown_patient", "alarm settings for 'nobody', whose strea"),
         ("invalid_field", "hr_low_bpm must be 15-120 bpm, got 5.0")]
-    assert registry.get_sample_value("ecgmon_alarm_settings_applied_total") == 1
+    assert registry.get_sample_value("ecgmon_alarm_settings_to_applied_seconds_count") == 1
