@@ -1,16 +1,18 @@
 // ecgmon central station: boot, login, hash routing, the animation loop and shared actions.
 
 import { AuthError, clearToken, getAlerts, getPatients, getToken, getUser, postAck } from "./js/api.js";
-import { audioEnabled, beepHigh, setAudio } from "./js/audio.js";
+import { AlarmSound, PATTERNS, alarmSnapshot, parseTiming } from "./js/alarmsound.js";
+import { audioEnabled, audioLog, playPattern, setAudio } from "./js/audio.js";
 import { Connection } from "./js/conn.js";
 import { Store } from "./js/store.js";
-import { el, wallClock } from "./js/util.js";
+import { el, fmtDataTime, wallClock } from "./js/util.js";
 import { AnalyzeView } from "./js/views/analyze.js";
 import { showLogin } from "./js/views/login.js";
 import { PatientView } from "./js/views/patient.js";
 import { StationView } from "./js/views/station.js";
 
 const SCALE_WINDOW_S = 6;
+const SOUND_TICK_MS = 250;
 
 const store = new Store();
 const conn = new Connection(store);
@@ -20,11 +22,14 @@ const ui = {
   clock: document.getElementById("clock"),
   summary: document.getElementById("alarm-summary"),
   audio: document.getElementById("audio-toggle"),
+  pause: document.getElementById("audio-pause"),
   logout: document.getElementById("logout"),
   toast: document.getElementById("toast"),
   nav: document.querySelectorAll("[data-route]"),
 };
 
+// Alarm tones: the intervals can be shortened for the browser tests (localStorage, read once).
+const sound = new AlarmSound(parseTiming(localStorage.getItem("ecgmonAudioTiming")));
 let view = null;
 const perf = { frameMs: 0, frames: 0 }; // drawing cost, read by the browser tests
 let loginOpen = false;
@@ -150,6 +155,39 @@ function renderAudio() {
   ui.audio.textContent = on ? "AUDIO ON" : "AUDIO OFF";
   ui.audio.setAttribute("aria-pressed", String(on));
   ui.audio.classList.toggle("on", on);
+  renderPause();
+}
+
+/** The pause control: offered while audio is on; while paused it counts down and resumes. */
+function renderPause() {
+  const on = audioEnabled();
+  ui.pause.hidden = !on;
+  const paused = on && sound.paused;
+  const left = Math.ceil(sound.pauseLeftMs(performance.now()) / 1000);
+  const text = paused ? `PAUSED ${fmtDataTime(left)}` : pauseLabel();
+  if (ui.pause.textContent !== text) ui.pause.textContent = text;
+  if (ui.pause.dataset.state === String(paused)) return;
+  ui.pause.dataset.state = String(paused);
+  ui.pause.classList.toggle("paused", paused);
+  ui.pause.setAttribute("aria-pressed", String(paused));
+  ui.pause.title = paused
+    ? "Alarm tones paused (a new high-priority alarm ends the pause). Click to resume them now."
+    : `Silence all alarm tones for ${pauseLabel(true)}; a new high-priority alarm ends the pause`;
+}
+
+function pauseLabel(long = false) {
+  const s = Math.round(sound.timing.pauseMs / 1000);
+  const text = s % 60 ? `${s} s` : `${s / 60} min`;
+  return long ? text : `PAUSE ${text.toUpperCase()}`;
+}
+
+/** Decide what sounds now (alarmsound.js) and play it (audio.js). */
+function soundTick() {
+  const d = sound.update(alarmSnapshot(store.patients.values()), performance.now());
+  if (d.play) playPattern(PATTERNS[d.play], d.reason);
+  if (d.pauseEnded === "new-high") toast("Audio pause ended: a new high-priority alarm.");
+  renderPause();
+  return d;
 }
 
 // ---- login -----------------------------------------------------------------------------
@@ -195,12 +233,20 @@ async function boot() {
   conn.addEventListener("failed", checkAuthAfterFailure);
   conn.addEventListener("server-error", (ev) => toast(`Gateway: ${ev.detail.error}`));
   store.addEventListener("alarms", renderSummary);
-  store.addEventListener("onset-high", () => beepHigh());
+  store.addEventListener("onset-high", soundTick); // sound a new high at once, not at the next tick
   ui.status.addEventListener("click", () => conn.retryNow());
   ui.audio.addEventListener("click", () => {
     setAudio(!audioEnabled());
+    sound.setEnabled(audioEnabled());
+    if (audioEnabled() && !soundTick().play) playPattern(PATTERNS.confirm, "audio on");
     renderAudio();
   });
+  ui.pause.addEventListener("click", () => {
+    if (sound.paused) sound.cancelPause();
+    else sound.pause(performance.now());
+    soundTick();
+  });
+  setInterval(soundTick, SOUND_TICK_MS);
   ui.logout.addEventListener("click", () => {
     clearToken();
     login("Signed out.");
@@ -231,6 +277,7 @@ async function boot() {
 }
 
 // For the browser tests and for poking at the state from the console.
-window.ecgmon = { store, conn, perf };
+window.ecgmon = { store, conn, perf, sound };
+Object.defineProperty(window, "__ecgmonAudioLog", { get: audioLog }); // [{pattern, reason, atMs, ctx}]
 
 boot();

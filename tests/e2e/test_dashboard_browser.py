@@ -8,6 +8,8 @@ ECG the gateway recorded around one of its alarms.
 The per-patient alarm settings panel runs against tests/e2e/fake_gateway.py (its contract
 stand-in): a change is saved, applied, listed and shown on the station tile; an invalid
 value or a gateway failure is explained and changes nothing.
+The alarm tones run against it too: with audio on, the high-priority burst repeats while a high
+alarm is unacknowledged, the audio pause counts down and silences it, ACK stops it.
 Fails, never skips, when Chromium or the stack cannot start.
 """
 
@@ -438,3 +440,82 @@ def test_alarm_settings_invalid_value_or_gateway_failure_is_explained_and_change
     assert form.is_hidden() and f"#/patient/{AF_PATIENT}" in page.url
     assert page.locator(CARD).get_by_role("button", name="Change…").is_visible()
     assert "Defaults" in page.locator(f"{CARD} .settings-origin").inner_text()
+
+
+# ---- alarm tones, against the fake gateway ---------------------------------------------------
+
+# Short intervals for the test (read once by the page): 2.5 s is the shortest high-priority burst
+# interval IEC 60601-1-8 allows; the 2 min pause becomes 6 s.
+AUDIO_TIMING = {"highMs": 2500, "mediumMs": 4000, "pauseMs": 6000}
+MIN_BURST_GAP_MS = 2000  # MIN_BURST_GAP_MS of dashboards/web/js/alarmsound.js
+HIGH_BEDS = ("203", "210")  # the fake's VT (from its 3rd second) and extreme bradycardia
+PAUSE = "#audio-pause"
+
+
+def _tones(page: Any, pattern: str | None = None, after_ms: float = 0.0) -> list[dict[str, Any]]:
+    """The tone patterns the page played (window.__ecgmonAudioLog), optionally one kind, after a time."""
+    log = page.evaluate("window.__ecgmonAudioLog")
+    return [e for e in log if (pattern is None or e["pattern"] == pattern) and e["atMs"] > after_ms]
+
+
+def _wait_tones(page: Any, pattern: str, count: int, after_ms: float, timeout_ms: float
+                ) -> list[dict[str, Any]]:
+    page.wait_for_function(
+        f"window.__ecgmonAudioLog.filter((e) => e.pattern === {pattern!r} && e.atMs > {after_ms}).length"
+        f" >= {count}", timeout=timeout_ms)
+    return _tones(page, pattern, after_ms)
+
+
+def _gaps(tones: list[dict[str, Any]]) -> list[float]:
+    return [b["atMs"] - a["atMs"] for a, b in zip(tones, tones[1:], strict=False)]
+
+
+def test_alarm_tones_repeat_until_acknowledged_and_pause_silences_them(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    page.context.add_init_script(f"localStorage.setItem('ecgmonAudioTiming', {json.dumps(AUDIO_TIMING)!r});")
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    for bed in HIGH_BEDS:  # both high alarms on before audio goes on: no onset restarts the cycle below
+        page.wait_for_selector(f'{TILE}[data-patient="{bed}"] .alarm-badge.prio-high:not(.acked)',
+                               timeout=15_000)
+    assert page.locator(PAUSE).is_hidden()
+    assert _tones(page) == []  # audio is off by default
+
+    # audio on: the high burst at once, then every 2.5 s while a high alarm is unacknowledged
+    page.click("#audio-toggle")
+    assert page.locator("#audio-toggle").inner_text() == "AUDIO ON"
+    assert page.locator(PAUSE).inner_text() == "PAUSE 6 S"
+    highs = _wait_tones(page, "high", 3, 0, 15_000)
+    assert highs[0]["reason"] == "first" and all(t["reason"] == "repeat" for t in highs[1:]), highs
+    assert all(AUDIO_TIMING["highMs"] <= g < AUDIO_TIMING["highMs"] + 2000 for g in _gaps(highs)), highs
+    assert {t["pattern"] for t in _tones(page)} == {"high"}  # the medium ones wait under the high
+    assert all(t["ctx"] == "running" for t in highs), highs  # WebAudio really plays them
+
+    # the pause: a countdown in the header, no tone at all, then the high burst again at once
+    paused_at = page.evaluate(f"() => {{ document.querySelector('{PAUSE}').click(); "
+                              "return performance.now(); }")
+    first_text = page.locator(PAUSE).inner_text()
+    assert first_text.startswith("PAUSED 0:0"), first_text
+    page.wait_for_function(f"(t => t.startsWith('PAUSED') && t !== {first_text!r})"
+                           f"(document.querySelector('{PAUSE}').textContent)", timeout=5000)  # counting down
+    assert page.locator(PAUSE).get_attribute("aria-pressed") == "true"
+    resumed = _wait_tones(page, "high", 1, paused_at, 15_000)[0]
+    assert resumed["atMs"] - paused_at >= AUDIO_TIMING["pauseMs"], (paused_at, resumed)
+    assert resumed["reason"] == "first", resumed
+    assert _tones(page, None, paused_at)[0] == resumed  # nothing sounded during the pause
+    assert page.locator(PAUSE).inner_text() == "PAUSE 6 S"
+
+    # ACK both high alarms: the high bursts stop; the unacknowledged medium ones (AF, a technical
+    # alarm) take over at once and repeat every 4 s
+    for bed in HIGH_BEDS:
+        badge = page.locator(f'{TILE}[data-patient="{bed}"] .alarm-badge.prio-high').first
+        badge.locator(".ack-btn").click()
+        page.wait_for_selector(f'{TILE}[data-patient="{bed}"] .alarm-badge.prio-high.acked', timeout=8000)
+    acked_at = page.evaluate("performance.now()")
+    mediums = _wait_tones(page, "medium", 2, acked_at - 300, 15_000)
+    last_high = _tones(page, "high")[-1]["atMs"]
+    due = max(acked_at, last_high + MIN_BURST_GAP_MS)  # at once, but never over the last burst
+    assert mediums[0]["atMs"] - due < 1000, (acked_at, last_high, mediums)  # within a 250 ms tick
+    assert _gaps(mediums)[0] >= AUDIO_TIMING["mediumMs"], mediums
+    assert _tones(page, "high", acked_at) == [], "a high burst after both high alarms were acknowledged"

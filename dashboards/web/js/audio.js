@@ -1,9 +1,13 @@
-// Optional audible cue for new high-priority alarms: a WebAudio oscillator burst
-// (IEC 60601-1-8-like 3+2 pulse pattern), no audio files. Off by default.
+// Plays the alarm tone patterns of alarmsound.js with a WebAudio oscillator, no audio files.
+// Off by default; what to play and when is decided by alarmsound.js. Every pattern played is
+// logged (time and name) for the browser tests.
+
+const LOG_KEEP = 200;
+const GAIN = 0.12;
 
 let ctx = null;
 let enabled = false;
-let lastBeepMs = 0;
+const log = [];
 
 export function audioEnabled() {
   return enabled;
@@ -17,28 +21,34 @@ export function setAudio(on) {
     if (AC) ctx = new AC();
   }
   if (enabled && ctx?.state === "suspended") ctx.resume();
-  if (enabled) beepHigh(true);
 }
 
-/** Play the high-priority burst (rate-limited to one per 2 s). */
-export function beepHigh(force = false) {
-  if ((!enabled && !force) || !ctx) return;
-  const nowMs = performance.now();
-  if (!force && nowMs - lastBeepMs < 2000) return;
-  lastBeepMs = nowMs;
-  const pulses = force ? [0] : [0, 0.2, 0.4, 0.9, 1.1];
+/** Play one pattern ({name, freqHz, pulseS, offsetsS}) now, if audio is on. */
+export function playPattern(pattern, reason = "") {
+  if (!enabled) return;
+  log.push({ pattern: pattern.name, reason, atMs: performance.now(), ctx: ctx?.state ?? "none" });
+  if (log.length > LOG_KEEP) log.splice(0, log.length - LOG_KEEP);
+  if (!ctx) return;
   const t0 = ctx.currentTime + 0.02;
-  for (const off of pulses) {
+  const ramp = 0.01;
+  for (const off of pattern.offsetsS) {
+    const start = t0 + off;
+    const end = start + pattern.pulseS;
     const osc = ctx.createOscillator();
     const gain = ctx.createGain();
     osc.type = "square";
-    osc.frequency.value = 880;
-    gain.gain.setValueAtTime(0, t0 + off);
-    gain.gain.linearRampToValueAtTime(0.12, t0 + off + 0.01);
-    gain.gain.setValueAtTime(0.12, t0 + off + 0.13);
-    gain.gain.linearRampToValueAtTime(0, t0 + off + 0.15);
+    osc.frequency.value = pattern.freqHz;
+    gain.gain.setValueAtTime(0, start);
+    gain.gain.linearRampToValueAtTime(GAIN, start + ramp);
+    gain.gain.setValueAtTime(GAIN, end - 2 * ramp);
+    gain.gain.linearRampToValueAtTime(0, end);
     osc.connect(gain).connect(ctx.destination);
-    osc.start(t0 + off);
-    osc.stop(t0 + off + 0.16);
+    osc.start(start);
+    osc.stop(end + ramp);
   }
+}
+
+/** The patterns played so far, oldest first: [{pattern, reason, atMs, ctx}] (a copy). */
+export function audioLog() {
+  return log.map((e) => ({ ...e }));
 }

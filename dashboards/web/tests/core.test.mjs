@@ -12,6 +12,15 @@ import {
   validateSettings,
   validateUser,
 } from "../js/alarmsettings.js";
+import {
+  AUDIO_PAUSE_MS,
+  AlarmSound,
+  HIGH_BURST_INTERVAL_MS,
+  MEDIUM_BURST_INTERVAL_MS,
+  PATTERNS,
+  alarmSnapshot,
+  parseTiming,
+} from "../js/alarmsound.js";
 import { ApiError } from "../js/api.js";
 import { hrvSummary } from "../js/hrv.js";
 import { Playout, Ring } from "../js/ring.js";
@@ -357,4 +366,182 @@ test("store: state frames carry the applied alarm settings; 'settings' fires onl
   assert.equal(p.alarmSettings.request_id, "r1");
   st.loadPatients([{ patient_id: "9", alarm_settings: null }]);
   assert.deepEqual(seen, [null, "r1", null]);
+});
+
+// ---- alarm sound: what sounds when (alarmsound.js) ----------------------------------------
+
+const HIGH_A = { id: "203:vt:1", priority: "high", acked: false };
+const HIGH_B = { id: "210:brady:1", priority: "high", acked: false };
+const MED = { id: "200:af:1", priority: "medium", acked: false };
+const LOW = { id: "106:big:1", priority: "low", acked: false };
+const acked = (a) => ({ ...a, acked: true });
+
+/** Run the sound logic every 250 ms from fromMs to toMs; alarmsAt(t) gives the snapshot. */
+function runSound(sound, alarmsAt, fromMs, toMs, hooks = {}) {
+  const played = [];
+  for (let t = fromMs; t < toMs; t += 250) {
+    hooks[t]?.(sound, t);
+    const d = sound.update(alarmsAt(t), t);
+    if (d.play) played.push({ t, play: d.play, reason: d.reason, pauseEnded: d.pauseEnded });
+  }
+  return played;
+}
+
+function audioOn(timing) {
+  const s = new AlarmSound(timing);
+  s.setEnabled(true);
+  return s;
+}
+
+test("alarm sound: an unacknowledged high repeats every 10 s until acknowledged, then stops", () => {
+  assert.equal(HIGH_BURST_INTERVAL_MS, 10_000);
+  const sound = audioOn();
+  const played = runSound(sound, (t) => [t < 25_000 ? HIGH_A : acked(HIGH_A)], 0, 60_000);
+  assert.deepEqual(played.map((e) => [e.t, e.play, e.reason]), [
+    [0, "high", "onset"],
+    [10_000, "high", "repeat"],
+    [20_000, "high", "repeat"],
+  ]);
+  assert.equal(PATTERNS.high.freqHz, 880);
+  assert.deepEqual(PATTERNS.high.offsetsS, [0, 0.2, 0.4, 0.9, 1.1]); // 3 + 2 pulses
+});
+
+test("alarm sound: an alarm that ends stops its bursts; one that comes back is new", () => {
+  const sound = audioOn();
+  const played = runSound(sound, (t) => (t < 15_000 ? [HIGH_A] : t < 40_000 ? [] : [HIGH_B]), 0, 45_000);
+  assert.deepEqual(played.map((e) => [e.t, e.reason]), [[0, "onset"], [10_000, "repeat"], [40_000, "onset"]]);
+});
+
+test("alarm sound: medium repeats every 20 s, and only when no high is unacknowledged", () => {
+  assert.equal(MEDIUM_BURST_INTERVAL_MS, 20_000);
+  const sound = audioOn();
+  // high and medium at once; the high is acknowledged at 15 s
+  const played = runSound(sound, (t) => [MED, t < 15_000 ? HIGH_A : acked(HIGH_A)], 0, 60_000);
+  assert.deepEqual(played.map((e) => [e.t, e.play]), [
+    [0, "high"],
+    [10_000, "high"],
+    [15_000, "medium"], // never sounded in this cycle: at once
+    [35_000, "medium"],
+    [55_000, "medium"],
+  ]);
+  assert.equal(PATTERNS.medium.offsetsS.length, 3);
+  assert.ok(PATTERNS.medium.freqHz < PATTERNS.high.freqHz);
+});
+
+test("alarm sound: a new high sounds at once and restarts the cycle; bursts never overlap", () => {
+  const sound = audioOn();
+  const played = runSound(sound, (t) => (t < 4_000 ? [HIGH_A] : [HIGH_A, HIGH_B]), 0, 30_000);
+  assert.deepEqual(played.map((e) => [e.t, e.reason]), [
+    [0, "onset"],
+    [4_000, "onset"],
+    [14_000, "repeat"], // 10 s after the new onset, not after the first burst
+    [24_000, "repeat"],
+  ]);
+  // a new high 1 s after a burst waits for the 2 s gap, then sounds (not 10 s later)
+  const s2 = audioOn();
+  const p2 = runSound(s2, (t) => (t < 1_000 ? [HIGH_A] : [HIGH_A, HIGH_B]), 0, 5_000);
+  assert.deepEqual(p2.map((e) => [e.t, e.reason]), [[0, "onset"], [2_000, "onset"]]);
+});
+
+test("alarm sound: low gives one tone at its onset, never repeats, and is covered by a higher sound", () => {
+  const sound = audioOn();
+  const lowOnly = runSound(sound, (t) => (t < 5_000 ? [] : [LOW]), 0, 60_000);
+  assert.deepEqual(lowOnly.map((e) => [e.t, e.play]), [[5_000, "low"]]);
+  const s2 = audioOn();
+  const withHigh = runSound(s2, (t) => (t < 5_000 ? [HIGH_A] : [HIGH_A, { ...LOW, id: "106:big:2" }]), 0, 12_000);
+  assert.deepEqual(withHigh.map((e) => e.play), ["high", "high"]);
+  // a low acknowledged before it could sound makes no sound
+  const s3 = audioOn();
+  assert.deepEqual(runSound(s3, () => [acked(LOW)], 0, 5_000), []);
+});
+
+test("alarm sound: nothing while audio is off; switching it on sounds what is unacknowledged at once", () => {
+  const sound = new AlarmSound();
+  assert.deepEqual(runSound(sound, () => [HIGH_A, LOW], 0, 30_000), []);
+  sound.setEnabled(true);
+  const played = runSound(sound, () => [HIGH_A, LOW], 30_000, 41_000);
+  // the alarms were seen while audio was off: no onset, the cycle's first burst (and no low tone)
+  assert.deepEqual(played.map((e) => [e.t, e.play, e.reason]), [[30_000, "high", "first"], [40_000, "high", "repeat"]]);
+  sound.setEnabled(false);
+  assert.deepEqual(runSound(sound, () => [HIGH_A], 41_000, 70_000), []);
+});
+
+test("alarm sound: the pause silences everything for 2 min, then what is unacknowledged sounds", () => {
+  assert.equal(AUDIO_PAUSE_MS, 120_000);
+  const sound = audioOn();
+  const played = runSound(sound, (t) => (t < 50_000 ? [HIGH_A, MED] : [HIGH_A, MED, LOW]), 0, 140_000, {
+    3_000: (s, t) => assert.ok(s.pause(t)),
+    60_000: (s, t) => assert.equal(s.pauseLeftMs(t), 63_000),
+  });
+  assert.deepEqual(played.map((e) => [e.t, e.reason, e.pauseEnded]), [
+    [0, "onset", null],
+    [123_000, "first", "expired"],
+    [133_000, "repeat", null],
+  ]);
+  assert.ok(!sound.paused);
+});
+
+test("alarm sound: cancelling the pause sounds at once; the pause needs audio on", () => {
+  const sound = audioOn();
+  const played = runSound(sound, () => [MED], 0, 30_000, {
+    1_000: (s, t) => s.pause(t),
+    9_000: (s) => s.cancelPause(),
+  });
+  assert.deepEqual(played.map((e) => [e.t, e.play]), [[0, "medium"], [9_000, "medium"], [29_000, "medium"]]);
+  const off = new AlarmSound();
+  assert.equal(off.pause(0), false);
+  assert.ok(!off.paused);
+});
+
+test("alarm sound: a new high ends the pause and sounds; a new medium or low does not", () => {
+  const sound = audioOn();
+  const played = runSound(
+    sound,
+    (t) => [HIGH_A, ...(t >= 20_000 ? [MED] : []), ...(t >= 25_000 ? [LOW] : []), ...(t >= 40_000 ? [HIGH_B] : [])],
+    0,
+    45_000,
+    { 1_000: (s, t) => s.pause(t) },
+  );
+  assert.deepEqual(played.map((e) => [e.t, e.play, e.reason, e.pauseEnded]), [
+    [0, "high", "onset", null],
+    [40_000, "high", "onset", "new-high"],
+  ]);
+  assert.ok(!sound.paused);
+  // an acknowledged new high (someone else handled it) does not end the pause
+  const s2 = audioOn();
+  assert.deepEqual(runSound(s2, (t) => (t < 5_000 ? [] : [acked(HIGH_B)]), 0, 10_000, { 0: (s, t) => s.pause(t) }), []);
+  assert.ok(s2.paused);
+});
+
+test("alarm sound: technical alarms count at their priority; acks and ends come from the store", () => {
+  const st = new Store();
+  const alert = { type: "alert", phase: "onset", t_s: 5, onset_t_s: 5 };
+  st.handle({ ...alert, patient_id: "105", alarm_id: "105:lead_off:1", alarm_type: "lead_off", priority: "high",
+    technical: true });
+  st.handle({ ...alert, patient_id: "106", alarm_id: "106:noise:1", alarm_type: "noise", priority: "medium",
+    technical: true });
+  const snap = () => alarmSnapshot(st.patients.values());
+  assert.deepEqual(snap(), [
+    { id: "105:lead_off:1", priority: "high", acked: false },
+    { id: "106:noise:1", priority: "medium", acked: false },
+  ]);
+  const sound = audioOn();
+  const played = [];
+  for (let t = 0; t < 50_000; t += 250) {
+    if (t === 12_000) st.handle({ type: "acked", alarm_id: "105:lead_off:1", user: "kim" });
+    if (t === 40_000) st.handle({ type: "state", patient_id: "106", active_alarms: [] }); // ended
+    const d = sound.update(snap(), t);
+    if (d.play) played.push([t, d.play]);
+  }
+  assert.deepEqual(played, [[0, "high"], [10_000, "high"], [12_000, "medium"], [32_000, "medium"]]);
+});
+
+test("alarm sound: timing overrides for tests take positive numbers only", () => {
+  assert.deepEqual(parseTiming('{"highMs": 2500, "pauseMs": 6000, "bogus": 1}'), { highMs: 2500, pauseMs: 6000 });
+  assert.deepEqual(parseTiming('{"highMs": -1, "mediumMs": "3000"}'), {});
+  assert.deepEqual(parseTiming("not json"), {});
+  assert.deepEqual(parseTiming(null), {});
+  const sound = audioOn(parseTiming('{"highMs": 2500}'));
+  const played = runSound(sound, () => [HIGH_A], 0, 6_000);
+  assert.deepEqual(played.map((e) => e.t), [0, 2_500, 5_000]);
 });
