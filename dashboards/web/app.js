@@ -25,6 +25,9 @@ const ui = {
   pause: document.getElementById("audio-pause"),
   logout: document.getElementById("logout"),
   toast: document.getElementById("toast"),
+  banner: document.getElementById("conn-banner"),
+  bannerText: document.getElementById("conn-banner-text"),
+  bannerRetry: document.getElementById("conn-banner-retry"),
   nav: document.querySelectorAll("[data-route]"),
 };
 
@@ -147,7 +150,23 @@ function renderSummary() {
     .filter(([k]) => n[k])
     .map(([k, label]) => el("span", { class: `sum prio-${k}` }, `${n[k]} ${label}`));
   ui.summary.replaceChildren(...(parts.length ? parts : [el("span", { class: "sum none" }, "No alarms")]));
-  document.title = n.high ? `(${n.high} HIGH) ecgmon` : "ecgmon · Central station";
+  // never a patient's name here: the title shows in task bars and browser history
+  if (!ui.banner.hidden) document.title = "(NO CONNECTION) ecgmon";
+  else document.title = n.high ? `(${n.high} HIGH) ecgmon` : "ecgmon · Central station";
+}
+
+/** The connection-loss alarm (decided in alarmsound.js): a banner until the connection is back. */
+function renderConnectionLoss(lost) {
+  if (lost) {
+    const since = wallClock((conn.downSinceWall ?? Date.now()) + store.serverTimeOffsetMs);
+    const text = `Connection to the gateway lost since ${since} — alarms are not being received`;
+    if (ui.bannerText.textContent !== text) ui.bannerText.textContent = text;
+    ui.bannerRetry.disabled = conn.state !== "offline";
+  }
+  if (ui.banner.hidden === !lost) return;
+  ui.banner.hidden = !lost;
+  document.body.classList.toggle("conn-lost", lost);
+  renderSummary();
 }
 
 function renderAudio() {
@@ -183,8 +202,9 @@ function pauseLabel(long = false) {
 
 /** Decide what sounds now (alarmsound.js) and play it (audio.js). */
 function soundTick() {
-  const d = sound.update(alarmSnapshot(store.patients.values()), performance.now());
+  const d = sound.update(alarmSnapshot(store.patients.values()), performance.now(), conn.downSince);
   if (d.play) playPattern(PATTERNS[d.play], d.reason);
+  renderConnectionLoss(d.connectionLost);
   if (d.pauseEnded === "new-high") toast("Audio pause ended: a new high-priority alarm.");
   renderPause();
   return d;
@@ -235,6 +255,7 @@ async function boot() {
   store.addEventListener("alarms", renderSummary);
   store.addEventListener("onset-high", soundTick); // sound a new high at once, not at the next tick
   ui.status.addEventListener("click", () => conn.retryNow());
+  ui.bannerRetry.addEventListener("click", () => conn.retryNow());
   ui.audio.addEventListener("click", () => {
     setAudio(!audioEnabled());
     sound.setEnabled(audioEnabled());

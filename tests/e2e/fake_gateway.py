@@ -2,10 +2,14 @@
 
 Speaks the dashboard's WebSocket protocol (hello, waveform, beat, alert, state, acked) and its
 REST API (GET /api/patients[/{id}[/beats]], GET /api/alerts[/{id}/strip], POST
-/api/alarms/{id}/ack, POST /api/analyze, GET/POST /api/patients/{id}/alarm-settings; a strip
-only for alarms of the last ~55 s) with
+/api/alarms/{id}/ack, POST /api/analyze, GET/POST /api/patients/{id}/alarm-settings, GET/POST
+/api/patients/{id}/info; a strip only for alarms of the last ~55 s) with
 ten synthetic patients: sinus rhythms, PVC bigeminy, atrial fibrillation, a recurring
 ventricular-tachycardia episode (high priority), a technical alarm with gaps in the signal.
+`--no-alarms` leaves the scripted alarms out.
+
+For the tests, ``POST /api/_fake/websocket {"refuse": true}`` closes every WebSocket and refuses
+new ones (503) until ``{"refuse": false}``: a lost link to the gateway.
 
 The `websockets` server handles the WebSocket and every GET (static files from
 dashboards/web at / and /static/..., REST GETs) in ``process_request``. It cannot parse POST
@@ -204,6 +208,47 @@ def check_settings(body: Any) -> tuple[int, dict[str, Any]]:
     }
 
 
+# ---- what the ward enters about a patient (detector/gateway/patient_info.py) -----------------
+
+INFO_LIMITS = {"bed": 16, "name": 100, "note": 200}
+
+
+def _info_problems(body: Any) -> list[dict[str, Any]]:
+    """FastAPI's own 422 `detail` for PatientInfoBody: user 1-100 characters, the others <= limit."""
+    if not isinstance(body, dict):
+        return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}]
+    problems = []
+    for key, (lo, hi) in {"user": (1, 100), **{k: (0, n) for k, n in INFO_LIMITS.items()}}.items():
+        if key not in body:
+            if key == "user":
+                problems.append({"loc": ["body", key], "msg": "Field required", "type": "missing"})
+            continue
+        value = body[key]
+        if not isinstance(value, str):
+            msg, kind = "Input should be a valid string", "string_type"
+        elif len(value) < lo:
+            msg, kind = f"String should have at least {lo} character", "string_too_short"
+        elif len(value) > hi:
+            msg, kind = f"String should have at most {hi} characters", "string_too_long"
+        else:
+            continue
+        problems.append({"loc": ["body", key], "msg": msg, "type": kind})
+    return problems
+
+
+def check_info(body: Any) -> tuple[int, dict[str, Any]]:
+    """(0, the stripped fields) for a valid POST body, else (422, the answer) as the gateway's."""
+    if problems := _info_problems(body):
+        return 422, {"detail": problems}
+    fields = {key: str(body.get(key, "")).strip() for key in ("user", *INFO_LIMITS)}
+    if not fields["user"]:
+        return 422, {"error": "user must be 1-100 printable characters"}
+    for key, value in fields.items():
+        if not value.isprintable():
+            return 422, {"error": f"{key} must be printable text on one line"}
+    return 0, fields
+
+
 @dataclass
 class Patient:
     pid: str
@@ -260,7 +305,9 @@ class Patient:
 
 
 class FakeGateway:
-    def __init__(self, token: str, web_dir: Path, n_patients: int = 10, seed: int = 1) -> None:
+    def __init__(
+        self, token: str, web_dir: Path, n_patients: int = 10, seed: int = 1, alarms: bool = True
+    ) -> None:
         self.token = token
         self.web_dir = web_dir
         self.t0 = time.monotonic()
@@ -275,6 +322,11 @@ class FakeGateway:
         self.acked: dict[str, str] = {}
         self.alert_seq = 0
         self.settings = {pid: AlarmSettings() for pid in self.patients}
+        self.info: dict[str, dict[str, Any]] = {}  # pid -> bed, name, note, who, when
+        self.alarms = alarms
+        self.refuse_ws = False
+        self.sockets: set[ServerConnection] = set()  # every open WebSocket, subscribed or not
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def sim_t(self) -> float:
         return time.monotonic() - self.t0
@@ -351,7 +403,7 @@ class FakeGateway:
             self.publish(frame)
 
     def run_alarms(self, p: Patient, now: float) -> None:
-        for script in ALARMS.get(p.pid, []):
+        for script in ALARMS.get(p.pid, []) if self.alarms else []:
             current = next(
                 (
                     a
@@ -424,7 +476,44 @@ class FakeGateway:
                 if a["patient_id"] == p.pid
             ],
             "alarm_settings": self.settings[p.pid].applied,
+            "info": self.info.get(p.pid),
         }
+
+    # -- patient details --
+    def info_answer(self, pid: str) -> dict[str, Any]:
+        empty = {"patient_id": pid, "bed": "", "name": "", "note": "", "updated_by": None,
+                 "updated_at_ms": None}
+        return {**empty, **self.info.get(pid, {})}
+
+    def post_info(self, pid: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            body = json.loads(raw or b"null")
+        except json.JSONDecodeError as exc:
+            problem = {"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}
+            return 422, {"detail": [problem]}
+        if problems := _info_problems(body):  # FastAPI checks the body before the route runs
+            return 422, {"detail": problems}
+        if pid not in self.patients:
+            return 404, {"error": "unknown patient"}
+        status, fields = check_info(body)
+        if status:
+            return status, fields
+        self.info[pid] = {"patient_id": pid, **{k: fields[k] for k in INFO_LIMITS},
+                          "updated_by": fields["user"], "updated_at_ms": int(time.time() * 1000)}
+        logger.info("patient details for %s changed by %s", pid, fields["user"])  # no names in logs
+        return 200, self.info[pid]
+
+    # -- a lost link, for the tests --
+    def set_refuse(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+        body = json.loads(raw or b"{}")
+        self.refuse_ws = bool(body.get("refuse"))
+        if self.refuse_ws:
+            for ws in list(self.sockets):
+                task = asyncio.get_running_loop().create_task(ws.close(1012, "fake gateway: link down"))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        logger.info("websocket %s", "refused" if self.refuse_ws else "accepted")
+        return 200, {"refuse": self.refuse_ws, "open": len(self.sockets)}
 
     # -- alarm settings --
     def settings_answer(self, pid: str) -> dict[str, Any]:
@@ -497,6 +586,13 @@ class FakeGateway:
 
     # -- WebSocket --
     async def handler(self, ws: ServerConnection) -> None:
+        self.sockets.add(ws)
+        try:
+            await self.serve_socket(ws)
+        finally:
+            self.sockets.discard(ws)
+
+    async def serve_socket(self, ws: ServerConnection) -> None:
         await ws.send(
             json.dumps(
                 {"type": "hello", "server_time_ms": int(time.time() * 1000), "patients": list(self.patients)}
@@ -549,6 +645,8 @@ class FakeGateway:
         if url.path == "/ws":
             if self.token and query.get("token", [""])[0] != self.token:
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "bad token\n")
+            if self.refuse_ws:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "link down (test)\n")
             return None
         if url.path.startswith("/api/"):
             if not self.authorised(request.headers):
@@ -566,6 +664,7 @@ class FakeGateway:
                         "patient_id": p.pid,
                         "heart_rate_bpm": st["heart_rate_bpm"],
                         "active_alarms": st["active_alarms"],
+                        "info": st["info"],
                     }
                 )
             return json_response(200, rows)
@@ -574,6 +673,11 @@ class FakeGateway:
             if pid not in self.patients:
                 return json_response(404, {"error": "unknown patient"})
             return json_response(200, self.settings_answer(pid))
+        if path.startswith("/api/patients/") and path.endswith("/info"):
+            pid = unquote(path.removeprefix("/api/patients/").removesuffix("/info"))
+            if pid not in self.patients:
+                return json_response(404, {"error": "unknown patient"})
+            return json_response(200, self.info_answer(pid))
         if path.startswith("/api/patients/") and path.endswith("/beats"):
             bed = self.patients.get(unquote(path.removeprefix("/api/patients/").removesuffix("/beats")))
             if bed is None:
@@ -639,6 +743,10 @@ class FakeGateway:
             return 200, self.ack(alarm_id, user)
         if path.startswith("/api/patients/") and path.endswith("/alarm-settings"):
             return self.post_settings(unquote(path[len("/api/patients/") : -len("/alarm-settings")]), body)
+        if path.startswith("/api/patients/") and path.endswith("/info"):
+            return self.post_info(unquote(path[len("/api/patients/") : -len("/info")]), body)
+        if path == "/api/_fake/websocket":
+            return self.set_refuse(body)
         if path == "/api/analyze":
             return analyze(headers.get("content-type", ""), body)
         return 404, {"detail": f"no route {path}"}
@@ -797,7 +905,7 @@ async def answer_post(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    gw = FakeGateway(args.token, Path(args.web_dir), args.patients)
+    gw = FakeGateway(args.token, Path(args.web_dir), args.patients, alarms=not args.no_alarms)
     async with serve(gw.handler, "127.0.0.1", 0, process_request=gw.process_request) as inner:
         inner_port = inner.sockets[0].getsockname()[1]
         outer = await asyncio.start_server(lambda r, w: front(gw, inner_port, r, w), args.host, args.port)
@@ -821,6 +929,7 @@ def main() -> None:
     ap.add_argument("--token", default="demo", help="bearer token the dashboard must send ('' = no auth)")
     ap.add_argument("--web-dir", default=str(WEB_DIR))
     ap.add_argument("--patients", type=int, default=10, help="number of beds (10 scripted, the rest sinus)")
+    ap.add_argument("--no-alarms", action="store_true", help="leave the scripted alarms out")
     ap.add_argument(
         "--duration", type=float, default=0.0, help="stop after this many seconds (0 = run forever)"
     )

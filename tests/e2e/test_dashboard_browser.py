@@ -10,6 +10,9 @@ stand-in): a change is saved, applied, listed and shown on the station tile; an 
 value or a gateway failure is explained and changes nothing.
 The alarm tones run against it too: with audio on, the high-priority burst repeats while a high
 alarm is unacknowledged, the audio pause counts down and silences it, ACK stops it.
+So do the patient details (bed label, name, note: entered in the patient view, shown on the
+station tile and its bed order; a too long label explained, nothing sent) and the connection-loss
+alarm (the fake refuses the WebSocket: a banner and the medium tone until it is back).
 Fails, never skips, when Chromium or the stack cannot start.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -257,13 +261,26 @@ class FakeGatewayProc:
         with urllib.request.urlopen(req, timeout=5) as res:
             return json.loads(res.read())
 
+    def post_json(self, path: str, body: Any) -> Any:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as res:
+            return json.loads(res.read())
+
 
 @pytest.fixture
 def fake_gateway(tmp_path: Path) -> Iterator[FakeGatewayProc]:
     """tests/e2e/fake_gateway.py on a free port, fresh for each test (defaults everywhere)."""
+    with _run_fake_gateway(tmp_path) as fake:
+        yield fake
+
+
+@contextlib.contextmanager
+def _run_fake_gateway(tmp_path: Path, *args: str) -> Iterator[FakeGatewayProc]:
     port, token = free_port(), secrets.token_urlsafe(16)
     log = (tmp_path / "fake_gateway.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(FAKE_GATEWAY), "--port", str(port), "--token", token],
+    proc = subprocess.Popen([sys.executable, str(FAKE_GATEWAY), "--port", str(port), "--token", token, *args],
                             stdout=log, stderr=subprocess.STDOUT)
     fake = FakeGatewayProc(f"http://127.0.0.1:{port}", token)
     try:
@@ -519,3 +536,205 @@ def test_alarm_tones_repeat_until_acknowledged_and_pause_silences_them(
     assert mediums[0]["atMs"] - due < 1000, (acked_at, last_high, mediums)  # within a 250 ms tick
     assert _gaps(mediums)[0] >= AUDIO_TIMING["mediumMs"], mediums
     assert _tones(page, "high", acked_at) == [], "a high burst after both high alarms were acknowledged"
+
+
+# ---- patient details (bed label, name, note), against the fake gateway ------------------------
+
+DETAILS_PATIENT = "203"
+INFO_PATH = f"/api/patients/{DETAILS_PATIENT}/info"
+DETAILS_FORM = "form.info-form"
+LONG_NOTE = "pacemaker (DDD, 2019); allergic to penicillin; family to be called before any procedure"
+
+
+def _tile_order(page: Any) -> list[str]:
+    return page.evaluate(f"[...document.querySelectorAll('{TILE}')].map((t) => t.dataset.patient)")
+
+
+def _open_details_form(page: Any) -> Any:
+    page.get_by_role("button", name="Edit details").click()
+    form = page.locator(DETAILS_FORM)
+    form.wait_for(state="visible")
+    return form
+
+
+def test_patient_details_entered_in_the_patient_view_name_the_bed_on_the_station(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    page.wait_for_function(f"document.querySelectorAll('{TILE}').length >= 10", timeout=10_000)
+    assert _tile_order(page)[:3] == ["100", "101", "105"]  # no details: the ids, in natural order
+    assert page.locator(f'{TILE}[data-patient="{DETAILS_PATIENT}"] .bed').inner_text() == DETAILS_PATIENT
+
+    # the patient view: no details yet; Edit details, type them, Save
+    page.goto(f"{fake_gateway.url}/#/patient/{DETAILS_PATIENT}", wait_until="domcontentloaded")
+    title = page.locator(".pv-title")
+    title.get_by_text(f"Patient {DETAILS_PATIENT}").wait_for(timeout=10_000)
+    form = _open_details_form(page)
+    assert "No details entered" in form.locator(".info-origin").inner_text()
+    form.get_by_label("Bed label").fill("1")
+    form.get_by_label("Name").fill("Ada Test")
+    form.get_by_label("Note").fill(LONG_NOTE)
+    with page.expect_response(lambda r: r.request.method == "POST" and INFO_PATH in r.url) as answer:
+        form.get_by_role("button", name="Save").click()
+    assert answer.value.status == 200
+    sent = answer.value.request.post_data_json
+    assert sent == {"user": USER, "bed": "1", "name": "Ada Test", "note": LONG_NOTE}
+    form.wait_for(state="hidden")
+    # the header: bed, name, id, who entered them; the note in full
+    assert title.locator("h1").inner_text().replace("\n", " ") == "Bed 1 Ada Test"
+    sub = title.locator(".pv-sub").inner_text()
+    assert sub.startswith(f"{DETAILS_PATIENT} · Changed by {USER} · "), sub
+    assert page.locator(".pv-head .note-flag").inner_text() == LONG_NOTE
+    stored = fake_gateway.get_json(INFO_PATH)
+    assert [stored[k] for k in ("bed", "name", "note", "updated_by")] == ["1", "Ada Test", LONG_NOTE, USER]
+    # names are personal data: not in the page title or the URL
+    assert "Ada" not in page.title() and "Ada" not in page.url
+
+    # the station: the tile is titled by its bed and name (id small), the note cut with the whole in
+    # its tooltip, and bed "1" comes before the ids "100"…
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    tile = page.locator(f'{TILE}[data-patient="{DETAILS_PATIENT}"]')
+    tile.locator(".pname:has-text('Ada Test')").wait_for(timeout=10_000)
+    assert tile.locator(".bed").inner_text() == "1"
+    assert tile.locator(".pid").inner_text() == DETAILS_PATIENT
+    assert tile.locator(".tile-title").get_attribute("title") == f"Bed 1 · Ada Test · id {DETAILS_PATIENT}"
+    note = tile.locator(".note-flag")
+    assert note.inner_text().endswith("…") and len(note.inner_text()) < len(LONG_NOTE)
+    assert note.get_attribute("title") == f"Note: {LONG_NOTE}"
+    assert _tile_order(page)[0] == DETAILS_PATIENT
+    assert page.locator(f"{TILE} .note-flag:visible").count() == 1
+
+    # entered on another station: the live state frames bring them, natural order on the labels
+    fake_gateway.post_json("/api/patients/100/info", {"user": "kim", "bed": "ICU-10", "name": "", "note": ""})
+    fake_gateway.post_json("/api/patients/101/info", {"user": "kim", "bed": "ICU-2", "name": "", "note": ""})
+    page.wait_for_function(f"""() => {{
+      const ids = [...document.querySelectorAll('{TILE}')].map((t) => t.dataset.patient);
+      return ids.slice(-2).join() === '101,100';
+    }}""", timeout=5000)
+    order = _tile_order(page)
+    assert order[:2] == [DETAILS_PATIENT, "105"], order  # 1, then the ids 105, 106, …
+    assert page.locator(f'{TILE}[data-patient="101"] .bed').inner_text() == "ICU-2"
+
+    # discharge: Clear after a confirmation; the tile is the id again and back in its place
+    page.goto(f"{fake_gateway.url}/#/patient/{DETAILS_PATIENT}", wait_until="domcontentloaded")
+    form = _open_details_form(page)
+    assert form.get_by_label("Name").input_value() == "Ada Test"
+    form.get_by_role("button", name="Clear (discharge)…").click()
+    confirm = form.locator(".info-confirm")
+    assert "on every station" in confirm.inner_text()
+    with page.expect_response(lambda r: r.request.method == "POST" and INFO_PATH in r.url) as answer:
+        confirm.get_by_role("button", name="Clear details").click()
+    assert answer.value.request.post_data_json == {"user": USER, "bed": "", "name": "", "note": ""}
+    title.get_by_text(f"Patient {DETAILS_PATIENT}").wait_for(timeout=5000)
+    assert page.locator(".pv-head .note-flag").is_hidden()
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    page.wait_for_function(f"""() => {{
+      const t = document.querySelector('{TILE}[data-patient="{DETAILS_PATIENT}"]');
+      return t && t.querySelector('.bed').textContent === '{DETAILS_PATIENT}';
+    }}""", timeout=10_000)
+    order = _tile_order(page)
+    assert order.index(DETAILS_PATIENT) == order.index("200") + 1, order
+    assert page.locator(f'{TILE}[data-patient="{DETAILS_PATIENT}"] .pname').is_hidden()
+
+
+def test_patient_details_too_long_or_refused_are_explained_and_nothing_is_sent(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.goto(f"{fake_gateway.url}/#/patient/{DETAILS_PATIENT}", wait_until="domcontentloaded")
+    form = _open_details_form(page)
+    bed = form.get_by_label("Bed label")
+    bed.fill("B" * 17)  # the gateway takes 16: said at once, under the field, with a counter
+    error = form.locator(f"#{bed.get_attribute('id')}-err")
+    assert error.inner_text() == "Bed label: at most 16 characters (17 now)."
+    assert bed.get_attribute("aria-invalid") == "true"
+    assert "17 / 16" in form.locator(".info-bed small").inner_text()
+    form.get_by_role("button", name="Save").click()
+    assert "correct the fields marked in red" in form.locator(".form-message").inner_text()
+    assert page.evaluate("document.activeElement.name") == "bed"
+    page.wait_for_timeout(500)
+    assert posts == [], f"an invalid form was sent: {posts}"
+    assert fake_gateway.get_json(INFO_PATH)["bed"] == ""
+    bed.fill("B" * 16)
+    assert error.inner_text() == "" and bed.get_attribute("aria-invalid") is None
+
+    # the gateway refuses a field (FastAPI's own 422): the message goes under the field it names
+    refusal = {"detail": [{"loc": ["body", "name"], "msg": "String should have at most 100 characters"}]}
+    page.route(f"**{INFO_PATH}", lambda route: route.fulfill(
+        status=422, content_type="application/json", body=json.dumps(refusal))
+        if route.request.method == "POST" else route.continue_())
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_selector(f"{DETAILS_FORM} .form-message:has-text('refused the details')", timeout=5000)
+    name = form.get_by_label("Name")
+    assert "at most 100 characters" in form.locator(f"#{name.get_attribute('id')}-err").inner_text()
+    assert name.get_attribute("aria-invalid") == "true"
+    # Escape closes the form and stays on the patient; nothing changed
+    name.press("Escape")
+    assert form.is_hidden() and f"#/patient/{DETAILS_PATIENT}" in page.url
+    assert fake_gateway.get_json(INFO_PATH)["updated_by"] is None
+
+
+# ---- the connection-loss alarm, against the fake gateway without its scripted alarms ------------
+
+CONN_TIMING = {"connLossMs": 1500, "mediumMs": 3000}
+BANNER = "#conn-banner"
+
+
+@pytest.fixture
+def quiet_gateway(tmp_path: Path) -> Iterator[FakeGatewayProc]:
+    """The fake gateway without its scripted alarms: every tone heard is the connection's."""
+    with _run_fake_gateway(tmp_path, "--no-alarms") as fake:
+        yield fake
+
+
+@pytest.fixture
+def quiet_page(quiet_gateway: FakeGatewayProc) -> Iterator[Any]:
+    with _chromium_page(quiet_gateway.token) as page:
+        yield page
+
+
+def test_connection_loss_shows_a_banner_and_sounds_until_reconnected(
+    quiet_gateway: FakeGatewayProc, quiet_page: Any
+) -> None:
+    page = quiet_page
+    page.context.add_init_script(f"localStorage.setItem('ecgmonAudioTiming', {json.dumps(CONN_TIMING)!r});")
+    page.goto(f"{quiet_gateway.url}/#/", wait_until="domcontentloaded")
+    page.wait_for_function("document.querySelector('#conn-status').textContent === 'LIVE'", timeout=10_000)
+    page.click("#audio-toggle")
+    assert [t["pattern"] for t in _tones(page)] == ["confirm"]  # nothing alarming: one beep
+    assert page.locator(BANNER).is_hidden()
+
+    # the link goes down (the fake closes the WebSocket and refuses new ones)
+    down_at = page.evaluate("performance.now()")
+    quiet_gateway.post_json("/api/_fake/websocket", {"refuse": True})
+    page.wait_for_function("document.querySelector('#conn-status').textContent.startsWith('OFFLINE')",
+                           timeout=5000)
+    page.wait_for_timeout(800)
+    assert page.locator(BANNER).is_hidden() and _tones(page, "medium") == []  # not before 1.5 s
+    mediums = _wait_tones(page, "medium", 2, down_at, 15_000)
+    banner = page.locator(BANNER)
+    assert banner.is_visible()
+    text = banner.inner_text()
+    assert re.search(r"^Connection to the gateway lost since \d\d:\d\d:\d\d — alarms are not being received",
+                     text), text
+    assert page.title() == "(NO CONNECTION) ecgmon"
+    # the medium tone (a technical alarm of medium priority): after the delay, then every 3 s
+    assert [t["reason"] for t in mediums[:2]] == ["onset", "repeat"], mediums
+    delay = CONN_TIMING["connLossMs"]
+    assert delay <= mediums[0]["atMs"] - down_at < delay + 1500, mediums
+    # (atMs is when the tone was started, a little after the decision's clock: 50 ms of slack)
+    interval = CONN_TIMING["mediumMs"]
+    assert all(interval - 50 <= g < interval + 1000 for g in _gaps(mediums)), mediums
+    assert {t["pattern"] for t in _tones(page, None, down_at)} == {"medium"}
+
+    # back: the reconnect logic retries by itself; banner and tone stop
+    quiet_gateway.post_json("/api/_fake/websocket", {"refuse": False})
+    page.wait_for_function("document.querySelector('#conn-status').textContent === 'LIVE'", timeout=20_000)
+    back_at = page.evaluate("performance.now()")
+    page.wait_for_selector(BANNER, state="hidden", timeout=2000)
+    assert page.title() == "ecgmon · Central station"
+    page.wait_for_timeout(CONN_TIMING["mediumMs"] + 1000)
+    assert _tones(page, None, back_at + 300) == [], "a tone after the connection came back"

@@ -11,11 +11,15 @@
 // - Audio pause silences everything for AUDIO_PAUSE_MS; it ends early when cancelled or when a
 //   new HIGH alarm starts (a paused station must not hide a new life-threatening alarm).
 // - Bursts are at least MIN_BURST_GAP_MS apart, so two never overlap.
+// - A live connection to the gateway down for more than CONNECTION_LOSS_DELAY_MS is a technical
+//   alarm of medium priority (IEC 60601-1-8: a failed link to the central station): it sounds and
+//   repeats as any MEDIUM (a HIGH wins, the pause applies) until the connection is back.
 
 export const HIGH_BURST_INTERVAL_MS = 10_000; // IEC 60601-1-8 allows 2.5-15 s for high priority
 export const MEDIUM_BURST_INTERVAL_MS = 20_000; // and 2.5-30 s for medium
 export const AUDIO_PAUSE_MS = 120_000;
 export const MIN_BURST_GAP_MS = 2_000;
+export const CONNECTION_LOSS_DELAY_MS = 10_000; // the reconnect logic retries meanwhile
 const SEEN_KEEP_MS = 60_000; // an alarm id absent this long is forgotten (ids are unique per onset)
 
 /** The tone patterns: square-wave pulses at freqHz, starting at offsets (s) from the burst start. */
@@ -33,6 +37,7 @@ export const DEFAULT_TIMING = Object.freeze({
   mediumMs: MEDIUM_BURST_INTERVAL_MS,
   pauseMs: AUDIO_PAUSE_MS,
   minGapMs: MIN_BURST_GAP_MS,
+  connLossMs: CONNECTION_LOSS_DELAY_MS,
 });
 
 /**
@@ -71,6 +76,18 @@ export function alarmSnapshot(patients) {
     }
   }
   return out;
+}
+
+/**
+ * The technical alarm of a lost gateway connection ({id, priority: "medium", acked: false,
+ * technical: true}) once it has been down (not connected) since downSinceMs for more than
+ * delayMs, else null. downSinceMs is null while connected (or not meant to be). Each loss has
+ * its own id, so a new loss is a new alarm.
+ */
+export function connectionLossAlarm(downSinceMs, nowMs, delayMs = CONNECTION_LOSS_DELAY_MS) {
+  if (typeof downSinceMs !== "number" || !Number.isFinite(downSinceMs)) return null;
+  if (!(nowMs - downSinceMs > delayMs)) return null;
+  return { id: `connection-lost:${Math.round(downSinceMs)}`, priority: "medium", acked: false, technical: true };
 }
 
 /** The level that repeats now: "high", "medium" or null (LOW never repeats). */
@@ -126,16 +143,20 @@ export class AlarmSound {
   }
 
   /**
-   * Feed the current alarms ({id, priority, acked}, see alarmSnapshot) at nowMs; call it often
-   * (every ~250 ms) whether audio is on or not. Returns {play: pattern name or null, reason
-   * ("onset", "first", "repeat"), level, pauseEnded: null | "expired" | "new-high", nextDueMs:
-   * when the level's next burst is due}.
+   * Feed the current alarms ({id, priority, acked}, see alarmSnapshot) at nowMs, and since when
+   * the live connection is down (null while connected); call it often (every ~250 ms) whether
+   * audio is on or not. Returns {play: pattern name or null, reason ("onset", "first",
+   * "repeat"), level, pauseEnded: null | "expired" | "new-high", nextDueMs: when the level's next
+   * burst is due, connectionLost: the connection-loss alarm is on (show it, audio on or off)}.
    */
-  update(alarms, nowMs) {
+  update(alarms, nowMs, connDownSinceMs = null) {
+    const lost = connectionLossAlarm(connDownSinceMs, nowMs, this.timing.connLossMs);
+    if (lost) alarms = [...alarms, lost];
     const fresh = this.noteNew(alarms, nowMs);
     const level = soundLevel(alarms);
     if (level === null) this.lastBurst = {}; // nothing repeats: the cycle is over
     const out = { play: null, reason: "", level, pauseEnded: null, nextDueMs: null };
+    out.connectionLost = Boolean(lost);
     if (!this.enabled) {
       this.pending.clear();
       return out;

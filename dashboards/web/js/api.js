@@ -127,6 +127,14 @@ export function setAlarmSettings(id, body) {
   return api(`/api/patients/${encodeURIComponent(id)}/alarm-settings`, { method: "POST", json: body });
 }
 
+/** What the ward entered: {patient_id, bed, name, note, updated_by, updated_at_ms} (empty when none). */
+export const getPatientInfo = (id) => api(`/api/patients/${encodeURIComponent(id)}/info`);
+
+/** Enter or change them: body {user, bed (<= 16), name (<= 100), note (<= 200)}; "" clears a field. */
+export function setPatientInfo(id, body) {
+  return api(`/api/patients/${encodeURIComponent(id)}/info`, { method: "POST", json: body });
+}
+
 export function postAnalyze(formData, signal) {
   return api("/api/analyze", { method: "POST", body: formData, signal });
 }

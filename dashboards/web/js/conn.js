@@ -2,6 +2,9 @@
 // with exponential backoff and jitter, and a watchdog for silent connections.
 // Emits "status" events: {state: "connecting"|"live"|"offline", retryInMs, attempts}
 // and "failed" when a connection closed before it ever opened (maybe a rejected token).
+// downSince / downSinceWall: when the live connection was lost (performance.now() and
+// Date.now()), null while live or while stopped on purpose (signed out): the connection-loss
+// alarm of alarmsound.js reads it.
 
 import { wsUrl } from "./api.js";
 
@@ -21,10 +24,19 @@ export class Connection extends EventTarget {
     this.state = "offline";
     this.retryAt = null;
     this.lastMessageWall = 0;
+    this.downSince = null;
+    this.downSinceWall = null;
   }
 
   setState(state, extra = {}) {
     this.state = state;
+    if (state === "live" || this.stopped) {
+      this.downSince = null;
+      this.downSinceWall = null;
+    } else if (this.downSince === null) {
+      this.downSince = performance.now();
+      this.downSinceWall = Date.now();
+    }
     this.dispatchEvent(new CustomEvent("status", { detail: { state, attempts: this.attempts, ...extra } }));
   }
 

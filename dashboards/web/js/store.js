@@ -1,9 +1,10 @@
 // Client-side state of every patient, fed by WebSocket frames and REST answers.
-// Emits events: "patients", "beat", "alert", "alarms", "state", "settings", "onset-high".
+// Emits events: "patients", "beat", "alert", "alarms", "state", "settings", "info", "onset-high".
 
+import { compareBeds, normInfo } from "./patientinfo.js";
 import { AutoScale } from "./trace.js";
 import { Playout, Ring } from "./ring.js";
-import { isNum, naturalCompare } from "./util.js";
+import { isNum } from "./util.js";
 
 const BEAT_KEEP_S = 12 * 60; // heart-rate trend covers 10 min
 const BEAT_KEEP_MAX = 3000;
@@ -45,6 +46,10 @@ class Patient {
     // the defaults, undefined until a state frame says (a gateway without the feature never does).
     this.alarmSettings = undefined;
     this.settingsSig = "";
+    // What the ward entered (bed label, name, note, who, when; see patientinfo.js): null for
+    // none, undefined until a state frame or GET says (a gateway without the feature never does).
+    this.info = undefined;
+    this.infoSig = "";
   }
 
   get newestT() {
@@ -100,9 +105,12 @@ export class Store extends EventTarget {
     return p;
   }
 
-  /** Ids of the patients the gateway has mentioned, in bed order. */
+  /** Ids of the patients the gateway has mentioned, in bed order (the bed label, else the id). */
   ids() {
-    return [...this.patients.values()].filter((p) => p.known).map((p) => p.id).sort(naturalCompare);
+    return [...this.patients.values()]
+      .filter((p) => p.known)
+      .sort(compareBeds)
+      .map((p) => p.id);
   }
 
   handle(msg) {
@@ -240,6 +248,7 @@ export class Store extends EventTarget {
     if (msg.last_class) p.lastClass = String(msg.last_class).toUpperCase();
     if (Array.isArray(msg.active_alarms)) this.setActive(p, msg.active_alarms);
     if ("alarm_settings" in msg) this.setAlarmSettings(p, msg.alarm_settings);
+    if ("info" in msg) this.setInfo(p, msg.info);
     this.emit("state", { patient: p });
   }
 
@@ -251,6 +260,16 @@ export class Store extends EventTarget {
     if (sig === p.settingsSig) return;
     p.settingsSig = sig;
     this.emit("settings", { patient: p });
+  }
+
+  /** The bed label, name and note (state frame, GET row or answer); "info" fires when they change. */
+  setInfo(p, info) {
+    const next = normInfo(info);
+    const sig = JSON.stringify(next);
+    p.info = next;
+    if (sig === p.infoSig) return;
+    p.infoSig = sig;
+    this.emit("info", { patient: p });
   }
 
   /** Replace the active list (state frames and GET /api/patients are authoritative). */
@@ -320,6 +339,7 @@ export class Store extends EventTarget {
       if (row.last_class) p.lastClass = String(row.last_class).toUpperCase();
       if (Array.isArray(row.active_alarms)) this.setActive(p, row.active_alarms);
       if ("alarm_settings" in row) this.setAlarmSettings(p, row.alarm_settings);
+      if ("info" in row) this.setInfo(p, row.info);
     }
   }
 

@@ -15,14 +15,32 @@ import {
 import {
   AUDIO_PAUSE_MS,
   AlarmSound,
+  CONNECTION_LOSS_DELAY_MS,
   HIGH_BURST_INTERVAL_MS,
   MEDIUM_BURST_INTERVAL_MS,
   PATTERNS,
   alarmSnapshot,
+  connectionLossAlarm,
   parseTiming,
 } from "../js/alarmsound.js";
 import { ApiError } from "../js/api.js";
 import { hrvSummary } from "../js/hrv.js";
+import {
+  bedKey,
+  charCount,
+  compareBeds,
+  counterText,
+  hasDetails,
+  infoErrorField,
+  infoErrorText,
+  isPrintableLine,
+  normInfo,
+  originText,
+  sameDetails,
+  shortNote,
+  titleParts,
+  validateInfo,
+} from "../js/patientinfo.js";
 import { Playout, Ring } from "../js/ring.js";
 import { Store } from "../js/store.js";
 
@@ -545,3 +563,188 @@ test("alarm sound: timing overrides for tests take positive numbers only", () =>
   const played = runSound(sound, () => [HIGH_A], 0, 6_000);
   assert.deepEqual(played.map((e) => e.t), [0, 2_500, 5_000]);
 });
+
+// ---- patient details: bed label, name, note ------------------------------------------------
+
+const bedOrder = (rows) => rows.map(([id, bed]) => ({ id, info: bed === undefined ? null : normInfo({ bed }) }))
+  .sort(compareBeds)
+  .map((r) => r.id);
+
+test("patient details: bed order is natural on the bed label, else on the id", () => {
+  assert.deepEqual(bedOrder([["a", "10"], ["b", "2"], ["c", "1"]]), ["c", "b", "a"]);
+  assert.deepEqual(bedOrder([["x", "ICU-10"], ["y", "ICU-2"], ["z", "icu-1"]]), ["z", "y", "x"]);
+  // no label: the id is the key ("mitdb-203" sorts among labels as its id would)
+  assert.deepEqual(bedOrder([["mitdb-210", undefined], ["mitdb-100", undefined], ["mitdb-203", "1"]]), [
+    "mitdb-203",
+    "mitdb-100",
+    "mitdb-210",
+  ]);
+  // a label cleared at discharge ("" after trimming) falls back to the id; equal labels: by id
+  assert.deepEqual(bedOrder([["20", ""], ["3", "  "], ["9", "5"], ["8", "5"]]), ["3", "8", "9", "20"]);
+  assert.equal(bedKey("203", null), "203");
+  assert.equal(bedKey("203", { bed: "ICU-2" }), "ICU-2");
+});
+
+test("patient details: the store keeps info from state frames and GET rows; the station order follows", () => {
+  const st = new Store();
+  const fired = [];
+  st.addEventListener("info", (ev) => fired.push(ev.detail.patient.id));
+  st.loadPatients([
+    { patient_id: "100", info: null },
+    { patient_id: "203", info: { bed: "2", name: "Ada L", note: "", updated_by: "kim", updated_at_ms: 5 } },
+    { patient_id: "119" }, // a gateway without the feature: info stays unknown
+  ]);
+  assert.equal(st.patient("100").info, null);
+  assert.equal(st.patient("119").info, undefined);
+  assert.deepEqual(st.patient("203").info, { bed: "2", name: "Ada L", note: "", updated_by: "kim", updated_at_ms: 5 });
+  assert.deepEqual(st.ids(), ["203", "100", "119"]); // "2" before "100"
+  assert.deepEqual(fired, ["100", "203"]);
+  const info = { bed: "10", name: "Ada L", note: "pacemaker", updated_by: "kim", updated_at_ms: 9 };
+  st.handle({ type: "state", patient_id: "203", active_alarms: [], info });
+  st.handle({ type: "state", patient_id: "203", active_alarms: [], info }); // no change: no event
+  st.handle({ type: "state", patient_id: "100", active_alarms: [] }); // no `info` key: kept as it was
+  assert.deepEqual(fired, ["100", "203", "203"]);
+  assert.equal(st.patient("203").info.note, "pacemaker");
+  assert.equal(st.patient("100").info, null);
+  assert.deepEqual(st.ids(), ["203", "100", "119"]); // "10" before "100"
+  st.handle({ type: "state", patient_id: "203", info: { ...info, bed: "", name: "", note: "" } }); // discharged
+  assert.deepEqual(st.ids(), ["100", "119", "203"]);
+  assert.ok(!hasDetails(st.patient("203").info));
+});
+
+test("patient details: the form checks the gateway's limits, counting characters as it does", () => {
+  const ok = validateInfo({ bed: " ICU-3 ", name: "Zoë Brontë", note: "pacemaker; allergic to 💊" });
+  assert.deepEqual(ok, { ok: true, errors: {}, info: { bed: "ICU-3", name: "Zoë Brontë", note: "pacemaker; allergic to 💊" } });
+  assert.deepEqual(validateInfo({}).info, { bed: "", name: "", note: "" }); // all empty: clears
+  assert.equal(charCount("💊💊"), 2); // code points, not UTF-16 units (the gateway counts 2)
+  assert.ok(validateInfo({ bed: "💊".repeat(16) }).ok);
+  const long = validateInfo({ bed: "B".repeat(17), name: "n".repeat(101), note: "x".repeat(200) });
+  assert.equal(long.ok, false);
+  assert.equal(long.info, null);
+  assert.equal(long.errors.bed, "Bed label: at most 16 characters (17 now).");
+  assert.equal(long.errors.name, "Name: at most 100 characters (101 now).");
+  assert.equal(long.errors.note, undefined);
+  assert.ok(validateInfo({ bed: `  ${"B".repeat(16)}  ` }).ok); // spaces around are trimmed first
+  const bad = validateInfo({ name: "Ada\tL", note: "line 1\nline 2", bed: "1\u00a02" });
+  assert.deepEqual(Object.keys(bad.errors).sort(), ["bed", "name", "note"]);
+  assert.match(bad.errors.note, /one line of text/);
+  assert.ok(isPrintableLine("Dr. O'Brien – 3rd floor"));
+  assert.ok(!isPrintableLine("a\u200bb")); // a zero-width space is a format character
+  assert.equal(counterText("bed", " ICU-3 "), "5 / 16");
+});
+
+test("patient details: what tiles and the header show, and who changed them", () => {
+  assert.deepEqual(titleParts("mitdb-203", null), { main: "mitdb-203", name: "", id: "", tooltip: "Patient mitdb-203" });
+  const info = normInfo({ bed: "12", name: "Ada Lovelace", note: "pacemaker", updated_by: "kim", updated_at_ms: 0 });
+  assert.deepEqual(titleParts("mitdb-203", info), {
+    main: "12",
+    name: "Ada Lovelace",
+    id: "mitdb-203",
+    tooltip: "Bed 12 · Ada Lovelace · id mitdb-203",
+  });
+  // a name without a bed label: the id stays the title
+  assert.equal(titleParts("203", normInfo({ name: "Ada" })).main, "203");
+  assert.equal(shortNote("pacemaker"), "pacemaker");
+  assert.equal(shortNote("x".repeat(40), 10), `${"x".repeat(9)}…`);
+  assert.equal(charCount(shortNote("💊".repeat(40), 10)), 10);
+  assert.equal(normInfo(null), null);
+  assert.deepEqual(normInfo({ bed: 3, name: " Ada ", note: null }), {
+    bed: "",
+    name: "Ada",
+    note: "",
+    updated_by: null,
+    updated_at_ms: null,
+  });
+  const at = new Date(2024, 4, 7, 14, 3, 20).getTime();
+  assert.equal(originText({ ...info, updated_at_ms: at }, at + 1000), "Changed by kim · 14:03:20");
+  assert.equal(originText({ bed: "", name: "", note: "", updated_by: "kim", updated_at_ms: at }, at), "Cleared by kim · 14:03:20");
+  assert.equal(originText(null), "No details entered for this patient.");
+  assert.ok(sameDetails(null, { bed: "", name: "", note: "" }));
+  assert.ok(!sameDetails(info, { ...info, note: "" }));
+});
+
+test("patient details: gateway errors for the user, and the field a 422 names", () => {
+  // FastAPI's detail list, as api.js renders it, and the gateway's own {error}
+  assert.equal(infoErrorField("bed: String should have at most 16 characters"), "bed");
+  assert.equal(infoErrorField("note must be printable text on one line"), "note");
+  assert.equal(infoErrorField("something else"), null);
+  const e422 = new ApiError("422: name must be printable text on one line", 422, "name must be printable text on one line");
+  assert.equal(infoErrorText(e422), "Not saved: the gateway refused the details: name must be printable text on one line");
+  assert.equal(infoErrorText(new ApiError("404: unknown patient", 404, "unknown patient")), "Not saved: the gateway does not know this patient.");
+  assert.match(infoErrorText(new ApiError("x", 0, "x")), /unreachable/);
+  assert.match(infoErrorText(new ApiError("503: redis down", 503, "redis down"), "load"), /^Patient details unavailable/);
+});
+
+// ---- a lost gateway connection is a technical alarm of medium priority ------------------------
+
+test("connection loss: silent for 10 s, then the medium tone repeating until reconnected", () => {
+  assert.equal(CONNECTION_LOSS_DELAY_MS, 10_000);
+  assert.equal(connectionLossAlarm(null, 50_000), null); // connected
+  assert.equal(connectionLossAlarm(1_000, 11_000), null); // exactly 10 s: not yet
+  assert.deepEqual(connectionLossAlarm(1_000, 11_001), {
+    id: "connection-lost:1000",
+    priority: "medium",
+    acked: false,
+    technical: true,
+  });
+  const sound = audioOn();
+  const down = (t) => (t >= 5_000 && t < 50_000 ? 5_000 : null); // lost at 5 s, back at 50 s
+  const played = [];
+  const lost = [];
+  for (let t = 0; t < 80_000; t += 250) {
+    const d = sound.update([], t, down(t));
+    if (d.play) played.push([t, d.play, d.reason]);
+    if (d.connectionLost !== (lost.length % 2 === 1)) lost.push(t);
+  }
+  assert.deepEqual(played, [
+    [15_250, "medium", "onset"], // the first tick after 10 s down
+    [35_250, "medium", "repeat"],
+  ]);
+  assert.deepEqual(lost, [15_250, 50_000]); // the banner: on after 10 s, off on reconnect
+});
+
+test("connection loss: a high alarm wins over it; the audio pause silences it", () => {
+  const sound = audioOn();
+  // lost from 0; an unacknowledged high (stale on screen) until it is acknowledged at 30 s
+  const played = runSoundDown(sound, (t) => [t < 30_000 ? HIGH_A : acked(HIGH_A)], () => 0, 0, 60_000);
+  assert.deepEqual(played, [
+    [0, "high", "onset"],
+    [10_000, "high", "repeat"],
+    [20_000, "high", "repeat"],
+    [30_000, "medium", "first"], // the high is handled: the connection loss sounds at once
+    [50_000, "medium", "repeat"],
+  ]);
+  const paused = audioOn();
+  const p2 = runSoundDown(paused, () => [], () => 0, 0, 40_000, { 5_000: (s, t) => s.pause(t) });
+  assert.deepEqual(p2, []); // paused before it sounded: the 2 min pause covers it
+  const p3 = runSoundDown(paused, () => [], () => 0, 40_000, 130_000);
+  assert.deepEqual(p3, [[125_000, "medium", "first"]]); // the pause is over, still lost
+  // with audio off nothing sounds, but the station still knows (the banner shows)
+  const off = new AlarmSound();
+  const d = off.update([], 20_000, 0);
+  assert.equal(d.play, null);
+  assert.equal(d.connectionLost, true);
+});
+
+test("connection loss: each loss is a new alarm; the delay can be shortened for tests", () => {
+  assert.deepEqual(parseTiming('{"connLossMs": 1500}'), { connLossMs: 1500 });
+  const sound = audioOn(parseTiming('{"connLossMs": 1500, "mediumMs": 4000}'));
+  const down = (t) => (t < 6_000 ? 0 : t < 8_000 ? null : 8_000);
+  const played = runSoundDown(sound, () => [], down, 0, 15_000);
+  assert.deepEqual(played, [
+    [1_750, "medium", "onset"],
+    [5_750, "medium", "repeat"],
+    [9_750, "medium", "onset"], // lost again at 8 s: a new alarm after 1.5 s
+    [13_750, "medium", "repeat"],
+  ]);
+});
+
+function runSoundDown(sound, alarmsAt, downAt, fromMs, toMs, hooks = {}) {
+  const played = [];
+  for (let t = fromMs; t < toMs; t += 250) {
+    hooks[t]?.(sound, t);
+    const d = sound.update(alarmsAt(t), t, downAt(t));
+    if (d.play) played.push([t, d.play, d.reason]);
+  }
+  return played;
+}

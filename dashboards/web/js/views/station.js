@@ -1,6 +1,7 @@
 // Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms.
 
 import { describeSettings, fmtWhen, indicatorText } from "../alarmsettings.js";
+import { shortNote, titleParts } from "../patientinfo.js";
 import { SweepPainter } from "../sweep.js";
 import { BEAT_NAMES, PRIORITY_RANK, cssVar, el, patientHr } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
@@ -18,6 +19,11 @@ class Tile {
     this.cls = el("span", { class: "beat-chip" }, "–");
     this.lead = el("span", { class: "lead" }, "");
     this.settingsFlag = el("span", { class: "settings-flag", hidden: true });
+    this.bed = el("span", { class: "bed" }, patient.id);
+    this.name = el("span", { class: "pname", hidden: true });
+    this.pid = el("span", { class: "pid", hidden: true });
+    this.title = el("span", { class: "tile-title" }, this.bed, this.name, this.pid);
+    this.noteFlag = el("span", { class: "note-flag", hidden: true });
     this.alarms = el("div", { class: "tile-alarms" });
     this.nodata = el(
       "div",
@@ -36,7 +42,7 @@ class Tile {
           if (ev.key === "Enter" && ev.target === ev.currentTarget) actions.openPatient(patient.id);
         },
       },
-      el("header", { class: "tile-head" }, el("span", { class: "bed" }, patient.id), this.lead, this.settingsFlag, this.cls),
+      el("header", { class: "tile-head" }, this.title, this.noteFlag, this.lead, this.settingsFlag, this.cls),
       el(
         "div",
         { class: "tile-body" },
@@ -54,6 +60,23 @@ class Tile {
     this.updateNumbers();
     this.updateAlarms();
     this.updateSettings();
+    this.updateInfo();
+  }
+
+  /** Bed label and name when the ward entered them (the id small), else the id; the note as a badge. */
+  updateInfo() {
+    const info = this.p.info;
+    const t = titleParts(this.p.id, info);
+    this.bed.textContent = t.main;
+    this.name.textContent = t.name;
+    this.name.hidden = !t.name;
+    this.pid.textContent = t.id;
+    this.pid.hidden = !t.id;
+    this.title.title = t.tooltip;
+    const note = info?.note || "";
+    this.noteFlag.hidden = !note;
+    this.noteFlag.textContent = shortNote(note);
+    this.noteFlag.title = note ? `Note: ${note}` : "";
   }
 
   /** A small note when this patient's alarm settings differ from the defaults (null = defaults). */
@@ -144,6 +167,10 @@ export class StationView {
       },
       state: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
       settings: (ev) => this.tiles.get(ev.detail.patient.id)?.updateSettings(),
+      info: (ev) => {
+        this.tiles.get(ev.detail.patient.id)?.updateInfo();
+        this.sync(); // the bed label is the bed order
+      },
       beat: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
     };
   }
