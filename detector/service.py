@@ -302,6 +302,10 @@ class DetectorService:
                 raise DecodeError("invalid_field", str(exc)) from None
         except DecodeError as exc:
             await self.dead.publish(record, exc)
+            refusal = {"request_id": change.request_id, "reason": exc.reason, "detail": exc.detail}
+            await self.store.call_until_ok(  # so the sender sees why, not "pending" for ever
+                "alarm settings", lambda: self.store.refuse_alarm_settings(change.patient_id, refusal),
+                self._stopping)
             return
         events = slot.monitor.set_alarm_limits(
             limits, f"turned off for this patient by {change.user}", change.request_id)

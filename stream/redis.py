@@ -9,7 +9,8 @@ Layout, with ``P`` the key prefix (default ``ecgmon``)::
     P:active:{patient}       set of the patient's active alarm ids
     P:patient:{patient}      hash: heart rate, last beat class and sample, last alert id, and
                              the alarm limits the detector applies (``alarm_settings``, JSON;
-                             absent = the defaults), and what the ward entered about the
+                             absent = the defaults; ``alarm_settings_refused``: the last change
+                             it refused, and why), and what the ward entered about the
                              patient (``info``, JSON: bed label, name, note; by the gateway)
     P:alarm-settings:{patient}  stream: changes of the patient's alarm limits sent by the
                              gateway, who and when (bounded audit trail)
@@ -126,6 +127,7 @@ class PatientState:
     active_alarm_ids: tuple[str, ...]
     alarm_settings: dict[str, Any] | None = None  # the limits applied, None = the defaults
     info: dict[str, Any] | None = None  # bed label, name, note, who and when; None = none entered
+    alarm_settings_refused: dict[str, Any] | None = None  # the last change the detector refused
 
 
 def _s(v: bytes | str) -> str:
@@ -375,6 +377,8 @@ class AlertStore:
             active_alarm_ids=tuple(sorted(_s(a) for a in active)),
             alarm_settings=json.loads(h["alarm_settings"]) if "alarm_settings" in h else None,
             info=json.loads(h["info"]) if "info" in h else None,
+            alarm_settings_refused=(json.loads(h["alarm_settings_refused"])
+                                    if "alarm_settings_refused" in h else None),
         )
 
     async def set_patient_info(self, patient: str, info: dict[str, Any]) -> None:
@@ -388,6 +392,12 @@ class AlertStore:
         client, value = self.client, json.dumps(applied, sort_keys=True)
         await self._call("set_alarm_settings", lambda: reply(
             client.hset(self._k("patient", patient), "alarm_settings", value)))
+
+    async def refuse_alarm_settings(self, patient: str, refusal: dict[str, Any]) -> None:
+        """Record that the detector refused a change of ``patient``'s alarm limits, and why."""
+        client, value = self.client, json.dumps(refusal, sort_keys=True)
+        await self._call("refuse_alarm_settings", lambda: reply(
+            client.hset(self._k("patient", patient), "alarm_settings_refused", value)))
 
     async def log_alarm_settings(self, patient: str, change: dict[str, Any]) -> None:
         """Append a change sent for ``patient`` to its audit trail (the newest 100 kept)."""

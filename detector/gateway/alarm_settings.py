@@ -6,7 +6,7 @@ as an :class:`~stream.schemas.AlarmSettings` message on the samples topic keyed 
 patient, so the detector applies it between the patient's chunks in stream order (and again
 at the same point after a restart), and appended to the patient's audit trail in Redis.  The
 detector writes what it applies to the patient's Redis hash; ``pending`` is a change sent and
-not yet applied.
+not yet applied, ``refused`` the newest change when the detector refused it (with why).
 """
 
 from __future__ import annotations
@@ -67,15 +67,18 @@ class AlarmSettingsDesk:
         applied = state.alarm_settings
         history = await self.store.alarm_settings_log(patient_id, HISTORY)
         newest = history[0] if history else None
-        pending = newest if newest and (applied is None
-                                        or newest["request_id"] != applied.get("request_id")) else None
+        refused = state.alarm_settings_refused
+        if not (newest and refused and refused.get("request_id") == newest["request_id"]):
+            refused = None  # only the newest change's refusal is news
+        pending = newest if newest and refused is None and (
+            applied is None or newest["request_id"] != applied.get("request_id")) else None
         effective = {k: applied[k] for k in DEFAULTS.to_dict()} if applied else DEFAULTS.to_dict()
         return {
             "patient_id": patient_id, "effective": effective, "applied": applied,
             "defaults": DEFAULTS.to_dict(),
             "ranges": {**{k: list(v) for k, v in LIMIT_RANGES.items()}, "min_gap_bpm": MIN_HR_GAP_BPM},
             "optional_alarms": [a.value for a in OPTIONAL_ALARMS],
-            "pending": pending, "history": history,
+            "pending": pending, "refused": refused, "history": history,
         }
 
     async def send(self, patient_id: str, body: AlarmSettingsBody) -> dict[str, Any]:

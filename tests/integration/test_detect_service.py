@@ -280,11 +280,14 @@ async def test_an_alarm_switched_off_mid_stream_ends_there_and_a_crash_replays_t
     try:
         applied = json.loads(await client.hget(f"{settings.redis_prefix}:patient:mitdb-203",
                                                "alarm_settings"))
+        refused = json.loads(await client.hget(f"{settings.redis_prefix}:patient:nobody",
+                                               "alarm_settings_refused"))
     finally:
         await client.aclose()
     assert applied == {"hr_low_bpm": 50.0, "hr_high_bpm": 140.0, "pause_s": 2.0,
                        "disabled": ["atrial_fibrillation"], "request_id": "change-mitdb-203",
                        "user": "nurse a", "set_at_ms": 0}
+    assert refused["request_id"] == "change-nobody" and refused["reason"] == "unknown_patient"
     assert registry.get_sample_value("ecgmon_dead_letters_total",
                                      {"reason": "unknown_patient",
                                       "topic": settings.topic("samples")}) == 1

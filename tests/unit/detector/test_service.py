@@ -83,12 +83,16 @@ class _Recorder(_Sink):
         super().__init__()
         self.raw: list[tuple[str, bytes]] = []
         self.applied: list[tuple[str, dict[str, object]]] = []
+        self.refused: list[tuple[str, dict[str, object]]] = []
 
     async def send_raw(self, topic: str, value: bytes, key: bytes) -> None:
         self.raw.append((topic, value))
 
     async def set_alarm_settings(self, patient: str, applied: dict[str, object]) -> None:
         self.applied.append((patient, applied))
+
+    async def refuse_alarm_settings(self, patient: str, refusal: dict[str, object]) -> None:
+        self.refused.append((patient, refusal))
 
 
 def _change(request_id: str, patient: str = "p1", low: float = 50.0) -> SimpleNamespace:
@@ -131,3 +135,5 @@ async def test_alarm_settings_apply_between_the_patients_chunks_once_and_bad_one
         ("unknown_patient", "alarm settings for 'nobody', whose strea"),
         ("invalid_field", "hr_low_bpm must be 15-120 bpm, got 5.0")]
     assert registry.get_sample_value("ecgmon_alarm_settings_to_applied_seconds_count") == 1
+    assert [(p, r["request_id"], r["reason"]) for p, r in rec.refused] == [
+        ("nobody", "r2", "unknown_patient"), ("p1", "r3", "invalid_field")]  # the sender sees why

@@ -17,9 +17,11 @@ class _Store:
     def __init__(self) -> None:
         self.log: list[dict[str, Any]] = []
         self.applied: dict[str, Any] | None = None
+        self.refused: dict[str, Any] | None = None
 
     async def patient_state(self, patient: str) -> PatientState:
-        return PatientState(patient, 70.0, None, None, None, (), self.applied)
+        return PatientState(patient, 70.0, None, None, None, (), self.applied,
+                            alarm_settings_refused=self.refused)
 
     async def alarm_settings_log(self, patient: str, count: int = 50) -> list[dict[str, Any]]:
         return list(reversed(self.log))[:count]
@@ -65,6 +67,12 @@ async def test_pending_until_the_detector_reports_the_newest_change_applied() ->
     view = await desk.read("p1")
     assert view["pending"] == second["settings"] and view["applied"] is None
     assert view["history"] == [second["settings"], first["settings"]]
+    store.refused = {"request_id": first["request_id"], "reason": "unknown_patient", "detail": "x"}
+    assert (await desk.read("p1"))["refused"] is None  # an older change's refusal is old news
+    store.refused = {**store.refused, "request_id": second["request_id"]}
+    view = await desk.read("p1")
+    assert view["refused"] == store.refused and view["pending"] is None
+    store.refused = None
     store.applied = first["settings"]  # the detector is one change behind
     assert (await desk.read("p1"))["pending"] == second["settings"]
     store.applied = second["settings"]
