@@ -11,13 +11,13 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from stream import metrics
-from stream.settings import Settings, add_flags
+from stream.settings import ALARM_FLAGS, Settings, add_flags
 from stream.shutdown import stop_on_signals
 
 DETECT_FLAGS = (
     "kafka_bootstrap", "redis_url", "kafka_idempotence", "topic_prefix", "partitions",
     "fetch_max_wait_ms", "poll_interval_ms", "linger_ms", "model", "metrics_port", "metrics_host",
-    "log_level", "log_format",
+    "log_level", "log_format", *ALARM_FLAGS,
 )
 
 

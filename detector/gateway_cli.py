@@ -10,14 +10,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from stream.errors import ConfigError
-from stream.settings import Settings, add_flags, env_name
+from stream.settings import ALARM_FLAGS, Settings, add_flags, env_name
 
 logger = logging.getLogger(__name__)
 
 FLAGS = ("kafka_bootstrap", "redis_url", "redis_prefix", "topic_prefix", "http_host", "http_port",
          "auth_token", "dev_no_auth", "web_dir", "upload_max_bytes", "analyze_timeout_s",
          "ws_queue_size", "waveform_history_s", "cors_origins", "model", "fetch_max_wait_ms",
-         "connect_attempts", "log_level", "log_format")
+         "connect_attempts", "log_level", "log_format", *ALARM_FLAGS)
 
 
 def register(subparsers: Any) -> None:

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
+from detector.alarm_defaults import deployment_alarm_config
 from detector.checkpoint import Checkpoint, CheckpointStore
 from detector.core.alarms import AlarmLimits
 from detector.core.beats import BeatFeatures
@@ -163,7 +164,8 @@ class DetectorService:
         self.classifier = classifier
         self.producer = producer
         self.store = store
-        self.monitor_config = monitor_config or MonitorConfig()
+        # new patients start on the deployment's alarm limits (ECGMON_ALARM_*)
+        self.monitor_config = monitor_config or MonitorConfig(alarms=deployment_alarm_config(settings))
         self.checkpoint_s = checkpoint_s
         self.snapshot_slice_s = snapshot_slice_s
         self.max_records = max_records

@@ -162,6 +162,17 @@ class DeadLetter:
     schema_version: int = SCHEMA_VERSION
 
 
+# What an AlarmSettings change (and a deployment's defaults, stream.settings) may set: the
+# ranges of the limits, and the alarm types that may be switched off (the optional ones; the
+# lethal and the technical alarms stay on).  The detector's rules are built on these
+# (detector.core.alarms.AlarmLimits).
+ALARM_LIMIT_RANGES: dict[str, tuple[float, float]] = {
+    "hr_low_bpm": (15.0, 120.0), "hr_high_bpm": (60.0, 300.0), "pause_s": (1.5, 3.5)}
+MIN_HR_GAP_BPM = 10.0  # the high limit at least this far above the low one
+OPTIONAL_ALARM_TYPES = ("atrial_fibrillation", "bigeminy", "trigeminy", "ventricular_couplet",
+                        "ventricular_run", "pause")
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmSettings:
     """A clinician's change of one patient's alarm limits.

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import ConfigError
+from stream.schemas import ALARM_LIMIT_RANGES, MIN_HR_GAP_BPM, OPTIONAL_ALARM_TYPES
 
 ENV_PREFIX = "ECGMON_"
+# the deployment's alarm defaults: flags of every command that runs the detector or the gateway
+ALARM_FLAGS = ("alarm_hr_low_bpm", "alarm_hr_high_bpm", "alarm_pause_s", "alarms_off")
 _REPO_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -105,6 +108,16 @@ class Settings:
         "or a path to an .onnx file; one whose model card records missed VF episodes in the DS1 "
         "alarm check logs a warning when loaded"
     )
+    # alarms: the defaults of every patient (a nurse changes one patient's in the dashboard)
+    alarm_hr_low_bpm: float = _f(
+        40.0, "low heart-rate limit of every patient (the extreme bradycardia alarm), bpm, 15-120")
+    alarm_hr_high_bpm: float = _f(
+        140.0, "high heart-rate limit of every patient (the extreme tachycardia alarm), bpm, "
+        "60-300 and at least 10 above the low limit")
+    alarm_pause_s: float = _f(2.0, "pause limit of every patient: an RR longer than this, s, 1.5-3.5")
+    alarms_off: str = _f(
+        "", "comma-separated optional alarms off for every patient (atrial_fibrillation, bigeminy, "
+        "trigeminy, ventricular_couplet, ventricular_run, pause); the others cannot be switched off")
     # gateway
     http_host: str = _f("127.0.0.1", "address the gateway listens on")
     http_port: int = _f(8080, "port of the gateway (dashboard, REST, WebSocket)")
@@ -133,6 +146,10 @@ class Settings:
     @property
     def record_list(self) -> list[str]:
         return [r.strip() for r in self.records.split(",") if r.strip()]
+
+    @property
+    def alarms_off_list(self) -> list[str]:
+        return [a.strip() for a in self.alarms_off.split(",") if a.strip()]
 
 
 def env_name(field_name: str) -> str:
@@ -261,6 +278,15 @@ def validate(s: Settings) -> None:
             ok = False
         _require(ok, "speed", s.speed, "use a positive number (1 = real time) or 'max'")
     _require(bool(s.record_list), "records", s.records, "name at least one record, e.g. 100,203")
+    for name, (lo, hi) in ALARM_LIMIT_RANGES.items():
+        value = getattr(s, f"alarm_{name}")
+        _require(math.isfinite(value) and lo <= value <= hi, f"alarm_{name}", value, f"choose {lo:g}-{hi:g}")
+    _require(s.alarm_hr_high_bpm - s.alarm_hr_low_bpm >= MIN_HR_GAP_BPM, "alarm_hr_high_bpm",
+             s.alarm_hr_high_bpm, f"must be at least {MIN_HR_GAP_BPM:g} above alarm_hr_low_bpm "
+             f"({s.alarm_hr_low_bpm:g})")
+    unknown = [a for a in s.alarms_off_list if a not in OPTIONAL_ALARM_TYPES]
+    _require(not unknown, "alarms_off", s.alarms_off,
+             f"{', '.join(unknown)}: only these can be off: {', '.join(OPTIONAL_ALARM_TYPES)}")
     _require(bool(s.topic_prefix.strip()), "topic_prefix", s.topic_prefix, "must not be empty")
     if s.data_dir is not None and not s.data_dir.is_dir():
         raise ConfigError(

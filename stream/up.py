@@ -45,6 +45,7 @@ UP_FLAGS = (
     "kafka_bootstrap", "redis_url", "kafka_idempotence", "topic_prefix", "partitions", "retention_s",
     "data_dir", "cache_dir", "records", "speed", "chunk_s", "loop", "patients", "stagger_s",
     "progress_s", "metrics_port", "http_host", "http_port", "log_level", "log_format",
+    *settings_mod.ALARM_FLAGS,
 )
 
 

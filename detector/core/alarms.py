@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from detector.core.vf import VfConfig
-from stream.schemas import AlarmPhase, AlarmPriority, Alert, BeatClass
+from stream.schemas import (
+    ALARM_LIMIT_RANGES,
+    MIN_HR_GAP_BPM,
+    OPTIONAL_ALARM_TYPES,
+    AlarmPhase,
+    AlarmPriority,
+    Alert,
+    BeatClass,
+)
 
 
 class AlarmType(enum.StrEnum):
@@ -166,11 +174,9 @@ class AlarmConfig:
 # What a clinician may change for one patient (:class:`AlarmLimits`): the heart-rate limits,
 # the pause limit, and these alarms switched off.  The lethal alarms (asystole, VF, VT, the
 # extreme rates) and the technical ones stay on whatever is asked.
-OPTIONAL_ALARMS = (AlarmType.AFIB, AlarmType.BIGEMINY, AlarmType.TRIGEMINY, AlarmType.COUPLET,
-                   AlarmType.VRUN, AlarmType.PAUSE)
-LIMIT_RANGES: dict[str, tuple[float, float]] = {
-    "hr_low_bpm": (15.0, 120.0), "hr_high_bpm": (60.0, 300.0), "pause_s": (1.5, 3.5)}
-MIN_HR_GAP_BPM = 10.0  # the high limit at least this far above the low one
+# (the wire contract, stream.schemas, names them; the engine's types are these)
+OPTIONAL_ALARMS = tuple(AlarmType(a) for a in OPTIONAL_ALARM_TYPES)
+LIMIT_RANGES = ALARM_LIMIT_RANGES
 
 
 @dataclass(frozen=True, slots=True)

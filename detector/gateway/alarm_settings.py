@@ -20,12 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from detector.core.alarms import LIMIT_RANGES, MIN_HR_GAP_BPM, OPTIONAL_ALARMS, AlarmConfig, AlarmLimits
+from detector.alarm_defaults import deployment_limits
+from detector.core.alarms import LIMIT_RANGES, OPTIONAL_ALARMS, AlarmLimits
 from detector.gateway.context import ApiError
 from stream.errors import DeliveryFailed, ServiceUnavailable
 from stream.kafka import Producer
 from stream.redis import AlertStore
-from stream.schemas import AlarmSettings
+from stream.schemas import MIN_HR_GAP_BPM, AlarmSettings
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,6 @@ class AlarmSettingsBody(BaseModel):
                                 description="optional alarm types switched off for this patient")
 
 
-DEFAULTS = AlarmLimits.of(AlarmConfig())
-
-
 class AlarmSettingsDesk:
     """Reads a patient's alarm settings and sends changes (its Kafka producer starts on the
     first change, so a gateway that only watches never connects one)."""
@@ -55,6 +53,7 @@ class AlarmSettingsDesk:
         self._producer = producer
         self._own = producer is None
         self._lock = asyncio.Lock()
+        self.defaults = deployment_limits(settings)  # what the detector starts every patient on
 
     async def stop(self) -> None:
         if self._own and self._producer is not None:
@@ -72,10 +71,10 @@ class AlarmSettingsDesk:
             refused = None  # only the newest change's refusal is news
         pending = newest if newest and refused is None and (
             applied is None or newest["request_id"] != applied.get("request_id")) else None
-        effective = {k: applied[k] for k in DEFAULTS.to_dict()} if applied else DEFAULTS.to_dict()
+        effective = {k: applied[k] for k in self.defaults.to_dict()} if applied else self.defaults.to_dict()
         return {
             "patient_id": patient_id, "effective": effective, "applied": applied,
-            "defaults": DEFAULTS.to_dict(),
+            "defaults": self.defaults.to_dict(),
             "ranges": {**{k: list(v) for k, v in LIMIT_RANGES.items()}, "min_gap_bpm": MIN_HR_GAP_BPM},
             "optional_alarms": [a.value for a in OPTIONAL_ALARMS],
             "pending": pending, "refused": refused, "history": history,

@@ -23,6 +23,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from detector.alarm_defaults import deployment_limits
 from detector.gateway.clients import Client, Subscription, dumps
 from detector.gateway.context import ApiError, Gateway
 from detector.gateway.feeds import REDIS_ERRORS, is_stream_id
@@ -68,7 +69,8 @@ class Session:
         except (ServiceUnavailable, *REDIS_ERRORS):
             patients = sorted(self.gw.feeds.live.patients)
         self.client.push_urgent(dumps({"type": "hello", "server_time_ms": time.time_ns() // 1_000_000,
-                                       "patients": patients}))
+                                       "patients": patients,
+                                       "alarm_defaults": deployment_limits(self.gw.settings).to_dict()}))
         tasks = [asyncio.create_task(self.client.run_sender(self.ws.send_text), name="ws-sender"),
                  asyncio.create_task(self._receive(), name="ws-receiver"),
                  asyncio.create_task(self.client.closed.wait(), name="ws-closed")]

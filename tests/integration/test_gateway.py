@@ -185,6 +185,8 @@ async def test_rest_and_websocket_need_the_token_open_paths_do_not(gw: Running) 
     async with connect(gw.ws_url, subprotocols=[f"bearer.{TOKEN}"]) as ws:  # type: ignore[list-item]
         hello = await _next(ws, "hello")
         assert ws.subprotocol == f"bearer.{TOKEN}" and abs(hello["server_time_ms"] - time.time() * 1e3) < 5e3
+        assert hello["alarm_defaults"] == {"hr_low_bpm": 40.0, "hr_high_bpm": 140.0, "pause_s": 2.0,
+                                           "disabled": []}  # the station marks beds that differ
 
     health = await gw.http.get("/healthz")
     assert health.status_code == 200 and health.json() == {"status": "ok"}

@@ -11,6 +11,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from detector.bench_path import _Sink
+from detector.core.alarms import AlarmLimits, AlarmType
 from detector.onnx_classifier import DEFAULT_MODEL, OnnxClassifier
 from detector.service import DetectorService
 from stream import serde
@@ -137,3 +138,17 @@ async def test_alarm_settings_apply_between_the_patients_chunks_once_and_bad_one
     assert registry.get_sample_value("ecgmon_alarm_settings_to_applied_seconds_count") == 1
     assert [(p, r["request_id"], r["reason"]) for p, r in rec.refused] == [
         ("nobody", "r2", "unknown_patient"), ("p1", "r3", "invalid_field")]  # the sender sees why
+
+
+async def test_new_patients_start_on_the_deployment_alarm_limits() -> None:
+    sink = _Sink()
+    deployment = load(environ={"ECGMON_ALARM_HR_LOW_BPM": "50", "ECGMON_ALARM_HR_HIGH_BPM": "120",
+                               "ECGMON_ALARMS_OFF": "atrial_fibrillation"})
+    service = DetectorService(deployment, OnnxClassifier.load(DEFAULT_MODEL), CollectorRegistry(),
+                              sink, sink)  # type: ignore[arg-type]
+    chunk = SampleChunk("p1", "100", ("MLII", "V5"), 360.0, (200.0, 200.0), (0, 0), 0,
+                        np.zeros((360, 2), np.int16), time.time_ns())
+    record = SimpleNamespace(value=serde.encode(chunk), offset=0)
+    await service.process({TopicPartition("samples", 0): [record]})
+    assert service.slots["p1"].monitor.alarm_limits == AlarmLimits(
+        50.0, 120.0, 2.0, frozenset({AlarmType.AFIB}))

@@ -77,6 +77,11 @@ def test_help_names_the_env_var() -> None:
         ({"ECGMON_WAVEFORM_HISTORY_S": "-1"}, "ECGMON_WAVEFORM_HISTORY_S"),
         ({"ECGMON_WAVEFORM_HISTORY_S": "nan"}, "ECGMON_WAVEFORM_HISTORY_S"),
         ({"ECGMON_WAVEFORM_HISTORY_S": "3600"}, "ECGMON_WAVEFORM_HISTORY_S"),
+        ({"ECGMON_ALARM_HR_LOW_BPM": "10"}, "ECGMON_ALARM_HR_LOW_BPM"),
+        ({"ECGMON_ALARM_HR_HIGH_BPM": "nan"}, "ECGMON_ALARM_HR_HIGH_BPM"),
+        ({"ECGMON_ALARM_HR_LOW_BPM": "100", "ECGMON_ALARM_HR_HIGH_BPM": "105"}, "ECGMON_ALARM_HR_HIGH_BPM"),
+        ({"ECGMON_ALARM_PAUSE_S": "5"}, "ECGMON_ALARM_PAUSE_S"),
+        ({"ECGMON_ALARMS_OFF": "pause,asystole"}, "asystole: only these can be off"),
     ],
 )
 def test_bad_env_values_name_the_variable(env: dict[str, str], named: str) -> None:
@@ -87,6 +92,11 @@ def test_bad_env_values_name_the_variable(env: dict[str, str], named: str) -> No
 def test_bad_flag_names_flag_and_env_var() -> None:
     with pytest.raises(ConfigError, match=r"--chunk-s.*ECGMON_CHUNK_S"):
         settings.load(_parse(["--chunk-s", "x"], NAMES), environ={})
+
+
+def test_alarms_off_list_strips_blanks() -> None:
+    s = settings.load(environ={"ECGMON_ALARMS_OFF": " pause, ,atrial_fibrillation "})
+    assert s.alarms_off_list == ["pause", "atrial_fibrillation"]
 
 
 def test_record_list_strips_blanks() -> None:

@@ -83,3 +83,10 @@ async def test_pending_until_the_detector_reports_the_newest_change_applied() ->
         await desk.send("p1", _body(pause_s=4.0))
     assert err.value.status == 422 and err.value.message == "pause_s must be 1.5-3.5 s, got 4.0"
     assert len(producer.sent) == 2
+
+
+async def test_the_defaults_are_the_deployments() -> None:
+    ward = load(environ={"ECGMON_ALARM_HR_LOW_BPM": "50", "ECGMON_ALARMS_OFF": "pause"})
+    view = await AlarmSettingsDesk(ward, _Store(), _Producer()).read("p1")  # type: ignore[arg-type]
+    assert view["defaults"] == view["effective"] == {
+        "hr_low_bpm": 50.0, "hr_high_bpm": 140.0, "pause_s": 2.0, "disabled": ["pause"]}
