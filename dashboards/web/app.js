@@ -4,6 +4,7 @@ import { AuthError, clearToken, getAlerts, getPatients, getToken, getUser, postA
 import { AlarmSound, PATTERNS, alarmSnapshot, parseTiming } from "./js/alarmsound.js";
 import { audioEnabled, audioLog, playPattern, setAudio } from "./js/audio.js";
 import { Connection } from "./js/conn.js";
+import { LinkWatch } from "./js/freshness.js";
 import { Store } from "./js/store.js";
 import { el, fmtDataTime, wallClock } from "./js/util.js";
 import { AnalyzeView } from "./js/views/analyze.js";
@@ -33,6 +34,8 @@ const ui = {
 
 // Alarm tones: the intervals can be shortened for the browser tests (localStorage, read once).
 const sound = new AlarmSound(parseTiming(localStorage.getItem("ecgmonAudioTiming")));
+// The tiles go stale ("offline": NO DATA, last-known alarms) when the connection-loss alarm starts.
+const linkWatch = new LinkWatch(sound.timing.connLossMs);
 let view = null;
 const perf = { frameMs: 0, frames: 0 }; // drawing cost, read by the browser tests
 let loginOpen = false;
@@ -104,6 +107,7 @@ function route() {
 // ---- animation loop: one clock for every trace ------------------------------------------
 
 function loop(now) {
+  const link = linkWatch.update(conn.downSince, now);
   for (const p of store.patients.values()) {
     p.displayT = p.playout.tick(now);
     if (p.ring && p.displayT !== null && !(now - (p.scaleWall ?? 0) < 1000)) {
@@ -112,7 +116,7 @@ function loop(now) {
     }
   }
   try {
-    view?.frame(now);
+    view?.frame(now, link);
   } catch (err) {
     console.error(err); // keep the loop (and every other trace) alive
   }
@@ -150,6 +154,7 @@ function renderSummary() {
     .filter(([k]) => n[k])
     .map(([k, label]) => el("span", { class: `sum prio-${k}` }, `${n[k]} ${label}`));
   ui.summary.replaceChildren(...(parts.length ? parts : [el("span", { class: "sum none" }, "No alarms")]));
+  ui.summary.title = ui.banner.hidden ? "" : "Last known alarms: no connection to the gateway";
   // never a patient's name here: the title shows in task bars and browser history
   if (!ui.banner.hidden) document.title = "(NO CONNECTION) ecgmon";
   else document.title = n.high ? `(${n.high} HIGH) ecgmon` : "ecgmon · Central station";

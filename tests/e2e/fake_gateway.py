@@ -10,6 +10,10 @@ ventricular-tachycardia episode (high priority), a technical alarm with gaps in 
 
 For the tests, ``POST /api/_fake/websocket {"refuse": true}`` closes every WebSocket and refuses
 new ones (503) until ``{"refuse": false}``: a lost link to the gateway.
+``POST /api/_fake/alarm-settings {"refuse": "unknown_patient" | "invalid_field", "detail": "..."}``
+makes the detector refuse the next change of alarm settings sent (of any patient) about a second
+later, as it does (GET then names it in ``refused``, with ``pending`` null); ``{"refuse": null}``
+cancels that.
 
 The `websockets` server handles the WebSocket and every GET (static files from
 dashboards/web at / and /static/..., REST GETs) in ``process_request``. It cannot parse POST
@@ -151,7 +155,9 @@ SETTINGS_HISTORY = 50
 @dataclass
 class AlarmSettings:
     applied: dict[str, Any] | None = None  # null = the defaults
-    pending: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (apply at, entry)
+    # (apply at, entry, refusal: the detector refuses it then, or None)
+    pending: list[tuple[float, dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)
+    refused: dict[str, Any] | None = None  # the last change refused: {request_id, reason, detail}
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=SETTINGS_HISTORY))
 
     def effective(self) -> dict[str, Any]:
@@ -325,6 +331,7 @@ class FakeGateway:
         self.info: dict[str, dict[str, Any]] = {}  # pid -> bed, name, note, who, when
         self.alarms = alarms
         self.refuse_ws = False
+        self.refuse_settings: dict[str, str] | None = None  # {reason, detail}: refuse the next change
         self.sockets: set[ServerConnection] = set()  # every open WebSocket, subscribed or not
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -526,8 +533,21 @@ class FakeGateway:
             "ranges": SETTINGS_RANGES,
             "optional_alarms": OPTIONAL_ALARMS,
             "pending": st.pending[-1][1] if st.pending else None,
+            # as the gateway: only the newest change's refusal is news
+            "refused": st.refused if st.history and st.refused
+            and st.refused["request_id"] == st.history[0]["request_id"] else None,
             "history": list(st.history),
         }
+
+    def set_refuse_settings(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+        body = json.loads(raw or b"{}")
+        reason = body.get("refuse")
+        if reason not in (None, "unknown_patient", "invalid_field"):
+            return 422, {"error": "refuse must be null, 'unknown_patient' or 'invalid_field'"}
+        detail = str(body.get("detail") or "")
+        self.refuse_settings = None if reason is None else {"reason": reason, "detail": detail}
+        logger.info("alarm settings: the next change is %s", f"refused ({reason})" if reason else "applied")
+        return 200, {"refuse": reason}
 
     def post_settings(self, pid: str, raw: bytes) -> tuple[int, dict[str, Any]]:
         if pid not in self.patients:
@@ -543,7 +563,15 @@ class FakeGateway:
         entry = {**checked, "request_id": uuid.uuid4().hex, "set_at_ms": int(time.time() * 1000)}
         st = self.settings[pid]
         st.history.appendleft(entry)
-        st.pending.append((self.sim_t() + SETTINGS_APPLY_S, entry))
+        refusal, self.refuse_settings = self.refuse_settings, None
+        if refusal is not None:
+            details = {
+                "unknown_patient": f"alarm settings for {pid!r}, whose stream this detector has not seen",
+                "invalid_field": "the detector does not accept these values",
+            }
+            refusal = {"request_id": entry["request_id"], "reason": refusal["reason"],
+                       "detail": refusal["detail"] or details[refusal["reason"]]}
+        st.pending.append((self.sim_t() + SETTINGS_APPLY_S, entry, refusal))
         logger.info("alarm settings for %s sent: %s", pid, json.dumps(entry))
         return 202, {"request_id": entry["request_id"], "status": "sent", "settings": entry}
 
@@ -551,7 +579,11 @@ class FakeGateway:
         """As the detector does: apply due changes in order; end the alarms they switch off."""
         st = self.settings[p.pid]
         while st.pending and st.pending[0][0] <= now:
-            _, entry = st.pending.pop(0)
+            _, entry, refusal = st.pending.pop(0)
+            if refusal is not None:  # dead-lettered; the applied settings stay
+                st.refused = refusal
+                logger.info("alarm settings for %s refused: %s", p.pid, json.dumps(refusal))
+                continue
             st.applied = entry
             for alarm in [a for a in self.active.values() if a["patient_id"] == p.pid]:
                 if alarm["alarm_type"] in entry["disabled"]:
@@ -747,6 +779,8 @@ class FakeGateway:
             return self.post_info(unquote(path[len("/api/patients/") : -len("/info")]), body)
         if path == "/api/_fake/websocket":
             return self.set_refuse(body)
+        if path == "/api/_fake/alarm-settings":
+            return self.set_refuse_settings(body)
         if path == "/api/analyze":
             return analyze(headers.get("content-type", ""), body)
         return 404, {"detail": f"no route {path}"}

@@ -280,8 +280,9 @@ def fake_gateway(tmp_path: Path) -> Iterator[FakeGatewayProc]:
 def _run_fake_gateway(tmp_path: Path, *args: str) -> Iterator[FakeGatewayProc]:
     port, token = free_port(), secrets.token_urlsafe(16)
     log = (tmp_path / "fake_gateway.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(FAKE_GATEWAY), "--port", str(port), "--token", token, *args],
-                            stdout=log, stderr=subprocess.STDOUT)
+    # "--token=..." : a token may start with "-", which argparse would take for an option
+    proc = subprocess.Popen([sys.executable, str(FAKE_GATEWAY), "--port", str(port), f"--token={token}",
+                             *args], stdout=log, stderr=subprocess.STDOUT)
     fake = FakeGatewayProc(f"http://127.0.0.1:{port}", token)
     try:
         deadline = time.monotonic() + 20
@@ -457,6 +458,60 @@ def test_alarm_settings_invalid_value_or_gateway_failure_is_explained_and_change
     assert form.is_hidden() and f"#/patient/{AF_PATIENT}" in page.url
     assert page.locator(CARD).get_by_role("button", name="Change…").is_visible()
     assert "Defaults" in page.locator(f"{CARD} .settings-origin").inner_text()
+
+
+def test_alarm_settings_refused_by_the_monitor_ends_the_wait_and_says_why(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    gets: list[float] = []
+    page.on("request", lambda r: gets.append(time.monotonic())
+            if r.method == "GET" and r.url.endswith(SETTINGS_PATH) else None)
+    page.goto(f"{fake_gateway.url}/#/patient/{AF_PATIENT}", wait_until="domcontentloaded")
+    card = page.locator(CARD)
+    page.wait_for_selector(f"{CARD} .settings-origin:has-text('Defaults: never changed')", timeout=10_000)
+    # the detector will refuse the next change: it has no stream of this patient
+    fake_gateway.post_json("/api/_fake/alarm-settings", {"refuse": "unknown_patient"})
+    form = _open_settings_form(page)
+    form.get_by_label("HR low (bpm)").fill("50")
+    page.evaluate(STATUS_LOG_JS)
+    with page.expect_response(lambda r: r.request.method == "POST" and SETTINGS_PATH in r.url) as answer:
+        form.get_by_role("button", name="Save").click()
+    assert answer.value.status == 202
+    request_id = answer.value.json()["request_id"]
+
+    # the re-GET while waiting finds the refusal (about a second later): the wait ends, with why
+    status = card.locator(".settings-status")
+    page.wait_for_selector(f"{CARD} .settings-status.error", timeout=10_000)
+    text = status.inner_text()
+    assert text.startswith("Not applied: the monitor refused this change — alarm settings for '200', "
+                           "whose stream this detector has not seen."), text
+    assert "The settings in effect are unchanged." in text
+    seen = page.evaluate("window.__settingsStatus")
+    assert any("waiting for the monitor to apply" in t for t in seen), seen
+    assert not any(t.startswith("Applied") for t in seen), seen
+    # the history tags the change "refused"; the card still shows the defaults in effect
+    first = card.locator(".settings-history li").first
+    assert first.get_attribute("data-request-id") == request_id
+    assert first.locator(".tag").inner_text() == "refused"
+    assert "in effect" not in first.inner_text() and "waiting" not in first.inner_text()
+    assert "40 bpm" in card.locator(".settings-summary").inner_text()
+    assert card.locator(".settings-origin").inner_text().startswith("Defaults")
+    answer_now = fake_gateway.get_json(SETTINGS_PATH)
+    assert answer_now["refused"]["request_id"] == request_id and answer_now["pending"] is None
+    assert answer_now["applied"] is None
+    # no more polling once refused, and never "applied"
+    refused_at = time.monotonic()
+    page.wait_for_timeout(4000)
+    assert [t for t in gets if t > refused_at + 0.5] == [], "the card still polls after the refusal"
+    assert status.inner_text() == text
+
+    # a page opened later says the same (the newest change was refused)
+    page.reload(wait_until="domcontentloaded")
+    page.wait_for_selector(f"{CARD} .settings-status.error", timeout=10_000)
+    assert page.locator(f"{CARD} .settings-status").inner_text().startswith(
+        f"Not applied: the monitor refused the change by {USER} — alarm settings for '200'")
+    assert page.locator(f"{CARD} .settings-history li .tag").first.inner_text() == "refused"
 
 
 # ---- alarm tones, against the fake gateway ---------------------------------------------------
@@ -682,6 +737,31 @@ def test_patient_details_too_long_or_refused_are_explained_and_nothing_is_sent(
 CONN_TIMING = {"connLossMs": 1500, "mediumMs": 3000}
 BANNER = "#conn-banner"
 
+# Per station tile (or the patient view): how current it looks.
+TILE_LOOK_JS = """() => {
+  const probe = document.createElement('i');
+  probe.style.color = getComputedStyle(document.documentElement).getPropertyValue('--muted').trim();
+  document.body.append(probe);
+  const muted = getComputedStyle(probe).color;
+  probe.remove();
+  const out = {};
+  for (const tile of document.querySelectorAll('.station-grid .tile, .patient-view')) {
+    const overlay = tile.querySelector('.nodata');
+    const canvas = tile.querySelector('canvas.trace, canvas.strip');
+    out[tile.dataset.patient ?? 'view'] = {
+      freshness: tile.dataset.freshness,
+      overlay: overlay.hidden ? '' : overlay.innerText.trim(),
+      hrColor: getComputedStyle(tile.querySelector('.hr')).color,
+      muted,
+      canvasOpacity: Number(getComputedStyle(canvas).opacity),
+      alarms: tile.querySelector('.tile-alarms').innerText.trim(),
+      lastKnown: tile.querySelectorAll('.alarm-badge.last-known').length,
+      badges: tile.querySelectorAll('.alarm-badge').length,
+    };
+  }
+  return out;
+}"""
+
 
 @pytest.fixture
 def quiet_gateway(tmp_path: Path) -> Iterator[FakeGatewayProc]:
@@ -729,6 +809,16 @@ def test_connection_loss_shows_a_banner_and_sounds_until_reconnected(
     interval = CONN_TIMING["mediumMs"]
     assert all(interval - 50 <= g < interval + 1000 for g in _gaps(mediums)), mediums
     assert {t["pattern"] for t in _tones(page, None, down_at)} == {"medium"}
+    # no tile looks live: NO DATA, the trace stopped and greyed, the HR greyed, alarms "last known"
+    stale = page.evaluate(TILE_LOOK_JS)
+    assert len(stale) == 10 and all(t["freshness"] == "offline" for t in stale.values()), stale
+    for pid, t in stale.items():
+        assert t["overlay"] == "NO DATA\nCONNECTION LOST", (pid, t)
+        assert t["hrColor"] == t["muted"] and t["canvasOpacity"] < 0.6, (pid, t)
+        assert t["alarms"] == "Last known: no active alarms", (pid, t)
+    frozen = page.evaluate(TRACE_STATE_JS)
+    page.wait_for_timeout(1000)
+    assert page.evaluate(TRACE_STATE_JS) == frozen, "a trace moved while offline"
 
     # back: the reconnect logic retries by itself; banner and tone stop
     quiet_gateway.post_json("/api/_fake/websocket", {"refuse": False})
@@ -736,5 +826,60 @@ def test_connection_loss_shows_a_banner_and_sounds_until_reconnected(
     back_at = page.evaluate("performance.now()")
     page.wait_for_selector(BANNER, state="hidden", timeout=2000)
     assert page.title() == "ecgmon · Central station"
-    page.wait_for_timeout(CONN_TIMING["mediumMs"] + 1000)
+    # fresh frames: every tile is live again, its trace sweeps
+    page.wait_for_function("[...document.querySelectorAll('.station-grid .tile')]"
+                           ".every((t) => t.dataset.freshness === 'live')", timeout=5000)
+    for pid, t in page.evaluate(TILE_LOOK_JS).items():
+        assert not t["overlay"] and t["hrColor"] != t["muted"] and t["canvasOpacity"] == 1, (pid, t)
+        assert t["alarms"] == "No active alarms", (pid, t)
+    before = page.evaluate(TRACE_STATE_JS)
+    page.wait_for_timeout(1000)
+    after = page.evaluate(TRACE_STATE_JS)
+    assert all(after[pid]["canvas"] != before[pid]["canvas"] for pid in before), "a trace did not move"
+    page.wait_for_timeout(CONN_TIMING["mediumMs"])
     assert _tones(page, None, back_at + 300) == [], "a tone after the connection came back"
+
+
+def test_offline_alarms_stay_visible_as_last_known_on_tiles_and_in_the_patient_view(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    page.context.add_init_script(f"localStorage.setItem('ecgmonAudioTiming', {json.dumps(CONN_TIMING)!r});")
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    vt = f'{TILE}[data-patient="203"] .alarm-badge.prio-high'
+    page.wait_for_selector(vt, timeout=15_000)  # the fake's VT, from its 3rd second
+    page.wait_for_function("[...document.querySelectorAll('.station-grid .tile')]"
+                           ".every((t) => t.dataset.freshness === 'live')", timeout=5000)
+    live = page.evaluate(TILE_LOOK_JS)
+    assert all(t["lastKnown"] == 0 for t in live.values()), live
+
+    fake_gateway.post_json("/api/_fake/websocket", {"refuse": True})
+    page.wait_for_selector(f"{TILE}.offline", timeout=10_000)
+    page.wait_for_function("[...document.querySelectorAll('.station-grid .tile')]"
+                           ".every((t) => t.dataset.freshness === 'offline')", timeout=2000)
+    stale = page.evaluate(TILE_LOOK_JS)
+    # every alarm shown before is still shown, marked as the last known one
+    assert stale["203"]["badges"] >= 1, stale["203"]
+    for pid, t in stale.items():
+        assert t["lastKnown"] == t["badges"] == live[pid]["badges"], (pid, t, live[pid])
+        if t["badges"]:
+            assert t["alarms"].startswith("LAST KNOWN"), (pid, t)
+    assert "Last known" in (page.locator(f"{vt}").get_attribute("title") or "")
+
+    # the patient view opened now: the same (its strip drawn once, under NO DATA)
+    page.goto(f"{fake_gateway.url}/#/patient/203", wait_until="domcontentloaded")
+    page.wait_for_function("document.querySelector('.patient-view')?.dataset.freshness === 'offline'",
+                           timeout=5000)
+    view = page.evaluate(TILE_LOOK_JS)["view"]
+    assert view["overlay"] == "NO DATA\nCONNECTION LOST" and view["hrColor"] == view["muted"], view
+    assert view["badges"] >= 1 and view["lastKnown"] == view["badges"], view
+    assert view["canvasOpacity"] < 0.6, view
+    assert page.evaluate("""() => { const c = document.querySelector('canvas.strip');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; }"""), "a blank strip"
+
+    fake_gateway.post_json("/api/_fake/websocket", {"refuse": False})
+    page.wait_for_function("document.querySelector('.patient-view')?.dataset.freshness === 'live'",
+                           timeout=20_000)
+    view = page.evaluate(TILE_LOOK_JS)["view"]
+    assert not view["overlay"] and view["lastKnown"] == 0 and view["hrColor"] != view["muted"], view

@@ -238,3 +238,45 @@ export function settingsErrorText(err, action = "save") {
   if (err?.name === "AuthError") return `${verb}: the gateway rejected the sign-in. Sign in again.`;
   return `${verb}: ${err?.message ?? detail}`;
 }
+
+const REFUSAL_HINTS = {
+  unknown_patient: "The monitor has no ECG stream of this patient: check that it is connected, then send the change again.",
+  invalid_field: "The monitor does not accept these values: correct them and send the change again.",
+};
+
+/**
+ * The card's message for a change the monitor refused (GET `refused`: {request_id, reason,
+ * detail}); who is the user who sent it when it was not this page ("" for our own change).
+ */
+export function refusedText(refused, who = "") {
+  const detail = String(refused?.detail ?? "").trim().replace(/[.\s]+$/, "");
+  const what = who ? `the change by ${who}` : "this change";
+  const head = `Not applied: the monitor refused ${what}${detail ? ` — ${detail}` : ""}.`;
+  const hint = REFUSAL_HINTS[refused?.reason] ?? "";
+  return [head, hint, "The settings in effect are unchanged."].filter(Boolean).join(" ");
+}
+
+/**
+ * What became of the change requestId according to a GET answer (info): "applied", "refused"
+ * (info.refused names it), "replaced" (a later change is in effect), or "waiting".
+ */
+export function changeOutcome(info, requestId) {
+  if (!requestId) return "waiting";
+  if (info?.applied?.request_id === requestId) return "applied";
+  if (info?.refused?.request_id === requestId) return "refused";
+  const history = info?.history || [];
+  const mine = history.findIndex((h) => h.request_id === requestId);
+  const now = history.findIndex((h) => h.request_id === info?.applied?.request_id);
+  if (info?.pending?.request_id !== requestId && now >= 0 && (mine < 0 || now < mine)) return "replaced";
+  return "waiting";
+}
+
+/** The tag of a history entry: "in effect", "waiting", "refused" or "" (ids of each, or null). */
+export function historyTag(entry, { appliedId = null, waitingId = null, refusedId = null } = {}) {
+  const id = entry?.request_id;
+  if (!id) return "";
+  if (id === appliedId) return "in effect";
+  if (id === refusedId) return "refused";
+  if (id === waitingId) return "waiting";
+  return "";
+}

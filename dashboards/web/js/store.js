@@ -1,5 +1,5 @@
 // Client-side state of every patient, fed by WebSocket frames and REST answers.
-// Emits events: "patients", "beat", "alert", "alarms", "state", "settings", "info", "onset-high".
+// Emits events: "patients", "beat", "alert", "alarms", "state", "settings", "alarm-defaults", "info", "onset-high".
 
 import { compareBeds, normInfo } from "./patientinfo.js";
 import { AutoScale } from "./trace.js";
@@ -81,6 +81,8 @@ export class Store extends EventTarget {
     this.patients = new Map();
     this.lastAlertId = null;
     this.serverTimeOffsetMs = 0;
+    // The deployment's alarm defaults (hello frame): what a bed's settings are compared with.
+    this.alarmDefaults = null;
   }
 
   emit(type, detail) {
@@ -118,6 +120,10 @@ export class Store extends EventTarget {
     switch (msg.type) {
       case "hello":
         if (isNum(msg.server_time_ms)) this.serverTimeOffsetMs = msg.server_time_ms - Date.now();
+        if (msg.alarm_defaults && typeof msg.alarm_defaults === "object") {
+          this.alarmDefaults = msg.alarm_defaults;
+          this.emit("alarm-defaults", { defaults: msg.alarm_defaults });
+        }
         for (const id of msg.patients || []) this.patient(id);
         break;
       case "waveform":

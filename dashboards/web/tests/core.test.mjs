@@ -367,6 +367,20 @@ test("alarm settings: gateway errors for the user, and the field a 422 names", (
   assert.equal(settingsErrorText(new ApiError("503: busy", 503, "busy"), "load"), "Alarm settings unavailable: 503: busy");
 });
 
+test("alarm settings: the indicator compares with the deployment's defaults from the hello frame", () => {
+  const st = new Store();
+  const seen = [];
+  st.addEventListener("alarm-defaults", (e) => seen.push(e.detail.defaults.hr_low_bpm));
+  const ward = { hr_low_bpm: 50, hr_high_bpm: 120, pause_s: 2.0, disabled: ["pause"] };
+  st.handle({ type: "hello", server_time_ms: Date.now(), patients: [], alarm_defaults: ward });
+  assert.deepEqual(st.alarmDefaults, ward);
+  assert.deepEqual(seen, [50]);
+  assert.equal(indicatorText(null, st.alarmDefaults), ""); // on the ward's defaults
+  assert.equal(indicatorText({ ...ward, request_id: "r" }, st.alarmDefaults), "");
+  const built = { hr_low_bpm: 40, hr_high_bpm: 140, pause_s: 2.0, disabled: [] };
+  assert.equal(indicatorText(built, st.alarmDefaults), "HR 40–140"); // the code's are not this ward's
+});
+
 test("store: state frames carry the applied alarm settings; 'settings' fires only on a change", () => {
   const st = new Store();
   const seen = [];

@@ -1,4 +1,5 @@
 // Active-alarm badges with an Acknowledge button, shared by the station and patient views.
+// opts.lastKnown (no connection to the gateway): the badges stay, marked as the last known ones.
 
 import { PRIORITY_RANK, alarmLabel, displayPriority, el, fmtDataTime, isNum } from "../util.js";
 
@@ -13,7 +14,7 @@ export function sortedAlarms(patient) {
 
 /** One badge; onAck(alarmId) is called by its button. */
 export function alarmBadge(alarm, patient, onAck, opts = {}) {
-  const { compact = false } = opts;
+  const { compact = false, lastKnown = false } = opts;
   const prio = displayPriority(alarm);
   const acked = Boolean(alarm.acknowledged_by);
   const since =
@@ -37,9 +38,9 @@ export function alarmBadge(alarm, patient, onAck, opts = {}) {
   return el(
     "div",
     {
-      class: `alarm-badge prio-${prio}${acked ? " acked" : ""}`,
+      class: `alarm-badge prio-${prio}${acked ? " acked" : ""}${lastKnown ? " last-known" : ""}`,
       role: "status",
-      title: alarm.message || alarmLabel(alarm.alarm_type),
+      title: `${lastKnown ? "Last known (no connection to the gateway): " : ""}${alarm.message || alarmLabel(alarm.alarm_type)}`,
       dataset: { alarmId: alarm.alarm_id },
     },
     el("span", { class: "prio" }, PRIORITY_TEXT[prio] || prio.toUpperCase()),
@@ -69,17 +70,21 @@ export function renderAlarmBadges(container, patient, onAck, opts = {}) {
   const alarms = sortedAlarms(patient);
   const sig = alarms
     .map((a) => `${a.alarm_id}|${displayPriority(a)}|${a.acknowledged_by ?? ""}|${a.ackPending ? 1 : 0}`)
-    .join(";");
+    .join(";") + (opts.lastKnown ? ";last-known" : "");
   if (container.dataset.sig === sig && container.childElementCount) {
     refreshSince(container, patient);
     return;
   }
   container.dataset.sig = sig;
   if (!alarms.length) {
-    container.replaceChildren(el("span", { class: "no-alarms" }, opts.emptyText ?? "No active alarms"));
+    const text = opts.emptyText ?? "No active alarms";
+    container.replaceChildren(el("span", { class: "no-alarms" }, opts.lastKnown ? `Last known: ${text.toLowerCase()}` : text));
     return;
   }
-  container.replaceChildren(...alarms.map((a) => alarmBadge(a, patient, onAck, opts)));
+  const badges = alarms.map((a) => alarmBadge(a, patient, onAck, opts));
+  const label = el("span", { class: "last-known-label", title: "No connection to the gateway: these alarms may have changed" },
+    "LAST KNOWN");
+  container.replaceChildren(...(opts.lastKnown ? [label] : []), ...badges);
 }
 
 /** Update the "time since onset" labels in place. */

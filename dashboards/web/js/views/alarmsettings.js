@@ -1,6 +1,7 @@
 // The patient view's "Alarm settings" card: the limits the monitor applies for this patient,
 // a form to change them, the change history, and the round trip "sent" -> "applied" (a state
-// frame, or a re-GET, carrying the request_id the POST answered).
+// frame, or a re-GET, carrying the request_id the POST answered) or "refused" (a re-GET whose
+// `refused` names it: the monitor did not accept it).
 
 import { AuthError, getAlarmSettings, getUser, setAlarmSettings } from "../api.js";
 import {
@@ -8,11 +9,14 @@ import {
   DEFAULT_SETTINGS,
   LIMIT_FIELDS,
   alarmName,
+  changeOutcome,
   errorField,
   fmtLimit,
   fmtWhen,
+  historyTag,
   historyWithChanges,
   isDefault,
+  refusedText,
   sameSettings,
   settingsErrorText,
   validateUser,
@@ -24,6 +28,7 @@ const POLL_MS = 3000; // re-GET while a change waits: covers a WebSocket that is
 const SLOW_APPLY_MS = 15000; // then say that the monitor has not applied it yet
 const HISTORY_SHOWN = 5;
 const HISTORY_MAX = 50; // the gateway keeps this many: a full list may not reach the defaults
+const TAG_KIND = { "in effect": "ok", waiting: "busy", refused: "error" };
 
 let panels = 0;
 
@@ -149,17 +154,33 @@ export class AlarmSettingsPanel {
 
   /** After a GET: start waiting for a pending change, or settle the one waited for. */
   followPending() {
-    const { pending, applied, history = [] } = this.info;
+    const { pending, applied, refused } = this.info;
     if (!this.waitFor && pending?.request_id) this.wait(pending, false);
     const w = this.waitFor;
-    if (!w) return;
-    if (applied?.request_id === w.requestId) return this.markApplied();
-    const mine = history.findIndex((h) => h.request_id === w.requestId);
-    const now = history.findIndex((h) => h.request_id === applied?.request_id);
-    if (pending?.request_id !== w.requestId && now >= 0 && (mine < 0 || now < mine)) {
+    if (!w) {
+      // the newest change was refused (before this page opened, or elsewhere): still news
+      if (refused?.request_id && this.shownRefusal !== refused.request_id) {
+        const entry = (this.info.history || []).find((h) => h.request_id === refused.request_id);
+        this.markRefused(refused, entry?.user ?? "another user");
+      }
+      return;
+    }
+    const outcome = changeOutcome(this.info, w.requestId);
+    if (outcome === "applied") return this.markApplied();
+    if (outcome === "refused") return this.markRefused(refused, w.mine ? "" : (w.entry.user ?? "?"));
+    if (outcome === "replaced") {
       this.waitFor = null;
       this.setStatus("warn", `Replaced by a later change by ${applied.user ?? "another user"} (${fmtWhen(applied.set_at_ms)}).`);
     }
+  }
+
+  /** The monitor refused the change (GET `refused`): say so and why; stop waiting for it. */
+  markRefused(refused, who) {
+    this.waitFor = null;
+    this.shownRefusal = refused.request_id;
+    clearTimeout(this.pollTimer);
+    this.setStatus("error", refusedText(refused, who));
+    this.renderHistory();
   }
 
   wait(entry, mine = true) {
@@ -235,6 +256,7 @@ export class AlarmSettingsPanel {
       if (this.info) {
         this.info.history = [entry, ...(this.info.history || [])].slice(0, HISTORY_MAX);
         this.info.pending = entry;
+        this.info.refused = null; // only the newest change's refusal is news
       }
       form.say("", "");
       this.closeForm();
@@ -332,15 +354,17 @@ export class AlarmSettingsPanel {
       return;
     }
     const rows = historyWithChanges(list, list.length < HISTORY_MAX, this.defaults());
-    const appliedId = this.applied()?.request_id;
-    const waitingId = this.waitFor?.requestId ?? this.info?.pending?.request_id;
+    const ids = {
+      appliedId: this.applied()?.request_id ?? null,
+      waitingId: this.waitFor?.requestId ?? this.info?.pending?.request_id ?? null,
+      refusedId: this.info?.refused?.request_id ?? null,
+    };
     const shown = this.showAll ? rows : rows.slice(0, HISTORY_SHOWN);
     this.historyList.replaceChildren(
       ...shown.map(({ entry, text }) => {
         const at = Number.isFinite(entry.set_at_ms) ? new Date(entry.set_at_ms).toISOString() : null;
-        let tag = null;
-        if (entry.request_id && entry.request_id === appliedId) tag = el("span", { class: "tag ok" }, "in effect");
-        else if (entry.request_id && entry.request_id === waitingId) tag = el("span", { class: "tag busy" }, "waiting");
+        const label = historyTag(entry, ids);
+        const tag = label ? el("span", { class: `tag ${TAG_KIND[label]}` }, label) : null;
         return el(
           "li",
           { dataset: { requestId: entry.request_id ?? "" } },

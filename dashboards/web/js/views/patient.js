@@ -2,6 +2,7 @@
 // alarm settings, alarm history.
 
 import { getAlerts, getBeats } from "../api.js";
+import { bedFreshness, staleLook } from "../freshness.js";
 import { hrvSummary } from "../hrv.js";
 import { AutoScale, drawSparkline, drawSweep, drawTimeGrid, fitCanvas } from "../trace.js";
 import {
@@ -21,6 +22,7 @@ import { refreshSince, renderAlarmBadges } from "./alarms.js";
 import { AlarmSettingsPanel } from "./alarmsettings.js";
 import { AlarmStripCard } from "./alarmstrip.js";
 import { PatientInfoPanel } from "./patientinfo.js";
+import { nodataOverlay } from "./station.js";
 
 const STRIP_S = 20;
 const TREND_S = 10 * 60;
@@ -54,6 +56,9 @@ export class PatientView {
     this.lead = el("span", { class: "lead" }, "");
     this.alarms = el("div", { class: "tile-alarms wide" });
     this.strip = el("canvas", { class: "strip", "aria-label": "ECG strip, last 20 seconds" });
+    this.nodata = nodataOverlay();
+    this.freshness = null;
+    this.lastKnown = false;
     this.settings = new AlarmSettingsPanel(this.store, this.actions, p);
     this.details = new PatientInfoPanel(this.store, this.actions, p);
     this.trend = el("canvas", { class: "spark", "aria-label": "Heart-rate trend, last 10 minutes" });
@@ -78,7 +83,12 @@ export class PatientView {
       ),
       this.alarms,
       this.details.form,
-      el("div", { class: "card strip-card" }, el("h2", {}, `ECG · ${STRIP_S} s`), this.strip),
+      el(
+        "div",
+        { class: "card strip-card" },
+        el("h2", {}, `ECG · ${STRIP_S} s`),
+        el("div", { class: "trace-wrap" }, this.strip, this.nodata),
+      ),
       el(
         "div",
         { class: "pv-row" },
@@ -165,7 +175,10 @@ export class PatientView {
   }
 
   renderAlarms() {
-    renderAlarmBadges(this.alarms, this.p, this.actions.ack, { onStrip: (alarm) => this.strips.showAlarm(alarm) });
+    renderAlarmBadges(this.alarms, this.p, this.actions.ack, {
+      onStrip: (alarm) => this.strips.showAlarm(alarm),
+      lastKnown: this.lastKnown,
+    });
     this.panel?.classList.toggle("flash-high", this.p.unackedHigh);
   }
 
@@ -230,11 +243,31 @@ export class PatientView {
     this.strips.redraw(); // follows the canvas's size
   }
 
-  frame(now) {
+  /** Live, no signal, or offline (freshness.js), as the station's tiles. */
+  setFreshness(freshness) {
+    if (freshness === this.freshness) return;
+    this.freshness = freshness;
+    const look = staleLook(freshness);
+    this.nodata.hidden = !look.stale;
+    this.panel.classList.toggle("stale", look.stale);
+    this.panel.classList.toggle("offline", look.frozen);
+    this.panel.dataset.freshness = freshness;
+    if (this.lastKnown !== look.lastKnown) {
+      this.lastKnown = look.lastKnown;
+      this.renderAlarms();
+    }
+  }
+
+  frame(now, link) {
+    this.setFreshness(bedFreshness(this.p.lastDataWall, now, link));
     // A phone gets the 20 s as two 10 s lines, like a printed rhythm strip.
     const rows = this.strip.clientWidth < 700 ? 2 : 1;
     this.strip.classList.toggle("two-rows", rows === 2);
     const { w, h, dpr } = fitCanvas(this.strip);
+    // offline: the strip stops where the data stopped (drawn once, again only on a resize)
+    const frozen = this.freshness === "offline" ? `${w}x${h}` : null;
+    if (frozen && frozen === this.frozenAt) return;
+    this.frozenAt = frozen;
     const ctx = this.strip.getContext("2d");
     ctx.clearRect(0, 0, w, h);
     for (let r = 0; r < rows; r++) drawTimeGrid(ctx, 0, (r * h) / rows, w, h / rows, STRIP_S / rows, null);

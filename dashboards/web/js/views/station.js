@@ -1,13 +1,13 @@
 // Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms.
 
 import { describeSettings, fmtWhen, indicatorText } from "../alarmsettings.js";
+import { bedFreshness, staleLook } from "../freshness.js";
 import { shortNote, titleParts } from "../patientinfo.js";
 import { SweepPainter } from "../sweep.js";
 import { BEAT_NAMES, PRIORITY_RANK, cssVar, el, patientHr } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
 
 const SWEEP_S = 6;
-const STALE_MS = 5000;
 
 class Tile {
   constructor(patient, actions) {
@@ -25,12 +25,9 @@ class Tile {
     this.title = el("span", { class: "tile-title" }, this.bed, this.name, this.pid);
     this.noteFlag = el("span", { class: "note-flag", hidden: true });
     this.alarms = el("div", { class: "tile-alarms" });
-    this.nodata = el(
-      "div",
-      { class: "nodata", hidden: true },
-      el("span", { class: "no-signal" }, "NO SIGNAL"),
-      el("span", { class: "conn-lost" }, "CONNECTION LOST"),
-    );
+    this.nodata = nodataOverlay();
+    this.freshness = null;
+    this.lastKnown = false;
     this.root = el(
       "article",
       {
@@ -82,7 +79,7 @@ class Tile {
   /** A small note when this patient's alarm settings differ from the defaults (null = defaults). */
   updateSettings() {
     const s = this.p.alarmSettings;
-    const text = indicatorText(s);
+    const text = indicatorText(s, this.actions.alarmDefaults?.() ?? undefined);
     this.settingsFlag.hidden = !text;
     this.settingsFlag.textContent = text;
     this.settingsFlag.title = text
@@ -109,18 +106,43 @@ class Tile {
 
   updateAlarms() {
     this.updateNumbers(); // HR 0 reads as 0 only during asystole
-    renderAlarmBadges(this.alarms, this.p, this.actions.ack, { compact: false });
+    renderAlarmBadges(this.alarms, this.p, this.actions.ack, { compact: false, lastKnown: this.lastKnown });
     this.root.dataset.level = this.p.alarmLevel || "none";
     this.root.classList.toggle("flash-high", this.p.unackedHigh);
   }
 
-  draw(now) {
-    const stale = !this.p.lastDataWall || now - this.p.lastDataWall > STALE_MS;
-    if (this.nodata.hidden !== !stale) this.nodata.hidden = !stale;
-    this.root.classList.toggle("stale", stale);
-    if (!this.visible) return;
+  /** Live, no signal, or offline (freshness.js): the overlay, the grey, last-known alarms. */
+  setFreshness(freshness) {
+    if (freshness === this.freshness) return;
+    this.freshness = freshness;
+    const look = staleLook(freshness);
+    this.nodata.hidden = !look.stale;
+    this.root.classList.toggle("stale", look.stale);
+    this.root.classList.toggle("offline", look.frozen);
+    this.root.dataset.freshness = freshness;
+    if (!look.frozen) this.painter.invalidate(); // redraw at once what came meanwhile
+    if (this.lastKnown !== look.lastKnown) {
+      this.lastKnown = look.lastKnown;
+      this.updateAlarms();
+    }
+  }
+
+  draw(now, link) {
+    this.setFreshness(bedFreshness(this.p.lastDataWall, now, link));
+    if (!this.visible || this.freshness === "offline") return; // offline: the trace stops
     this.painter.paint(this.p.ring, this.p.displayT ?? null, this.p.scale);
   }
+}
+
+/** NO SIGNAL (this bed sends nothing), CONNECTION LOST (the station's link is down), or NO DATA. */
+export function nodataOverlay() {
+  return el(
+    "div",
+    { class: "nodata", hidden: true },
+    el("span", { class: "no-signal" }, "NO SIGNAL"),
+    el("span", { class: "no-data" }, "NO DATA"),
+    el("span", { class: "conn-lost" }, "CONNECTION LOST"),
+  );
 }
 
 function readSortMode() {
@@ -135,7 +157,8 @@ export class StationView {
   constructor(root, store, actions) {
     this.root = root;
     this.store = store;
-    this.actions = actions;
+    // tiles compare a bed's alarm settings with the deployment's defaults (hello frame)
+    this.actions = { ...actions, alarmDefaults: () => store.alarmDefaults };
     this.tiles = new Map();
     this.grid = el("section", { class: "station-grid", "aria-label": "Central station" });
     this.empty = el("p", { class: "empty" }, "Waiting for patients from the gateway…");
@@ -167,6 +190,9 @@ export class StationView {
       },
       state: (ev) => this.tiles.get(ev.detail.patient.id)?.updateNumbers(),
       settings: (ev) => this.tiles.get(ev.detail.patient.id)?.updateSettings(),
+      "alarm-defaults": () => {
+        for (const tile of this.tiles.values()) tile.updateSettings();
+      },
       info: (ev) => {
         this.tiles.get(ev.detail.patient.id)?.updateInfo();
         this.sync(); // the bed label is the bed order
@@ -224,8 +250,8 @@ export class StationView {
     this.empty.hidden = ids.length > 0;
   }
 
-  frame(now) {
-    for (const tile of this.tiles.values()) tile.draw(now);
+  frame(now, link) {
+    for (const tile of this.tiles.values()) tile.draw(now, link);
     // Refresh the "since onset" timers on badges about once a second.
     if (now - this.sinceRefresh > 1000) {
       this.sinceRefresh = now;
