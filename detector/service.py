@@ -37,7 +37,7 @@ from detector.core.monitor import (
     ingest_batch,
     warm_up,
 )
-from detector.core.rhythm import events_to_alerts
+from detector.core.rhythm import AlarmEvent, events_to_alerts
 from detector.core.sequencer import ChunkFate
 from detector.heap import HeapFreezer
 from stream import metrics
@@ -134,6 +134,7 @@ class _PatientSlot:
     monitor: PatientMonitor
     tp: TopicPartition
     hr_bpm: float | None = None
+    held: list[AlarmEvent] = field(default_factory=list)  # events to deliver with its next chunk
 
 
 @dataclass(slots=True)
@@ -368,6 +369,9 @@ class DetectorService:
 
     def _collect(self, w: _Work, mo: MonitorOutput, now: int, out: _Outputs) -> None:
         c = w.chunk
+        alarms = mo.alarms
+        if w.slot.held:  # from a restore (see _restored), before this chunk's own
+            alarms, w.slot.held = [*w.slot.held, *alarms], []
         for b in mo.beats:
             out.beats.append(Beat(c.patient_id, b.sample_index, c.fs_hz, b.beat_class,
                                   b.confidence, b.rr_prev_s, now, c.produced_at_ns))
@@ -375,7 +379,7 @@ class DetectorService:
             self.m.beat.observe(max(0.0, (now - c.produced_at_ns) / 1e9))
             if b.rr_prev_s > 0:
                 w.slot.hr_bpm = 60.0 / b.rr_prev_s
-        for alert in events_to_alerts(mo.alarms, c.fs_hz, now, c.produced_at_ns):
+        for alert in events_to_alerts(alarms, c.fs_hz, now, c.produced_at_ns):
             out.alerts.append((alert, c.produced_at_ns))
             self.m.alarms.labels(type=alert.alarm_type, phase=alert.phase.value).inc()
 
@@ -443,7 +447,7 @@ class DetectorService:
         self._round = None  # a full save supersedes a round in progress
         if not self.next_offsets or self.consumer is None:
             return
-        if self._undelivered:  # e.g. a rebalance while a batch waits for Redis
+        if self._undelivered or self._holding():  # e.g. a rebalance while a batch waits for Redis
             logger.warning("a batch is not delivered yet: no checkpoint now; its partitions "
                            "resume from their previous checkpoints")
             return
@@ -476,7 +480,7 @@ class DetectorService:
     async def _advance_round(self) -> None:
         """Snapshot the next slice of the round's patients; save and commit once all are."""
         rnd = self._round
-        if rnd is None:
+        if rnd is None or self._holding():  # a restored patient's events wait for its next chunk
             return
         if rnd.tp not in self.next_offsets:  # revoked meanwhile
             self._round = None
@@ -564,7 +568,7 @@ class DetectorService:
                 continue
             restored.add(tp)
             for pid, blob in cp.patients.items():
-                self.slots[pid] = _PatientSlot(PatientMonitor.from_snapshot(blob), tp)
+                self.slots[pid] = self._restored(PatientMonitor.from_snapshot(blob), tp)
             consumer.seek(tp, cp.offset)
             self.next_offsets[tp] = cp.offset
             logger.info("partition restored from checkpoint",
@@ -572,6 +576,23 @@ class DetectorService:
                                "patients": len(cp.patients)})
         self.m.patients.set(len(self.slots))
         return restored
+
+    def _holding(self) -> bool:
+        """Events of a restored patient not delivered yet: its state is ahead of the outputs, so
+        no checkpoint may be taken (a restart from the previous one makes them again)."""
+        return any(slot.held for slot in self.slots.values())
+
+    def _restored(self, monitor: PatientMonitor, tp: TopicPartition) -> _PatientSlot:
+        """A patient back from its snapshot.  One that never had limits of its own goes on with
+        the deployment's current defaults (they may have changed since the snapshot: the
+        dashboard shows those as its limits); an alarm they switch off ends with its next chunk."""
+        slot = _PatientSlot(monitor, tp)
+        defaults = AlarmLimits.of(self.monitor_config.alarms)
+        if not monitor.has_own_limits and monitor.alarm_limits != defaults:
+            logger.info("deployment alarm defaults changed: patient follows them",
+                        extra={"patient": monitor.patient_id, **defaults.to_dict()})
+            slot.held = monitor.set_alarm_limits(defaults, "alarm turned off for every patient") or []
+        return slot
 
     def forget(self, revoked: set[TopicPartition]) -> None:
         if self._round is not None and self._round.tp in revoked:

@@ -264,6 +264,11 @@ class PatientMonitor:
         return MonitorOutput(beats, alarms, pending.quality, pending.fate, pending.gap_samples)
 
     @property
+    def has_own_limits(self) -> bool:
+        """Whether a clinician ever set this patient's limits (else it runs on the defaults)."""
+        return bool(self._changes)
+
+    @property
     def alarm_limits(self) -> AlarmLimits:
         return AlarmLimits.of(self.engine.config)
 

@@ -152,3 +152,48 @@ async def test_new_patients_start_on_the_deployment_alarm_limits() -> None:
     await service.process({TopicPartition("samples", 0): [record]})
     assert service.slots["p1"].monitor.alarm_limits == AlarmLimits(
         50.0, 120.0, 2.0, frozenset({AlarmType.AFIB}))
+
+
+async def test_a_restored_patient_follows_changed_deployment_defaults_unless_it_has_its_own() -> None:
+    from detector.core.alarms import ClassifiedBeat
+    from detector.core.monitor import PatientMonitor
+    from stream.schemas import BeatClass
+
+    rng, t, beats = np.random.default_rng(3), 0.0, []
+    for _ in range(200):  # irregular enough for the AF alarm
+        beats.append(ClassifiedBeat(int(t * 360), BeatClass.N))
+        t += float(rng.uniform(0.4, 1.1))
+    plain = PatientMonitor("p1", 360.0, ("MLII", "V5"), 1)
+    plain.engine.update(beats, now_sample=beats[-1].sample_index + 1)
+    assert AlarmType.AFIB in plain.engine.active_alarms
+    own = PatientMonitor("p2", 360.0, ("MLII", "V5"), 1)
+    own.set_alarm_limits(AlarmLimits.checked(45, 150, 2.0), change_id="nurse-1")
+
+    class _Sent(_Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.alerts: list[object] = []
+
+        async def send(self, topic: str, message: object, key: str) -> None:
+            if topic.endswith(".alerts"):
+                self.alerts.append(message)
+
+    rec = _Sent()
+    ward = load(environ={"ECGMON_ALARM_HR_LOW_BPM": "50", "ECGMON_ALARMS_OFF": "atrial_fibrillation"})
+    service = DetectorService(ward, OnnxClassifier.load(DEFAULT_MODEL), CollectorRegistry(),
+                              rec, rec)  # type: ignore[arg-type]
+    tp = TopicPartition("samples", 0)
+    a = service._restored(PatientMonitor.from_snapshot(plain.snapshot()), tp)
+    b = service._restored(PatientMonitor.from_snapshot(own.snapshot()), tp)
+    assert a.monitor.alarm_limits == AlarmLimits(50.0, 140.0, 2.0, frozenset({AlarmType.AFIB}))
+    assert b.monitor.alarm_limits == AlarmLimits(45.0, 150.0, 2.0)  # the nurse's stay
+    assert [(e.alarm_type, e.phase.value) for e in a.held] == [(AlarmType.AFIB, "end")]
+    service.slots.update({"p1": a, "p2": b})
+    assert service._holding()  # no checkpoint until the end is delivered
+    start = a.monitor.next_sample_index or 0
+    chunk = SampleChunk("p1", "100", ("MLII", "V5"), 360.0, (200.0, 200.0), (0, 0), start,
+                        np.zeros((360, 2), np.int16), time.time_ns())
+    await service.process({tp: [SimpleNamespace(value=serde.encode(chunk), offset=0)]})
+    assert [(m.alarm_type, m.phase.value, dict(m.details)) for m in rec.alerts] == [  # type: ignore[attr-defined]
+        ("atrial_fibrillation", "end", {"reason": "alarm turned off for every patient"})]
+    assert not service._holding()
