@@ -98,6 +98,10 @@ async def connect(
         try:
             await start(client)
             return client
+        except asyncio.CancelledError:  # e.g. a caller's time limit: leave no half-started client
+            with contextlib.suppress(KafkaError, OSError):
+                await close(client)
+            raise
         except (KafkaError, OSError) as exc:
             with contextlib.suppress(KafkaError, OSError):
                 await close(client)

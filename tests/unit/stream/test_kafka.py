@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -63,6 +64,25 @@ async def test_a_refusal_is_not_retried_and_carries_the_hint() -> None:
     with pytest.raises(ServiceUnavailable, match="refused the producer.*try X"):
         await _connect([UnknownError()], made, connect_attempts=5)
     assert len(made) == 1
+
+
+async def test_a_time_limit_during_start_closes_the_half_started_client() -> None:
+    made: list[FakeClient] = []
+
+    def make() -> FakeClient:
+        made.append(FakeClient([]))
+        return made[-1]
+
+    async def hang(_: FakeClient) -> None:
+        await asyncio.sleep(60)
+
+    async def close(c: FakeClient) -> None:
+        await c.close()
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):  # the gateway's limit on sending a change
+            await kafka.connect(make, hang, close, _settings(), "producer")
+    assert len(made) == 1 and made[0].closed
 
 
 async def test_no_bootstrap_is_a_clear_error() -> None:
