@@ -16,8 +16,8 @@ logger = logging.getLogger(__name__)
 
 FLAGS = ("kafka_bootstrap", "redis_url", "redis_prefix", "topic_prefix", "http_host", "http_port",
          "auth_token", "dev_no_auth", "web_dir", "upload_max_bytes", "analyze_timeout_s",
-         "ws_queue_size", "waveform_history_s", "cors_origins", "model", "fetch_max_wait_ms",
-         "connect_attempts", "log_level", "log_format", *ALARM_FLAGS)
+         "ws_queue_size", "waveform_history_s", "cors_origins", "no_data_alarm_s", "model",
+         "fetch_max_wait_ms", "connect_attempts", "log_level", "log_format", *ALARM_FLAGS)
 
 
 def register(subparsers: Any) -> None:

@@ -133,6 +133,9 @@ class Settings:
         20.0, "seconds of each patient's trace the gateway keeps and sends to a client when it "
         "subscribes, so a strip opened later is full at once (0 = none)")
     cors_origins: str = _f("", "comma-separated origins allowed by CORS (empty = same origin)")
+    no_data_alarm_s: float = _f(
+        15.0, "seconds without chunks from a patient's bedside monitor before the gateway raises "
+        "a technical no_data alarm (0 = none)")
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("samples") -> "ecgmon.samples"``."""
@@ -266,6 +269,8 @@ def validate(s: Settings) -> None:
         _require(getattr(s, name) >= 1, name, getattr(s, name), "need at least 1")
     _require(math.isfinite(s.waveform_history_s) and 0 <= s.waveform_history_s <= 600,
              "waveform_history_s", s.waveform_history_s, "choose 0 <= waveform_history_s <= 600")
+    _require(s.no_data_alarm_s == 0 or 3 <= s.no_data_alarm_s <= 3600, "no_data_alarm_s",
+             s.no_data_alarm_s, "choose 0 (none) or 3-3600 s")
     _require(math.isfinite(s.analyze_timeout_s) and s.analyze_timeout_s > 0, "analyze_timeout_s",
              s.analyze_timeout_s, "must be a finite number > 0")
     for name in ("metrics_port", "http_port"):

@@ -255,6 +255,7 @@ class LiveFeed(Background):
         self.ready = asyncio.Event()
         self.running = False
         self.on_trace: Callable[[str], None] | None = None  # after each patient's waveform chunk
+        self.on_chunk: Callable[[SampleChunk], None] | None = None  # every chunk (no-data watch)
         self._bad = metrics.counter("ecgmon_gateway_bad_messages_total",
                                     "Kafka messages the gateway could not decode", registry, ("topic",))
 
@@ -314,6 +315,8 @@ class LiveFeed(Background):
                 if not isinstance(message, SampleChunk):
                     raise DecodeError("wrong_kind", f"{type(message).__name__} on the samples topic")
                 chunk = message
+                if self.on_chunk is not None:
+                    self.on_chunk(chunk)
                 frame = self._patient(chunk.patient_id).waveform(chunk)
                 if frame is not None:
                     self.hub.publish(chunk.patient_id, "waveform", frame)
@@ -498,7 +501,8 @@ class Feeds:
 
     def __init__(self, settings: Settings, store: AlertStore, hub: ClientHub,
                  registry: CollectorRegistry, *, state_interval_s: float = 1.0) -> None:
-        from detector.gateway.strips import StripRecorder  # it builds on this module
+        from detector.gateway.nodata import NoDataWatch  # these build on this module
+        from detector.gateway.strips import StripRecorder
 
         self.settings, self.store, self.hub = settings, store, hub
         self.live = LiveFeed(settings, hub, registry)
@@ -506,9 +510,15 @@ class Feeds:
         self.state = StatePoller(store, self.live, hub, state_interval_s)
         self.strips = StripRecorder(store, self.live, registry)
         self.live.on_trace = self.strips.check
+        self.nodata = None
+        if settings.no_data_alarm_s > 0:
+            self.nodata = NoDataWatch(store, settings.no_data_alarm_s, registry)
+            self.live.on_chunk = self.nodata.chunk
 
     async def start(self) -> None:
         await self.strips.start()
+        if self.nodata is not None:
+            await self.nodata.start()
         await self.live.start()
         await self.state.start()
 
@@ -517,6 +527,8 @@ class Feeds:
         await self.state.stop()
         await self.live.stop()
         await self.strips.stop()
+        if self.nodata is not None:
+            await self.nodata.stop()
 
     async def problems(self, timeout_s: float = 2.0) -> list[str]:
         """Why the gateway is unhealthy (empty = healthy): Redis ping, Kafka consumer running."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import io
 import json
 import socket
@@ -64,6 +65,8 @@ class Running:
 
 def _settings(kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path,
               **kw: Any) -> Settings:
+    # no no-data alarms unless a test asks: synthetic streams here stop when a test has enough
+    kw = {"no_data_alarm_s": 0.0, **kw}
     return load(environ={}, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url,
                 topic_prefix=topic_prefix, redis_prefix=topic_prefix, kafka_idempotence=False,
                 partitions=2,
@@ -504,6 +507,36 @@ async def test_patient_details_are_stored_once_and_reach_every_dashboard(gw: Run
     assert [r["info"] for r in rows if r["patient_id"] == "bed-4"] == [saved]
     cleared = (await gw.http.post(url, json={"user": "nurse b"}, headers=AUTH)).json()
     assert (cleared["bed"], cleared["name"], cleared["updated_by"]) == ("", "", "nurse b")
+
+
+async def test_a_bedside_stream_that_stops_raises_a_no_data_alarm_that_ends_when_it_returns(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path,
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir, no_data_alarm_s=3.0)
+    async for gw in _serve(settings):
+        chunk = functools.partial(SampleChunk, "bed-8", "x", ("MLII",), 360.0, (200.0,), (0,))
+        async with connect(gw.ws_url + f"?token={TOKEN}") as ws, Producer(settings) as producer:
+            await _subscribe(ws, ["bed-8"])
+            for i in range(4):
+                await producer.send(settings.topic("samples"),
+                                    chunk(i * 90, np.zeros((90, 1), np.int16), time.time_ns()), "bed-8")
+            await producer.flush()
+            sent = time.monotonic()
+            onset = await _next(ws, "alert", within_s=15)
+            assert time.monotonic() - sent >= 2.5  # not before the stream was silent 3 s
+            assert (onset["alarm_type"], onset["phase"], onset["technical"], onset["priority"]) == (
+                "no_data", "onset", True, "medium")
+            assert onset["alarm_id"] == "bed-8:no_data:360"  # the sample after the last received
+            active = await gw.store.active_alarms("bed-8")
+            assert [a.alarm_id for a in active] == ["bed-8:no_data:360"]
+            await producer.send(settings.topic("samples"),
+                                chunk(5 * 90, np.zeros((90, 1), np.int16), time.time_ns()), "bed-8")
+            await producer.flush()
+            end = await _next(ws, "alert", within_s=10)
+            assert (end["alarm_id"], end["phase"], end["t_s"]) == ("bed-8:no_data:360", "end", 1.25)
+            assert await gw.store.active_alarms("bed-8") == []
+        metric = gw.registry.get_sample_value("ecgmon_gateway_no_data_alarms_total", {"phase": "onset"})
+        assert metric == 1
 
 
 async def test_ack_over_websocket(gw: Running) -> None:

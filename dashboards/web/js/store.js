@@ -10,7 +10,9 @@ const BEAT_KEEP_S = 12 * 60; // heart-rate trend covers 10 min
 const BEAT_KEEP_MAX = 3000;
 const ALERT_KEEP = 500;
 const RING_SECONDS = 32;
-const TECH_TYPES = new Set(["signal_inoperable", "lead_off", "leads_off", "no_signal", "noise", "gap"]);
+// technical by name when a frame does not say (state frames' active lists): no_data is the
+// gateway's alarm for a bedside monitor that stopped sending
+const TECH_TYPES = new Set(["signal_inoperable", "lead_off", "leads_off", "no_signal", "noise", "gap", "no_data"]);
 
 function isTechnical(a, known) {
   if (a.technical === true || known?.technical === true) return true;

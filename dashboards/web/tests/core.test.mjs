@@ -197,6 +197,17 @@ test("store: alerts open and close alarms; state frames are authoritative; acked
   assert.equal(p.alerts.length, 3);
 });
 
+test("store: the gateway's no_data alarm is technical even in a state frame's active list", () => {
+  const st = new Store();
+  st.handle({ type: "state", patient_id: "8", active_alarms: [
+    { alarm_id: "8:no_data:360", alarm_type: "no_data", priority: "medium", acknowledged_by: null },
+    { alarm_id: "8:pause:9", alarm_type: "pause", priority: "medium", acknowledged_by: null },
+  ] });
+  const p = st.patient("8");
+  assert.equal(p.active.get("8:no_data:360").technical, true);
+  assert.equal(p.active.get("8:pause:9").technical, false);
+});
+
 test("store: the newest id of the global alert history seeds last_alert_id, live ids win", () => {
   const st = new Store();
   const a = { patient_id: "1", alarm_id: "1:x:1", alarm_type: "pause", priority: "medium", phase: "onset", t_s: 1 };

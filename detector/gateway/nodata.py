@@ -1,0 +1,120 @@
+"""A bedside stream that stops is a technical alarm: ``no_data``.
+
+The detector is driven by the data's own time, so it cannot see a monitor that went silent
+(unplugged, out of range, its network down): nothing arrives to advance it.  The gateway sees
+chunks arrive in wall time.  :class:`NoDataWatch` raises a medium-priority technical alarm
+for a patient whose chunks stop for ``ECGMON_NO_DATA_ALARM_S`` (15 s) while this gateway
+receives, and ends it with the patient's next chunk.  It writes the alerts to the Redis alert
+store like the detector's, with deterministic ids (onset = the sample after the last one
+received, end = the first sample received again), so several gateways write each once, and
+every dashboard sees, sounds and acknowledges it as any alarm.
+
+Limits: a patient silent since before this gateway started is not watched (it has no chunk
+from it); a ``no_data`` alarm left active by a gateway that stopped is ended by the next
+gateway when that patient's chunks return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from detector.gateway.feeds import REDIS_ERRORS, Background
+from stream import metrics
+from stream.errors import ServiceUnavailable
+from stream.redis import AlertStore
+from stream.schemas import AlarmPhase, AlarmPriority, Alert, SampleChunk
+
+logger = logging.getLogger(__name__)
+
+NO_DATA = "no_data"
+CHECK_EVERY_S = 1.0
+
+
+@dataclass(slots=True)
+class _Seen:
+    """The last chunk of one patient: where its data ended and when it arrived."""
+
+    first: int  # the first sample this gateway received
+    next_sample: int
+    fs_hz: float
+    at: float
+    onset: int | None = None  # the open alarm's onset sample
+    resumed: int | None = None  # data came back at this sample: end the alarm
+    checked: bool = False  # Redis asked for an alarm left open by an earlier gateway
+
+
+class NoDataWatch(Background):
+    """Raises and ends ``no_data`` alarms (see the module docstring)."""
+
+    task_name = "gateway-nodata"
+
+    def __init__(self, store: AlertStore, after_s: float, registry: CollectorRegistry,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.after_s, self.clock = store, after_s, clock
+        self.seen: dict[str, _Seen] = {}
+        self._wake = asyncio.Event()
+        self._alarms = metrics.counter(
+            "ecgmon_gateway_no_data_alarms_total",
+            "bedside streams that stopped (onset) and came back (end)", registry, ("phase",))
+
+    def chunk(self, c: SampleChunk) -> None:
+        """Called by the live feed for every chunk (no I/O here)."""
+        end = c.first_sample_index + int(c.samples.shape[0])
+        s = self.seen.get(c.patient_id)
+        if s is None:
+            self.seen[c.patient_id] = s = _Seen(c.first_sample_index, end, c.fs_hz, self.clock())
+            self._wake.set()  # ask Redis about an alarm an earlier gateway left open
+        if s.onset is not None and s.resumed is None:
+            s.resumed = c.first_sample_index
+            self._wake.set()
+        s.next_sample, s.fs_hz, s.at = max(s.next_sample, end), c.fs_hz, self.clock()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), CHECK_EVERY_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.step()
+            except (ServiceUnavailable, *REDIS_ERRORS) as exc:
+                logger.warning("no-data watch could not write to Redis", extra={"error": str(exc)})
+
+    async def step(self) -> None:
+        """Raise, end and adopt alarms as the chunks seen so far say (one pass)."""
+        now = self.clock()
+        for pid, s in list(self.seen.items()):
+            if not s.checked:
+                await self._adopt(pid, s)
+            if s.onset is not None and s.resumed is not None:
+                await self._write(pid, s, AlarmPhase.END, s.onset, max(s.onset, s.resumed),
+                                  "monitor data received again")
+                s.onset = s.resumed = None
+            elif s.onset is None and now - s.at >= self.after_s:
+                s.onset, s.resumed = s.next_sample, None
+                await self._write(pid, s, AlarmPhase.ONSET, s.onset, s.onset,
+                                  f"no data from the bedside monitor for {self.after_s:g} s")
+
+    async def _adopt(self, pid: str, s: _Seen) -> None:
+        """An open ``no_data`` alarm of ``pid`` in Redis (left by an earlier gateway) ends now
+        that its data flows."""
+        for a in await self.store.active_alarms(pid):
+            if a.alarm_type == NO_DATA and s.onset is None:
+                s.onset, s.resumed = a.onset_sample_index, max(a.onset_sample_index, s.first)
+        s.checked = True
+
+    async def _write(self, pid: str, s: _Seen, phase: AlarmPhase, onset: int, at: int, msg: str) -> None:
+        now_ns = time.time_ns()
+        alert = Alert(pid, NO_DATA, AlarmPriority.MEDIUM, phase, onset, at, s.fs_hz, 0.0, msg,
+                      now_ns, now_ns, technical=True)
+        if await self.store.write_alert(alert):
+            self._alarms.labels(phase=phase.value).inc()
+            logger.warning("bedside data stopped" if phase is AlarmPhase.ONSET else "bedside data back",
+                           extra={"patient": pid, "sample": at})
