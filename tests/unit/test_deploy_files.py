@@ -27,6 +27,7 @@ COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 PROMETHEUS = REPO / "dashboards" / "prometheus" / "prometheus.yml"
+RULES = REPO / "dashboards" / "prometheus" / "rules.yml"
 GRAFANA = REPO / "dashboards" / "grafana"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "ecgmon.yml"
@@ -370,6 +371,34 @@ def test_prometheus_scrapes_every_service(compose: dict[str, Any]) -> None:
         _mounts(prometheus)
     )
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+
+
+def _exported_metrics() -> set[str]:
+    """Every metric name the services define (the string literals that name them)."""
+    names: set[str] = set()
+    for package in ("stream", "detector", "replay"):
+        for path in (REPO / package).rglob("*.py"):
+            names |= set(re.findall(r'"(ecgmon_[a-z_]+)"', path.read_text(encoding="utf-8")))
+    return names
+
+
+def test_alert_rules_are_loaded_and_name_only_exported_metrics(compose: dict[str, Any]) -> None:
+    assert _load_yaml(PROMETHEUS)["rule_files"] == ["/etc/prometheus/rules.yml"]
+    assert ("./dashboards/prometheus/rules.yml", "/etc/prometheus/rules.yml") in set(
+        _mounts(compose["services"]["prometheus"]))
+    rules = [r for group in _load_yaml(RULES)["groups"] for r in group["rules"]]
+    assert len(rules) >= 6 and len({r["alert"] for r in rules}) == len(rules)
+    exported = _exported_metrics()
+    assert "ecgmon_gateway_no_data_alarms_total" in exported  # the scan finds the services' names
+    for rule in rules:
+        expr = rule["expr"]
+        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), rule["alert"]
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s")), rule["alert"]
+        for metric in METRIC_RE.findall(expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", metric)
+            assert base in exported, f"{rule['alert']}: {metric} is not exported by any service"
 
 
 # ----------------------------------------------------------------------------- grafana
