@@ -381,23 +381,22 @@ class AlertStore:
                                     if "alarm_settings_refused" in h else None),
         )
 
+    async def _set_patient_json(self, op: str, patient: str, field: str, value: dict[str, Any]) -> None:
+        """One JSON field of ``patient``'s hash (idempotent)."""
+        client, text = self.client, json.dumps(value, sort_keys=True)
+        await self._call(op, lambda: reply(client.hset(self._k("patient", patient), field, text)))
+
     async def set_patient_info(self, patient: str, info: dict[str, Any]) -> None:
         """Record the ward's details of ``patient`` (bed label, name, note, who and when)."""
-        client, value = self.client, json.dumps(info, sort_keys=True)
-        await self._call("set_patient_info", lambda: reply(
-            client.hset(self._k("patient", patient), "info", value)))
+        await self._set_patient_json("set_patient_info", patient, "info", info)
 
     async def set_alarm_settings(self, patient: str, applied: dict[str, Any]) -> None:
-        """Record the alarm limits the detector now applies to ``patient`` (idempotent)."""
-        client, value = self.client, json.dumps(applied, sort_keys=True)
-        await self._call("set_alarm_settings", lambda: reply(
-            client.hset(self._k("patient", patient), "alarm_settings", value)))
+        """Record the alarm limits the detector now applies to ``patient``."""
+        await self._set_patient_json("set_alarm_settings", patient, "alarm_settings", applied)
 
     async def refuse_alarm_settings(self, patient: str, refusal: dict[str, Any]) -> None:
         """Record that the detector refused a change of ``patient``'s alarm limits, and why."""
-        client, value = self.client, json.dumps(refusal, sort_keys=True)
-        await self._call("refuse_alarm_settings", lambda: reply(
-            client.hset(self._k("patient", patient), "alarm_settings_refused", value)))
+        await self._set_patient_json("refuse_alarm_settings", patient, "alarm_settings_refused", refusal)
 
     async def log_alarm_settings(self, patient: str, change: dict[str, Any]) -> None:
         """Append a change sent for ``patient`` to its audit trail (the newest 100 kept)."""
