@@ -30,11 +30,12 @@ from stream.schemas import (
     Beat,
     BeatClass,
     DeadLetter,
+    Discharge,
     Message,
     SampleChunk,
 )
 
-KINDS: tuple[type[Message], ...] = (SampleChunk, Beat, Alert, DeadLetter, AlarmSettings)
+KINDS: tuple[type[Message], ...] = (SampleChunk, Beat, Alert, DeadLetter, AlarmSettings, Discharge)
 
 
 def seeds() -> list[bytes]:
@@ -51,7 +52,8 @@ def seeds() -> list[bytes]:
     dead = DeadLetter("t.samples", 3, 42, b"mitdb-203", "truncated", "ends early", b"EG\x01", 4)
     settings = AlarmSettings("mitdb-203", "r-1", "nurse a", 5, 50.0, 130.0, 2.5,
                              ("atrial_fibrillation", "bigeminy"))
-    return [serde.encode(m) for m in (chunk, one, beat, alert, dead, settings)]
+    discharge = Discharge("mitdb-203", "d-1", "nurse a", 6)
+    return [serde.encode(m) for m in (chunk, one, beat, alert, dead, settings, discharge)]
 
 
 def _truncate(rng: random.Random, b: bytes, _: list[bytes]) -> bytes:

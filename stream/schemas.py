@@ -196,4 +196,23 @@ class AlarmSettings:
     schema_version: int = SCHEMA_VERSION
 
 
-Message = SampleChunk | Beat | Alert | DeadLetter | AlarmSettings
+@dataclass(frozen=True, slots=True)
+class Discharge:
+    """The end of one patient's monitoring: a clinician discharged the patient.
+
+    Sent by the gateway on the samples topic, keyed by the patient like the chunks, so the
+    detector acts on it after the patient's last chunk before it: it ends the patient's active
+    alarms (``reason`` "patient discharged by <user>"), archives the stay in Redis and drops
+    the patient's state.  Chunks that arrive for the same ``patient_id`` afterwards start a
+    new admission (fresh learning, the ward's default limits).  ``request_id`` names the
+    discharge (the detector's archive entry carries it).
+    """
+
+    patient_id: str
+    request_id: str
+    user: str
+    discharged_at_ns: int
+    schema_version: int = SCHEMA_VERSION
+
+
+Message = SampleChunk | Beat | Alert | DeadLetter | AlarmSettings | Discharge

@@ -4,7 +4,8 @@ Layout of every payload (little endian)::
 
     magic  b"EG"      2 bytes
     version u8        SCHEMA_VERSION
-    kind    u8        1 chunk, 2 beat, 3 alert, 4 dead letter, 5 alarm settings
+    kind    u8        1 chunk, 2 beat, 3 alert, 4 dead letter, 5 alarm settings,
+                      6 discharge
     body              kind-specific, fixed field order, see the _BODY functions
 
 Strings are UTF-8 with a u8 (short) or u16 (long) length prefix; samples are
@@ -33,6 +34,7 @@ from stream.schemas import (
     Beat,
     BeatClass,
     DeadLetter,
+    Discharge,
     Message,
     SampleChunk,
 )
@@ -54,14 +56,14 @@ REASONS = (
     "wrong_kind",
 )
 
-_KIND_CHUNK, _KIND_BEAT, _KIND_ALERT, _KIND_DEAD, _KIND_SETTINGS = 1, 2, 3, 4, 5
+_KIND_CHUNK, _KIND_BEAT, _KIND_ALERT, _KIND_DEAD, _KIND_SETTINGS, _KIND_DISCHARGE = 1, 2, 3, 4, 5, 6
 MAX_DISABLED = 32
 _HEADER = struct.Struct("<2sBB")
 _PRIORITIES = list(AlarmPriority)
 _PHASES = list(AlarmPhase)
 _CLASSES = list(BeatClass)
 
-M = TypeVar("M", SampleChunk, Beat, Alert, DeadLetter, AlarmSettings)
+M = TypeVar("M", SampleChunk, Beat, Alert, DeadLetter, AlarmSettings, Discharge)
 
 
 class _Writer:
@@ -201,6 +203,13 @@ def _validate_settings(m: AlarmSettings) -> None:
            MAX_DISABLED)
     for name in m.disabled:
         _check_id(name, "disabled alarm type")
+
+
+def _validate_discharge(m: Discharge) -> None:
+    _check_id(m.patient_id, "patient_id")
+    _check_id(m.request_id, "request_id")
+    _check_id(m.user, "user")
+    _check(m.discharged_at_ns >= 0, "discharged_at_ns %d is negative", m.discharged_at_ns)
 
 
 # --- sample chunk -------------------------------------------------------------------------
@@ -381,12 +390,31 @@ def _read_settings(r: _Reader) -> AlarmSettings:
     return AlarmSettings(patient_id, request_id, user, set_at, low, high, pause, disabled)
 
 
+# --- discharge ------------------------------------------------------------------------------
+
+
+def _write_discharge(w: _Writer, m: Discharge) -> None:
+    w.text(m.patient_id)
+    w.text(m.request_id)
+    w.text(m.user)
+    w.pack("q", m.discharged_at_ns)
+
+
+def _read_discharge(r: _Reader) -> Discharge:
+    patient_id = r.text("patient_id")
+    request_id = r.text("request_id")
+    user = r.text("user")
+    (at,) = r.unpack("q", "discharge")
+    return Discharge(patient_id, request_id, user, at)
+
+
 _KINDS: dict[type, tuple[int, Callable[[_Writer, Any], None], Callable[[Any], None]]] = {
     SampleChunk: (_KIND_CHUNK, _write_chunk, _validate_chunk),
     Beat: (_KIND_BEAT, _write_beat, _validate_beat),
     Alert: (_KIND_ALERT, _write_alert, _validate_alert),
     DeadLetter: (_KIND_DEAD, _write_dead, _validate_dead),
     AlarmSettings: (_KIND_SETTINGS, _write_settings, _validate_settings),
+    Discharge: (_KIND_DISCHARGE, _write_discharge, _validate_discharge),
 }
 _VALIDATORS: dict[type, Callable[[Any], None]] = {cls: v for cls, (_, _, v) in _KINDS.items()}
 _READERS: dict[int, Callable[[_Reader], Message]] = {
@@ -395,6 +423,7 @@ _READERS: dict[int, Callable[[_Reader], Message]] = {
     _KIND_ALERT: _read_alert,
     _KIND_DEAD: _read_dead,
     _KIND_SETTINGS: _read_settings,
+    _KIND_DISCHARGE: _read_discharge,
 }
 
 

@@ -20,6 +20,7 @@ from stream.schemas import (
     Beat,
     BeatClass,
     DeadLetter,
+    Discharge,
     Message,
     SampleChunk,
 )
@@ -83,7 +84,9 @@ settings_changes = st.builds(
     pause_s=st.floats(0.0, 60.0), disabled=st.lists(ids, max_size=serde.MAX_DISABLED).map(tuple),
 )
 
-messages = st.one_of(chunks(), beats, alerts(), dead_letters, settings_changes)
+discharges = st.builds(Discharge, patient_id=ids, request_id=ids, user=ids, discharged_at_ns=nonneg)
+
+messages = st.one_of(chunks(), beats, alerts(), dead_letters, settings_changes, discharges)
 
 
 @given(messages)
@@ -249,6 +252,9 @@ def test_reasons_are_all_listed() -> None:
         lambda: _settings(disabled=("",)),
         lambda: _settings(disabled=("pause",) * (serde.MAX_DISABLED + 1)),
         lambda: _settings(set_at_ns=-5),
+        lambda: Discharge("p1", "d1", "", 1),
+        lambda: Discharge("", "d1", "nurse a", 1),
+        lambda: Discharge("p1", "d1", "nurse a", -1),
     ],
 )
 def test_encode_rejects_what_decode_would_reject(bad: object) -> None:
