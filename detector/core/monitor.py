@@ -289,6 +289,13 @@ class PatientMonitor:
         self.config = dataclasses.replace(self.config, alarms=alarms)
         return self.engine.reconfigure(limits.apply(self.engine.config), reason)
 
+    def discharge(self, reason: str) -> list[AlarmEvent]:
+        """The end of this patient's monitoring: every active alarm ends at the alarm watermark
+        with ``reason`` (beats still waiting for their next R-peak are not classified).  The
+        monitor is not used after this; returns the end events."""
+        self._waiting.clear()
+        return self.engine.end_all(reason)
+
     def _classifier_view(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return select_leads(x[:, self._order], self.classifier_leads)
 

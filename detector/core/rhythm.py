@@ -194,6 +194,15 @@ class AlarmEngine:
         out, self._out = self._out, []
         return out
 
+    def end_all(self, reason: str) -> list[AlarmEvent]:
+        """End every active alarm at the watermark, ``reason`` in its details (the patient was
+        discharged: the engine is not used after this).  Returns those end events, oldest
+        onset first."""
+        for alarm in sorted(self._active, key=lambda a: (self._active[a].onset, a.value)):
+            self._end(alarm, self._now, reason)
+        out, self._out = self._out, []
+        return out
+
     @property
     def _leads_unreadable(self) -> bool:
         """Enough leads unreadable right now; the QRS detector's whole-signal noise verdict

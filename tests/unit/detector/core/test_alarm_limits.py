@@ -124,3 +124,29 @@ def test_monitor_limits_survive_a_snapshot_and_a_restart_of_detection() -> None:
 def test_default_monitor_reports_the_deployment_limits() -> None:
     mon, _ = _monitor()
     assert mon.alarm_limits == AlarmLimits.of(AlarmConfig())
+
+
+def test_a_discharge_ends_every_active_alarm_at_the_watermark_with_the_reason() -> None:
+    eng = AlarmEngine(FS, patient_id="p1")
+    beats = _sinus(0, 30, 75) + _irregular(30, 150)
+    eng.update(beats, now_sample=beats[-1].sample_index + 1)
+    eng.update(_sinus(beats[-1].sample_index / FS + 3.0, 1, 75))  # a 3 s gap: a pause too
+    active = dict(eng.active_alarms)
+    assert {AlarmType.AFIB, AlarmType.PAUSE} <= set(active)
+    ended = eng.end_all("patient discharged by nurse b")
+    assert [(e.alarm_type, e.onset_sample_index) for e in ended] == sorted(
+        active.items(), key=lambda kv: (kv[1], kv[0].value))
+    assert all(e.phase is AlarmPhase.END and e.sample_index == eng.watermark
+               and e.details == (("reason", "patient discharged by nurse b"),) for e in ended)
+    assert eng.active_alarms == {} and eng.end_all("again") == []
+
+
+def test_a_discharged_monitor_ends_its_alarms_and_drops_the_beats_still_waiting() -> None:
+    mon, x = _monitor()
+    mon.ingest(0, x[:5000])
+    assert mon._waiting  # the newest beat waits for its next R-peak
+    mon.engine._onset(AlarmType.PAUSE, mon.engine.watermark, "pause")
+    assert [e.phase for e in mon.engine.update([])] == [AlarmPhase.ONSET]
+    ended = mon.discharge("patient discharged by nurse b")
+    assert [(e.alarm_type, e.phase) for e in ended] == [(AlarmType.PAUSE, AlarmPhase.END)]
+    assert not mon._waiting and mon.engine.active_alarms == {}
