@@ -44,7 +44,7 @@ from stream import metrics
 from stream.errors import ConfigError, DecodeError, DeliveryFailed
 from stream.kafka import BROKER_WATCH, DeadLetterPublisher, Producer
 from stream.redis import AlertStore, beat_entry
-from stream.schemas import AlarmSettings, Alert, Beat, SampleChunk
+from stream.schemas import AlarmPhase, AlarmSettings, Alert, Beat, Discharge, SampleChunk
 from stream.serde import decode
 from stream.settings import Settings, env_name
 
@@ -108,6 +108,9 @@ class _Metrics:
         self.settings = h("ecgmon_alarm_settings_to_applied_seconds",
                           "a clinician's change of alarm limits sent by the gateway -> applied",
                           registry)
+        self.discharge = h("ecgmon_discharge_to_applied_seconds",
+                           "a patient's discharge sent by the gateway -> alarms ended, stay archived",
+                           registry)
         self.rewinds = metrics.counter(
             "ecgmon_detector_rewinds_total",
             "Kafka delivery failures after which the detector went back to its checkpoints",
@@ -242,11 +245,16 @@ class DetectorService:
                 if isinstance(message, SampleChunk):
                     taken.append((message, self._slot(message, tp), record.offset))
                 elif message is not None:
-                    # a change of alarm limits applies between the patient's chunks, where the
-                    # stream put it: the chunks before it are processed first
+                    # a change of alarm limits or a discharge applies between the patient's
+                    # chunks, where the stream put it: the chunks before it are processed first
                     await self._run(taken)
                     taken = []
-                    await self._apply_settings(message, record)
+                    if isinstance(message, Discharge):
+                        await self._discharge(message)
+                        self.next_offsets[tp] = record.offset + 1
+                        await self._checkpoint_after_discharge(tp)
+                    else:
+                        await self._apply_settings(message, record)
                 self.next_offsets[tp] = record.offset + 1
         await self._run(taken)
         self._undelivered = False
@@ -271,15 +279,15 @@ class DetectorService:
         outputs = self._classify_and_alarm(work)
         await self._deliver(outputs)
 
-    async def _decode(self, record: Any) -> SampleChunk | AlarmSettings | None:
-        """The chunk or settings change of ``record``, or None after sending it to the
-        dead-letter topic."""
+    async def _decode(self, record: Any) -> SampleChunk | AlarmSettings | Discharge | None:
+        """The chunk, settings change or discharge of ``record``, or None after sending it to
+        the dead-letter topic."""
         now = self.clock_ns()
         try:
             message = decode(record.value)
-            if not isinstance(message, SampleChunk | AlarmSettings):
-                raise DecodeError("wrong_kind", f"expected SampleChunk or AlarmSettings, got "
-                                                f"{type(message).__name__}")
+            if not isinstance(message, SampleChunk | AlarmSettings | Discharge):
+                raise DecodeError("wrong_kind", f"expected SampleChunk, AlarmSettings or Discharge, "
+                                                f"got {type(message).__name__}")
         except DecodeError as exc:
             await self.dead.publish(record, exc)
             return None
@@ -328,6 +336,75 @@ class DetectorService:
         self.m.settings.observe(max(0.0, (self.clock_ns() - change.set_at_ns) / 1e9))
         logger.info("alarm settings applied", extra={
             "patient": change.patient_id, "request_id": change.request_id, **limits.to_dict()})
+
+    async def _discharge(self, d: Discharge) -> None:
+        """The end of a patient's monitoring, at this point of its stream: its active alarms end
+        (reason "patient discharged by <user>"; alarms in Redis that are not the detector's,
+        such as the gateway's ``no_data``, too), the stay is archived in Redis and the
+        patient's state dropped.  Chunks that come later under the same id start a new
+        admission.  A replay from a checkpoint before it does all of this again with the same
+        ids, so nothing is stored twice."""
+        reason = f"patient discharged by {d.user}"
+        slot = self.slots.pop(d.patient_id, None)
+        out = _Outputs()
+        fs_hz = 0.0
+        if slot is not None:
+            if self._round is not None and self._round.tp == slot.tp:
+                # its checkpoint began before the discharge and would restore nothing of this
+                # patient; the chunks between would meet a fresh monitor.  Start the round again.
+                self._round = None
+            fs_hz = slot.monitor.fs_hz
+            events = [*slot.held, *slot.monitor.discharge(reason)]
+            now = self.clock_ns()
+            for alert in events_to_alerts(events, fs_hz, now, d.discharged_at_ns):
+                out.alerts.append((alert, d.discharged_at_ns))
+                self.m.alarms.labels(type=alert.alarm_type, phase=alert.phase.value).inc()
+            self.m.patients.set(len(self.slots))
+            if self.heap is not None:
+                self.heap.patients_dropped()
+        await self._deliver(out)
+        ended = {a.alarm_id for a, _ in out.alerts}
+
+        async def archive() -> bool:
+            stray = await self._end_stray_alarms(d.patient_id, fs_hz, reason)
+            record = {"patient_id": d.patient_id, "request_id": d.request_id, "user": d.user,
+                      "discharged_at_ms": d.discharged_at_ns // 1_000_000,
+                      "alarms_ended": sorted(ended | set(stray))}
+            return await self.store.discharge(d.patient_id, d.request_id, record)
+
+        first = await self.store.call_until_ok("discharge", archive, self._stopping)
+        self.m.discharge.observe(max(0.0, (self.clock_ns() - d.discharged_at_ns) / 1e9))
+        if first:
+            logger.info("patient discharged", extra={
+                "patient": d.patient_id, "request_id": d.request_id, "alarms_ended": len(out.alerts)})
+
+    async def _checkpoint_after_discharge(self, tp: TopicPartition) -> None:
+        """Checkpoint the discharged patient's partition at once, before its next record.
+
+        A restart from an older checkpoint would replay the stay's last chunks, writing its
+        beats to Redis again after the archive, and the discharge after them, by then also
+        after a new admission's data under the same id.  Discharges are rare (a clinician's
+        action), and one partition's checkpoint takes tens of milliseconds."""
+        if self.consumer is None or any(s.held for s in self.slots.values() if s.tp == tp):
+            return  # no consumer (tests) / a restored patient's events wait: the periodic one
+        await self._save([tp])  # DeliveryFailed: the run loop rewinds to the checkpoints
+
+    async def _end_stray_alarms(self, patient_id: str, fs_hz: float, reason: str) -> list[str]:
+        """End the patient's alarms still active in Redis after the detector's own ended (the
+        gateway's ``no_data``, or one of a stream this detector never saw); their ids."""
+        ended: list[str] = []
+        for a in await self.store.active_alarms(patient_id):
+            if fs_hz <= 0:  # any positive rate: a stray alarm's sample indices are its own
+                fs_hz = 250.0
+            at = max(a.sample_index, a.onset_sample_index)
+            now = self.clock_ns()
+            alert = Alert(patient_id, a.alarm_type, a.priority, AlarmPhase.END, a.onset_sample_index,
+                          at, fs_hz, 0.0, f"{a.alarm_type} ended", now, now, technical=a.technical,
+                          details=(("reason", reason),))
+            await self.store.write_alert(alert)
+            self.m.alarms.labels(type=alert.alarm_type, phase=alert.phase.value).inc()
+            ended.append(a.alarm_id)
+        return ended
 
     def _slot(self, chunk: SampleChunk, tp: TopicPartition) -> _PatientSlot:
         slot = self.slots.get(chunk.patient_id)

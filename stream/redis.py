@@ -19,6 +19,12 @@ Layout, with ``P`` the key prefix (default ``ecgmon``)::
                              bounded): id = data time in microseconds (:func:`beat_entry`)
     P:strip:{alert_id}       the ECG around an alarm onset (written once by the gateway,
                              ``detector.gateway.strips``; zlib JSON, expires after 7 days)
+    P:discharges             stream of discharges (bounded): who, when, and the stay's ward
+                             details and alarm limits (:meth:`AlertStore.discharge`)
+    P:discharge:{request_id} marker: that discharge is archived (expires after ``id_ttl_s``)
+    P:discharged:{request_id}:alerts, P:discharged:{request_id}:alarm-settings
+                             the discharged stay's alert stream and limit-change audit trail,
+                             renamed out of the way of a later admission under the same id
 
 ``write_alert`` runs as one Lua script, so a retry after a crash or a lost reply never
 adds an alert twice: the id marker and both stream entries are written together or not
@@ -76,6 +82,24 @@ elseif not ended then
 end
 redis.call('HSET', KEYS[4], 'last_alert_id', ARGV[3])
 return 1
+"""
+
+# Discharge: archive the stay once (marker), then forget the patient (every time: a replay
+# from a checkpoint before the discharge writes the patient's beats and hash again first).
+_DISCHARGE = """
+local first = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4])
+if first then
+  local info = redis.call('HGET', KEYS[3], 'info') or ''
+  local limits = redis.call('HGET', KEYS[3], 'alarm_settings') or ''
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'patient_id', ARGV[1],
+             'discharge', ARGV[2], 'info', info, 'alarm_settings', limits)
+  if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('RENAME', KEYS[6], KEYS[8]) end
+  if redis.call('EXISTS', KEYS[7]) == 1 then redis.call('RENAME', KEYS[7], KEYS[9]) end
+end
+redis.call('SREM', KEYS[5], ARGV[1])
+redis.call('DEL', KEYS[3], KEYS[4])
+if first then return 1 end
+return 0
 """
 
 _ACK = """
@@ -197,6 +221,7 @@ class AlertStore:
         self._client = client
         self._write_script = client.register_script(_WRITE)
         self._ack_script = client.register_script(_ACK)
+        self._discharge_script = client.register_script(_DISCHARGE)
         try:
             await self._call("ping", lambda: reply(client.ping()))
         except BaseException:
@@ -411,6 +436,35 @@ class AlertStore:
             client.xrevrange(self._k("alarm-settings", patient), count=count)))
         return [json.loads(_s(fields[b"change"] if b"change" in fields else fields["change"]))
                 for _, fields in rows]
+
+    async def discharge(self, patient: str, request_id: str, record: dict[str, Any]) -> bool:
+        """Archive ``patient``'s stay in the discharge log (``record``, plus its ward details
+        and alarm limits; its alert stream and limit-change audit trail renamed under the
+        request id) and forget the patient: out of the patient set, its hash and recent beats
+        deleted.  End its active alarms first.  True the first time for ``request_id``; a
+        repeat (a replay) only forgets again."""
+        keys = [self._k("discharge", request_id), self._k("discharges"), self._k("patient", patient),
+                self._k("beats", patient), self._k("patients"), self._k("alerts", patient),
+                self._k("alarm-settings", patient), self._k("discharged", request_id, "alerts"),
+                self._k("discharged", request_id, "alarm-settings")]
+        args: list[str | int] = [patient, json.dumps(record, sort_keys=True), self.maxlen, self.id_ttl_s]
+        return bool(await self._call("discharge", lambda: self._discharge_script(keys=keys, args=args)))
+
+    async def discharges(self, count: int = 50) -> list[dict[str, Any]]:
+        """The newest ``count`` discharges, newest first: the record the detector archived,
+        with the stay's ward details (``info``) and alarm limits (``alarm_settings``; None =
+        the defaults) and the archive's ``stream_id``."""
+        client = self.client
+        rows = await self._call("discharges", lambda: reply(
+            client.xrevrange(self._k("discharges"), count=count)))
+        out = []
+        for sid, raw in rows:
+            h = {_s(k): _s(v) for k, v in raw.items()}
+            info, limits = h.get("info"), h.get("alarm_settings")
+            out.append({**json.loads(h["discharge"]), "stream_id": _s(sid),
+                        "info": json.loads(info) if info else None,
+                        "alarm_settings": json.loads(limits) if limits else None})
+        return out
 
 
 def _alarm_state(raw: dict[Any, Any]) -> AlarmState:

@@ -22,7 +22,7 @@ from stream import serde
 from stream.errors import DeliveryFailed
 from stream.kafka import Producer, ensure_topics, start_consumer, start_reader
 from stream.redis import AlertStore, beat_entry_sample
-from stream.schemas import AlarmSettings, Alert, Message
+from stream.schemas import AlarmPhase, AlarmPriority, AlarmSettings, Alert, Discharge, Message
 from stream.settings import Settings, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.data]
@@ -295,3 +295,106 @@ async def test_an_alarm_switched_off_mid_stream_ends_there_and_a_crash_replays_t
     assert got[0] == expected[0]
     assert sorted(got[1]) == sorted(expected[1]) and len(got[1]) == len(set(got[1]))
     assert set(got[2]) == set(expected[2])
+
+
+DISCHARGE_S = 150.0  # when, in 203's data, a nurse discharges the patient; its monitor streams on
+
+
+async def _produce_with_a_discharge(settings: Settings) -> int:
+    """The records up to DISCHARGE_S with a change of 203's low limit at 60 s, 203's discharge,
+    then the rest of both records: 203's later chunks are a new admission under the same id."""
+    await ensure_topics(settings)
+    cuts = [(0.0, 60.0), (60.0, DISCHARGE_S), (DISCHARGE_S, MINUTES * 60.0)]
+    n = 0
+    async with Producer(settings) as producer:
+        for i, (start, end) in enumerate(cuts):
+            n += (await replay(replace(settings, start_s=start, duration_s=end - start), producer)).messages
+            if i == 0:
+                await producer.send(settings.topic("samples"), AlarmSettings(
+                    "mitdb-203", "change-1", "nurse a", 1, 50.0, 140.0, 2.0), "mitdb-203")
+            elif i == 1:
+                await producer.send(settings.topic("samples"), Discharge(
+                    "mitdb-203", "discharge-1", "nurse b", 2_000_000), "mitdb-203")
+    return n + 2
+
+
+async def _stay(settings: Settings) -> dict[str, object]:
+    """What Redis holds of 203 after the run: its alerts, the archive and the new admission."""
+    client = aioredis.Redis.from_url(settings.redis_url or "")
+    p = settings.redis_prefix
+    try:
+        alerts = [serde.decode_as(f[b"alert"], Alert) for _, f in await client.xrange(f"{p}:alerts")]
+        archive = await client.xrange(f"{p}:discharges")
+        return {
+            "alerts": [a for a in alerts if a.patient_id == "mitdb-203"],
+            "archive": [{k.decode(): v.decode() for k, v in f.items()} for _, f in archive],
+            "archived_alerts": len(await client.xrange(f"{p}:discharged:discharge-1:alerts")),
+            "archived_changes": len(await client.xrange(f"{p}:discharged:discharge-1:alarm-settings")),
+            "stay_alerts": [serde.decode_as(f[b"alert"], Alert).alert_id
+                            for _, f in await client.xrange(f"{p}:alerts:mitdb-203")],
+            "hash": {k.decode(): v.decode()
+                     for k, v in (await client.hgetall(f"{p}:patient:mitdb-203")).items()},
+            "patients": sorted(x.decode() for x in await client.smembers(f"{p}:patients")),
+            "active": sorted(x.decode() for x in await client.smembers(f"{p}:active:mitdb-203")),
+        }
+    finally:
+        await client.aclose()
+
+
+async def test_a_discharge_ends_the_alarms_archives_the_stay_and_later_data_is_a_new_admission(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, mitdb_dir: Path,
+) -> None:
+    discharge = int(DISCHARGE_S * 360)
+    runs = []
+    for suffix, crash in (("u", False), ("c", True)):
+        settings = _settings(kafka_bootstrap, redis_url, topic_prefix + "d" + suffix, mitdb_dir)
+        n = await _produce_with_a_discharge(settings)
+        async with AlertStore.from_settings(settings, CollectorRegistry()) as store:
+            # what the gateway writes: the ward's details, a change's audit entry, and a no_data
+            # alarm left open (the detector never raised it: it must end it all the same)
+            await store.set_patient_info("mitdb-203", {"bed": "12", "name": "J. Doe", "note": ""})
+            await store.log_alarm_settings("mitdb-203", {"request_id": "change-1"})
+            await store.write_alert(Alert("mitdb-203", "no_data", AlarmPriority.MEDIUM, AlarmPhase.ONSET,
+                                          1000, 1000, 360.0, 0.0, "no data", 1, 1, technical=True))
+        if crash:  # killed soon after the discharge, resumed from its last checkpoint
+            await _consume(settings, int(n * (DISCHARGE_S + 20) / (MINUTES * 60)), crash=True)
+        registry = await _consume(settings, drain_to=n)
+        runs.append((settings, registry, await _outputs(settings), await _stay(settings)))
+
+    (settings, registry, expected, stay), (_, _, got, crashed_stay) = runs
+    alerts = stay["alerts"]
+    assert isinstance(alerts, list)
+    before = {a.alarm_id for a in alerts if a.phase is AlarmPhase.ONSET and a.onset_sample_index < discharge}
+    ended = [a for a in alerts if a.phase is AlarmPhase.END
+             and dict(a.details).get("reason") == "patient discharged by nurse b"]
+    af = [a for a in ended if a.alarm_type == "atrial_fibrillation"]
+    assert af and all(discharge - 2 * 360 <= a.sample_index <= discharge for a in af), ended
+    assert "mitdb-203:no_data:1000" in {a.alarm_id for a in ended}
+    # every alarm of the stay ended (at the discharge, or earlier on its own)
+    ended_ids = {a.alarm_id for a in alerts if a.phase is AlarmPhase.END}
+    assert before <= ended_ids, before - ended_ids
+    archive = stay["archive"]
+    assert isinstance(archive, list) and len(archive) == 1
+    record = json.loads(archive[0]["discharge"])
+    assert record["user"] == "nurse b" and record["request_id"] == "discharge-1"
+    assert {"mitdb-203:no_data:1000", *(a.alarm_id for a in af)} <= set(record["alarms_ended"])
+    assert json.loads(archive[0]["info"])["name"] == "J. Doe"
+    assert json.loads(archive[0]["alarm_settings"])["request_id"] == "change-1"
+    # the stay's alert stream and audit trail are archived under the discharge's id
+    assert stay["archived_changes"] == 1
+    assert stay["archived_alerts"] == len([a for a in alerts if a.onset_sample_index < discharge])
+    # the new admission: monitored again from its next chunk, on the defaults, no details
+    assert "mitdb-203" in stay["patients"]
+    assert isinstance(stay["hash"], dict) and "info" not in stay["hash"]
+    assert "alarm_settings" not in stay["hash"] and "heart_rate_bpm" in stay["hash"]
+    assert min(expected[0]["mitdb-203"]) >= discharge  # the stay's beats are gone with it
+    assert isinstance(stay["stay_alerts"], list)
+    assert all(int(i.split(":")[2]) >= discharge for i in stay["stay_alerts"]), stay["stay_alerts"]
+    assert registry.get_sample_value("ecgmon_discharge_to_applied_seconds_count") == 1
+    # the crash changed nothing: same beats, same alerts each once, one archive entry
+    assert got[0] == expected[0]
+    assert sorted(got[1]) == sorted(expected[1]), (set(got[1]) ^ set(expected[1]))
+    assert len(got[1]) == len(set(got[1]))
+    assert set(got[2]) == set(expected[2])
+    assert crashed_stay["archive"] and len(crashed_stay["archive"]) == 1  # type: ignore[arg-type]
+    assert crashed_stay["active"] == stay["active"] and crashed_stay["patients"] == stay["patients"]

@@ -15,7 +15,7 @@ from detector.core.alarms import AlarmLimits, AlarmType
 from detector.onnx_classifier import DEFAULT_MODEL, OnnxClassifier
 from detector.service import DetectorService
 from stream import serde
-from stream.schemas import AlarmSettings, DeadLetter, SampleChunk
+from stream.schemas import AlarmSettings, DeadLetter, Discharge, SampleChunk
 from stream.settings import load
 
 
@@ -96,6 +96,17 @@ class _Recorder(_Sink):
         self.refused.append((patient, refusal))
 
 
+def _three_chunks(sink: _Recorder) -> tuple[DetectorService, CollectorRegistry, TopicPartition,
+                                            list[SampleChunk]]:
+    """A service writing to ``sink``, its registry, a partition and three 1-s chunks of p1."""
+    registry = CollectorRegistry()
+    service = DetectorService(load(environ={}), OnnxClassifier.load(DEFAULT_MODEL), registry,
+                              sink, sink)  # type: ignore[arg-type]
+    chunks = [SampleChunk("p1", "100", ("MLII", "V5"), 360.0, (200.0, 200.0), (0, 0), i * 360,
+                          np.zeros((360, 2), np.int16), time.time_ns()) for i in range(3)]
+    return service, registry, TopicPartition("samples", 0), chunks
+
+
 def _change(request_id: str, patient: str = "p1", low: float = 50.0) -> SimpleNamespace:
     msg = AlarmSettings(patient, request_id, "nurse a", 1_000_000_000, low, 130.0, 2.5,
                         ("atrial_fibrillation",))
@@ -104,12 +115,7 @@ def _change(request_id: str, patient: str = "p1", low: float = 50.0) -> SimpleNa
 
 async def test_alarm_settings_apply_between_the_patients_chunks_once_and_bad_ones_are_dead_letters() -> None:
     rec = _Recorder()
-    registry = CollectorRegistry()
-    service = DetectorService(load(environ={}), OnnxClassifier.load(DEFAULT_MODEL), registry,
-                              rec, rec)  # type: ignore[arg-type]
-    tp = TopicPartition("samples", 0)
-    chunks = [SampleChunk("p1", "100", ("MLII", "V5"), 360.0, (200.0, 200.0), (0, 0), i * 360,
-                          np.zeros((360, 2), np.int16), time.time_ns()) for i in range(3)]
+    service, registry, tp, chunks = _three_chunks(rec)
     seen_at: list[int | None] = []
 
     def record(c: SampleChunk) -> SimpleNamespace:
@@ -197,3 +203,35 @@ async def test_a_restored_patient_follows_changed_deployment_defaults_unless_it_
     assert [(m.alarm_type, m.phase.value, dict(m.details)) for m in rec.alerts] == [  # type: ignore[attr-defined]
         ("atrial_fibrillation", "end", {"reason": "alarm turned off for every patient"})]
     assert not service._holding()
+
+
+async def test_a_discharge_lands_between_the_patients_chunks_and_later_ones_are_a_new_admission() -> None:
+    class _Archive(_Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.discharged: list[tuple[str, str, dict[str, object]]] = []
+
+        async def active_alarms(self, patient: str) -> list[object]:
+            return []
+
+        async def discharge(self, patient: str, request_id: str, record: dict[str, object]) -> bool:
+            self.discharged.append((patient, request_id, record))
+            return True
+
+    rec = _Archive()
+    service, registry, tp, chunks = _three_chunks(rec)
+
+    def record(m: SampleChunk | Discharge) -> SimpleNamespace:
+        return SimpleNamespace(value=serde.encode(m), offset=0)
+
+    await service.process({tp: [record(chunks[0])]})
+    service.slots["p1"].monitor.set_alarm_limits(AlarmLimits.checked(50, 120, 2.5), change_id="r1")
+    first = service.slots["p1"].monitor
+    await service.process({tp: [record(chunks[1]), record(Discharge("p1", "d1", "nurse b", 5)),
+                                record(chunks[2]), record(Discharge("nobody", "d2", "nurse b", 6))]})
+    assert [(p, r, rec_["user"]) for p, r, rec_ in rec.discharged] == [
+        ("p1", "d1", "nurse b"), ("nobody", "d2", "nurse b")]  # an unknown id is archived all the same
+    again = service.slots["p1"].monitor
+    assert again is not first and again.base == 720  # a new admission from chunk 2 on
+    assert not again.has_own_limits  # on the ward's defaults, not the last stay's limits
+    assert registry.get_sample_value("ecgmon_discharge_to_applied_seconds_count") == 2
