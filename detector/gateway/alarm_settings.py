@@ -11,8 +11,6 @@ not yet applied, ``refused`` the newest change when the detector refused it (wit
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -23,7 +21,7 @@ from pydantic import BaseModel, Field
 from detector.alarm_defaults import deployment_limits
 from detector.core.alarms import LIMIT_RANGES, OPTIONAL_ALARMS, AlarmLimits
 from detector.gateway.context import ApiError
-from stream.errors import DeliveryFailed, ServiceUnavailable
+from detector.gateway.inband import InBandSender
 from stream.kafka import Producer
 from stream.redis import AlertStore
 from stream.schemas import MIN_HR_GAP_BPM, AlarmSettings
@@ -31,7 +29,6 @@ from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SEND_TIMEOUT_S = 10.0  # Kafka must take a change within this, or the request answers 503
 HISTORY = 50
 
 
@@ -45,21 +42,17 @@ class AlarmSettingsBody(BaseModel):
 
 
 class AlarmSettingsDesk:
-    """Reads a patient's alarm settings and sends changes (its Kafka producer starts on the
-    first change, so a gateway that only watches never connects one)."""
+    """Reads a patient's alarm settings and sends changes (through ``sender``, or a sender of
+    its own on ``producer``)."""
 
-    def __init__(self, settings: Settings, store: AlertStore, producer: Producer | None = None) -> None:
+    def __init__(self, settings: Settings, store: AlertStore, producer: Producer | None = None, *,
+                 sender: InBandSender | None = None) -> None:
         self.settings, self.store = settings, store
-        self._producer = producer
-        self._own = producer is None
-        self._lock = asyncio.Lock()
+        self.sender = sender or InBandSender(settings, producer)
         self.defaults = deployment_limits(settings)  # what the detector starts every patient on
 
     async def stop(self) -> None:
-        if self._own and self._producer is not None:
-            producer, self._producer = self._producer, None
-            with contextlib.suppress(Exception):
-                await producer.stop()
+        await self.sender.stop()
 
     async def read(self, patient_id: str) -> dict[str, Any]:
         state = await self.store.patient_state(patient_id)
@@ -93,29 +86,9 @@ class AlarmSettingsDesk:
         change = AlarmSettings(patient_id, uuid.uuid4().hex, user, set_at_ns, limits.hr_low_bpm,
                                limits.hr_high_bpm, limits.pause_s,
                                tuple(limits.to_dict()["disabled"]))
-        try:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
-                producer = await self._started()
-                await producer.send_and_wait(self.settings.topic("samples"), change, patient_id)
-        except (TimeoutError, ServiceUnavailable, DeliveryFailed) as exc:
-            logger.warning("alarm settings not sent", extra={"error": str(exc) or "timeout"})
-            await self._reset()
-            raise ApiError(503, "the change was not sent: Kafka did not take it; try again") from None
+        await self.sender.send(change, "the change")
         entry = {**limits.to_dict(), "request_id": change.request_id, "user": user,
                  "set_at_ms": set_at_ns // 1_000_000}
         await self.store.log_alarm_settings(patient_id, entry)
         logger.info("alarm settings sent", extra={"patient": patient_id, "request_id": change.request_id})
         return {"request_id": change.request_id, "status": "sent", "settings": entry}
-
-    async def _started(self) -> Producer:
-        async with self._lock:
-            if self._producer is None:
-                producer = Producer(self.settings)
-                await producer.start()
-                self._producer = producer
-            return self._producer
-
-    async def _reset(self) -> None:
-        """Drop a producer that failed (the next change starts a new one)."""
-        if self._own:
-            await self.stop()

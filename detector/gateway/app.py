@@ -23,7 +23,9 @@ from detector.gateway import patient_info
 from detector.gateway.alarm_settings import AlarmSettingsBody, AlarmSettingsDesk
 from detector.gateway.auth import TokenAuth
 from detector.gateway.context import ApiError, Gateway
+from detector.gateway.discharge import DischargeBody, DischargeDesk
 from detector.gateway.feeds import STREAM_ID, Feeds, alert_frame, stored_beats, stored_beats_since
+from detector.gateway.inband import InBandSender
 from detector.gateway.uploads import Analyzer, AnalyzeRunner, onnx_analyzer
 from detector.gateway.ws import websocket_endpoint
 from stream.errors import ConfigError, ServiceUnavailable
@@ -50,7 +52,9 @@ def create_app(settings: Settings, registry: CollectorRegistry, store: AlertStor
         raise ConfigError("the gateway needs ECGMON_AUTH_TOKEN (or dev_no_auth for development)")
     token = settings.auth_token or None
     gw = Gateway(settings, registry, store, feeds, TokenAuth(token))
-    desk = AlarmSettingsDesk(settings, store)
+    sender = InBandSender(settings)  # one Kafka producer for alarm settings and discharges
+    desk = AlarmSettingsDesk(settings, store, sender=sender)
+    discharges = DischargeDesk(store, sender)
     runner = AnalyzeRunner(analyzer or onnx_analyzer(settings.model), settings.upload_max_bytes,
                            settings.analyze_timeout_s)
 
@@ -62,7 +66,7 @@ def create_app(settings: Settings, registry: CollectorRegistry, store: AlertStor
             yield
         finally:
             await feeds.stop()
-            await desk.stop()
+            await sender.stop()
 
     app = FastAPI(title="ecgmon gateway", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
@@ -89,12 +93,13 @@ def create_app(settings: Settings, registry: CollectorRegistry, store: AlertStor
     async def ws(websocket: WebSocket) -> None:
         await websocket_endpoint(websocket, gw)
 
-    app.include_router(_api(gw, runner, desk))
+    app.include_router(_api(gw, runner, desk, discharges))
     _static(app, settings)
     return app
 
 
-def _api(gw: Gateway, runner: AnalyzeRunner, desk: AlarmSettingsDesk) -> APIRouter:
+def _api(gw: Gateway, runner: AnalyzeRunner, desk: AlarmSettingsDesk,
+         discharges: DischargeDesk) -> APIRouter:
     async def require_token(request: Request) -> None:
         if not gw.auth.rest_ok(request):
             raise ApiError(401, "unauthorized: send Authorization: Bearer <token>")
@@ -166,6 +171,24 @@ def _api(gw: Gateway, runner: AnalyzeRunner, desk: AlarmSettingsDesk) -> APIRout
         if patient_id not in await gw.feeds.state.patient_ids():
             raise ApiError(404, "unknown patient")
         return await desk.send(patient_id, body)
+
+    @api.post("/patients/{patient_id}/discharge", status_code=202)
+    async def discharge(patient_id: str, body: DischargeBody) -> dict[str, Any]:
+        """End the patient's monitoring: sent to the detector, which ends the patient's active
+        alarms and archives the stay (``GET /api/discharges``); every dashboard gets a
+        ``discharged`` frame and drops the patient.  Data that arrives later under the same id
+        is a new admission.  404 unknown patient, 422 bad user, 503 when Kafka did not take it."""
+        if patient_id not in await gw.feeds.state.patient_ids():
+            raise ApiError(404, "unknown patient")
+        return await discharges.send(patient_id, body)
+
+    @api.get("/discharges")
+    async def discharged(
+        count: Annotated[int, Query(ge=1, le=500, description="the newest N")] = 50,
+    ) -> dict[str, Any]:
+        """The newest discharges, newest first: who discharged whom and when, the stay's ward
+        details and alarm limits, and the alarms the discharge ended."""
+        return {"discharges": await discharges.recent(count)}
 
     @api.get("/alerts")
     async def alerts(

@@ -4,7 +4,10 @@
   (its own group-less consumer, every partition), decimates the waveform to
   ~120 Hz and offers waveform and beat frames to the :class:`ClientHub`; it keeps the
   last seconds of each patient's trace (:class:`TraceHistory`) for a client that
-  subscribes later, so its strips are full at once, as on a central station.
+  subscribes later, so its strips are full at once, as on a central station.  A
+  discharge on the samples topic (:class:`~stream.schemas.Discharge`) drops the patient
+  here and tells every client (a ``discharged`` frame); data that comes later under the
+  same id is a new admission.
 * :class:`AlertTail` reads the global alert stream of :class:`stream.redis.AlertStore`
   with ``XREAD BLOCK`` from a stream id, so every client resumes exactly where it was.
 * :class:`StatePoller` sends each patient's state (heart rate, last class, active
@@ -35,7 +38,7 @@ from stream import metrics, serde
 from stream.errors import DecodeError, ServiceUnavailable
 from stream.kafka import connect, make_consumer
 from stream.redis import AlarmState, AlertStore, beat_entry_sample, reply
-from stream.schemas import AlarmSettings, Alert, Beat, SampleChunk
+from stream.schemas import AlarmSettings, Alert, Beat, Discharge, SampleChunk
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ RECENT_BEATS = 50
 HR_BEATS = 8
 STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 REDIS_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+DISCHARGES_KEPT = 10_000  # discharged ids remembered until their data comes back
 
 
 def is_stream_id(value: str) -> bool:
@@ -256,6 +260,10 @@ class LiveFeed(Background):
         self.running = False
         self.on_trace: Callable[[str], None] | None = None  # after each patient's waveform chunk
         self.on_chunk: Callable[[SampleChunk], None] | None = None  # every chunk (no-data watch)
+        self.on_discharge: list[Callable[[str], None]] = []  # a patient discharged (no I/O)
+        # patients discharged, and the request: hidden until a chunk under their id comes again
+        # (a new admission); the detector's beats of the ended stay that arrive late are dropped
+        self.discharged: dict[str, str] = {}
         self._bad = metrics.counter("ecgmon_gateway_bad_messages_total",
                                     "Kafka messages the gateway could not decode", registry, ("topic",))
 
@@ -312,9 +320,13 @@ class LiveFeed(Background):
                 message = serde.decode(value)
                 if isinstance(message, AlarmSettings):  # the detector's business (in-band)
                     return
+                if isinstance(message, Discharge):
+                    self.discharge(message)
+                    return
                 if not isinstance(message, SampleChunk):
                     raise DecodeError("wrong_kind", f"{type(message).__name__} on the samples topic")
                 chunk = message
+                self.discharged.pop(chunk.patient_id, None)  # data again: a new admission
                 if self.on_chunk is not None:
                     self.on_chunk(chunk)
                 frame = self._patient(chunk.patient_id).waveform(chunk)
@@ -324,12 +336,30 @@ class LiveFeed(Background):
                         self.on_trace(chunk.patient_id)
             else:
                 beat = serde.decode_as(value, Beat)
+                if beat.patient_id in self.discharged:  # of the stay that ended
+                    return
                 self.hub.publish(beat.patient_id, "beat", self._patient(beat.patient_id).add_beat(beat))
         except DecodeError as exc:
             self._bad.labels(topic=topic).inc()
             logger.warning("gateway skipped an undecodable message",
                            extra={"topic": topic, "partition": partition, "offset": offset,
                                   "reason": exc.reason})
+
+    def discharge(self, d: Discharge) -> None:
+        """``d.patient_id`` was discharged: forget its live data and tell every client (once
+        per discharge)."""
+        if self.discharged.get(d.patient_id) == d.request_id:
+            return
+        self.discharged[d.patient_id] = d.request_id
+        while len(self.discharged) > DISCHARGES_KEPT:
+            del self.discharged[next(iter(self.discharged))]
+        self.patients.pop(d.patient_id, None)
+        for forget in self.on_discharge:
+            forget(d.patient_id)
+        self.hub.broadcast_urgent(d.patient_id, {
+            "type": "discharged", "patient_id": d.patient_id, "request_id": d.request_id,
+            "user": d.user, "at_ms": d.discharged_at_ns // 1_000_000})
+        logger.info("gateway saw a discharge", extra={"patient": d.patient_id, "request_id": d.request_id})
 
     def _patient(self, patient_id: str) -> PatientLive:
         live = self.patients.get(patient_id)
@@ -470,7 +500,10 @@ class StatePoller(Background):
         self.store, self.live, self.hub, self.interval_s = store, live, hub, interval_s
 
     async def patient_ids(self) -> list[str]:
-        return sorted(set(await self.store.patients()) | set(self.live.patients))
+        """The patients being monitored: Redis's and the live feed's, less those discharged (the
+        detector may not have archived them yet)."""
+        stored = set(await self.store.patients()) - set(self.live.discharged)
+        return sorted(stored | set(self.live.patients))
 
     async def state(self, patient_id: str) -> dict[str, Any]:
         st = await self.store.patient_state(patient_id)
@@ -514,6 +547,7 @@ class Feeds:
         if settings.no_data_alarm_s > 0:
             self.nodata = NoDataWatch(store, settings.no_data_alarm_s, registry)
             self.live.on_chunk = self.nodata.chunk
+            self.live.on_discharge.append(self.nodata.forget)
 
     async def start(self) -> None:
         await self.strips.start()

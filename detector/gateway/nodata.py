@@ -9,6 +9,9 @@ store like the detector's, with deterministic ids (onset = the sample after the 
 received, end = the first sample received again), so several gateways write each once, and
 every dashboard sees, sounds and acknowledges it as any alarm.
 
+A discharged patient is no longer watched; the detector ends an open ``no_data`` alarm of
+the patient with the other alarms.
+
 Limits: a patient silent since before this gateway started is not watched (it has no chunk
 from it); a ``no_data`` alarm left active by a gateway that stopped is ended by the next
 gateway when that patient's chunks return.
@@ -74,6 +77,10 @@ class NoDataWatch(Background):
             s.resumed = c.first_sample_index
             self._wake.set()
         s.next_sample, s.fs_hz, s.at = max(s.next_sample, end), c.fs_hz, self.clock()
+
+    def forget(self, patient_id: str) -> None:
+        """The patient was discharged: no more watching (the detector ends an open alarm)."""
+        self.seen.pop(patient_id, None)
 
     async def _run(self) -> None:
         while True:

@@ -5,7 +5,8 @@ Protocol (JSON text frames) -- client to server::
     {"type": "subscribe", "patients": ["*"] | [ids], "waveform": bool, "last_alert_id": id | null}
     {"type": "ack", "alarm_id": str, "user": str}
 
-server to client: ``hello``, ``waveform``, ``beat``, ``alert``, ``state``, ``acked``, ``error``
+server to client: ``hello``, ``waveform``, ``beat``, ``alert``, ``state``, ``acked``,
+``discharged``, ``error``
 (see the README).  A client that falls behind on alerts is closed with code 4000 and
 resumes without loss by reconnecting with the ``id`` of the last alert it saw.
 """

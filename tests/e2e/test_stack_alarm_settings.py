@@ -1,5 +1,6 @@
-"""A nurse's change of a patient's alarm limits through the whole running stack (`ecgmon up`):
-the gateway sends it on the patient's stream, the detector applies it and says so.
+"""A nurse's change of a patient's alarm limits, and a discharge, through the whole running
+stack (`ecgmon up`): the gateway sends them on the patient's stream, the detector applies them
+and says so.
 
 Fails, never skips, when the stack cannot start.
 """
@@ -55,3 +56,38 @@ def test_a_change_of_alarm_limits_is_applied_by_the_running_detector(ecgmon_stac
     status, refused = stack.post_json(url, {"user": "nurse e2e", "hr_low_bpm": 50, "hr_high_bpm": 150,
                                             "pause_s": 3.0, "disabled": ["asystole"]})
     assert status == 422 and "asystole cannot be switched off" in refused["error"]
+
+
+def test_a_discharge_ends_the_alarms_archives_the_stay_and_the_streaming_bed_is_readmitted(
+    ecgmon_stack: EcgmonStack,
+) -> None:
+    stack = ecgmon_stack
+
+    def alarming() -> Any:
+        rows = stack.get_json("/api/patients")["patients"]
+        return next((r for r in rows if r["patient_id"] != PATIENT and r["active_alarms"]), None)
+
+    row = _wait("a patient with an active alarm", alarming, stack, timeout_s=120)
+    pid = row["patient_id"]
+    status, _ = stack.post_json(f"/api/patients/{pid}/info", {"user": "nurse e2e", "bed": "7",
+                                                             "name": "E2E Patient"})
+    assert status == 200
+    before = {a["alarm_id"] for a in stack.get_json(f"/api/patients/{pid}")["active_alarms"]}
+    status, sent = stack.post_json(f"/api/patients/{pid}/discharge", {"user": "nurse e2e"})
+    assert status == 202, sent
+
+    def archived() -> Any:
+        found = [d for d in stack.get_json("/api/discharges")["discharges"]
+                 if d["request_id"] == sent["request_id"]]
+        return found[0] if found else None
+
+    record = _wait("the detector archiving the stay", archived, stack)
+    assert (record["patient_id"], record["user"], record["info"]["name"]) == (pid, "nurse e2e", "E2E Patient")
+    # the replayed bed streams on: it comes back as a new admission, without the stay's alarms
+    # or details
+    back = _wait(f"{pid} readmitted", lambda: pid in [p["patient_id"] for p in stack.get_json(
+        "/api/patients")["patients"]], stack)
+    assert back
+    now = stack.get_json(f"/api/patients/{pid}")
+    assert not before & {a["alarm_id"] for a in now["active_alarms"]}, (before, now["active_alarms"])
+    assert stack.get_json(f"/api/patients/{pid}/info")["name"] == ""

@@ -34,7 +34,16 @@ from detector.gateway.feeds import Feeds, PatientLive
 from stream import serde
 from stream.kafka import Producer, ensure_topics, start_reader
 from stream.redis import AlertStore, beat_entry
-from stream.schemas import AlarmPhase, AlarmPriority, AlarmSettings, Alert, Beat, BeatClass, SampleChunk
+from stream.schemas import (
+    AlarmPhase,
+    AlarmPriority,
+    AlarmSettings,
+    Alert,
+    Beat,
+    BeatClass,
+    Discharge,
+    SampleChunk,
+)
 from stream.services import free_port
 from stream.settings import Settings, load
 
@@ -410,6 +419,20 @@ async def test_beat_history_is_a_data_time_window_with_the_live_heart_rate(gw: R
     assert (await gw.http.get(url, params={"limit": 10_000}, headers=AUTH)).status_code == 422
 
 
+async def _sent_in_band(gw: Running) -> list[tuple[bytes, Any]]:
+    """The (key, message) pairs on the samples topic, once there are any."""
+    reader = await start_reader(gw.settings, gw.settings.topic("samples"))
+    try:
+        found: list[tuple[bytes, Any]] = []
+        async with asyncio.timeout(10):
+            while not found:
+                for records in (await reader.getmany(timeout_ms=500)).values():
+                    found += [(r.key, serde.decode(r.value)) for r in records]
+    finally:
+        await reader.stop()
+    return found
+
+
 async def test_an_alarm_settings_change_is_checked_sent_in_band_logged_and_shown_once_applied(
     gw: Running,
 ) -> None:
@@ -444,15 +467,7 @@ async def test_an_alarm_settings_change_is_checked_sent_in_band_logged_and_shown
     entry = sent["settings"]
     assert sent["status"] == "sent" and entry["request_id"] == sent["request_id"]
     assert entry["disabled"] == ["atrial_fibrillation", "pause"] and entry["user"] == "nurse a"
-    reader = await start_reader(gw.settings, gw.settings.topic("samples"))
-    try:
-        found = []
-        async with asyncio.timeout(10):
-            while not found:
-                for records in (await reader.getmany(timeout_ms=500)).values():
-                    found += [(r.key, serde.decode(r.value)) for r in records]
-    finally:
-        await reader.stop()
+    found = await _sent_in_band(gw)
     assert len(found) == 1 and found[0][0] == b"bed-3"
     change = found[0][1]
     assert isinstance(change, AlarmSettings) and change.set_at_ns // 1_000_000 == entry["set_at_ms"]
@@ -507,6 +522,63 @@ async def test_patient_details_are_stored_once_and_reach_every_dashboard(gw: Run
     assert [r["info"] for r in rows if r["patient_id"] == "bed-4"] == [saved]
     cleared = (await gw.http.post(url, json={"user": "nurse b"}, headers=AUTH)).json()
     assert (cleared["bed"], cleared["name"], cleared["updated_by"]) == ("", "", "nurse b")
+
+
+async def test_a_discharge_is_sent_in_band_every_dashboard_drops_the_patient_and_the_archive_lists_it(
+    gw: Running,
+) -> None:
+    """The gateway's half of a discharge (the detector's half is in test_detect_service): sent on
+    the samples topic keyed by the patient; the gateway's own feed reads it back, tells every
+    client and stops listing the patient, though Redis still does until the detector archives
+    it; data under the id again is a new admission."""
+    for pid in ("bed-5", "bed-6"):
+        await gw.store.update_patient(pid, heart_rate_bpm=72.0, last_beat_class=BeatClass.N,
+                                      last_beat_sample=360)
+    url = "/api/patients/bed-5/discharge"
+    assert (await gw.http.post(url, json={"user": "nurse b"})).status_code == 401
+    r = await gw.http.post(url, json={"user": " "}, headers=AUTH)
+    assert r.status_code == 422 and "user must be" in r.text, r.text
+    assert (await gw.http.post("/api/patients/bed-404/discharge", json={"user": "nurse b"},
+                               headers=AUTH)).status_code == 404
+
+    async with connect(gw.ws_url + f"?token={TOKEN}") as ws, \
+            connect(gw.ws_url + f"?token={TOKEN}") as other:
+        await _subscribe(ws, ["bed-5"])
+        await _subscribe(other)
+        r = await gw.http.post(url, json={"user": "nurse b"}, headers=AUTH)
+        assert r.status_code == 202, r.text
+        sent = r.json()
+        assert (sent["patient_id"], sent["user"], sent["status"]) == ("bed-5", "nurse b", "sent")
+        for client in (ws, other):
+            frame = await _next(client, "discharged")
+            assert frame == {"type": "discharged", "patient_id": "bed-5", "request_id": sent["request_id"],
+                             "user": "nurse b", "at_ms": sent["discharged_at_ms"]}
+    found = await _sent_in_band(gw)
+    assert found == [(b"bed-5", Discharge("bed-5", sent["request_id"], "nurse b",
+                                          found[0][1].discharged_at_ns))]
+    assert "bed-5" in await gw.store.patients()  # no detector here to archive it
+    rows = (await gw.http.get("/api/patients", headers=AUTH)).json()["patients"]
+    assert [r["patient_id"] for r in rows] == ["bed-6"]
+    assert (await gw.http.get("/api/patients/bed-5/info", headers=AUTH)).status_code == 404
+
+    # what the detector archives; the list shows it, newest first
+    await gw.store.set_patient_info("bed-5", {"bed": "5", "name": "J. Doe", "note": ""})
+    assert await gw.store.discharge("bed-5", sent["request_id"], {
+        "patient_id": "bed-5", "request_id": sent["request_id"], "user": "nurse b",
+        "discharged_at_ms": sent["discharged_at_ms"], "alarms_ended": []})
+    assert "bed-5" not in await gw.store.patients()
+    listed = (await gw.http.get("/api/discharges?count=5", headers=AUTH)).json()["discharges"]
+    assert [(d["patient_id"], d["user"], d["info"]["name"], d["alarm_settings"]) for d in listed] == [
+        ("bed-5", "nurse b", "J. Doe", None)]
+    assert (await gw.http.get("/api/discharges?count=0", headers=AUTH)).status_code == 422
+
+    async with Producer(gw.settings) as producer:  # the monitor streams on: a new admission
+        await producer.send(gw.settings.topic("samples"), _chunk("bed-5", 720), "bed-5")
+    async with asyncio.timeout(10):
+        while "bed-5" not in [r["patient_id"] for r in (await gw.http.get(  # noqa: ASYNC110
+                "/api/patients", headers=AUTH)).json()["patients"]]:
+            await asyncio.sleep(0.1)  # polls the REST view a dashboard sees
+    assert (await gw.http.get("/api/patients/bed-5/info", headers=AUTH)).json()["name"] == ""
 
 
 async def test_a_bedside_stream_that_stops_raises_a_no_data_alarm_that_ends_when_it_returns(
