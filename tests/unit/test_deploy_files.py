@@ -59,6 +59,9 @@ DASHBOARD_METRICS = frozenset({
     "ecgmon_ws_dropped_frames_total",
     "ecgmon_ws_lagging_closes_total",
     "ecgmon_gateway_alarm_strips_total",
+    "ecgmon_alarm_settings_to_applied_seconds_bucket",
+    "ecgmon_discharge_to_applied_seconds_bucket",
+    "ecgmon_gateway_no_data_alarms_total",
 })
 LATENCY_STAGES = ("chunk_to_consumed", "chunk_to_beat", "chunk_to_alert_redis", "alert_to_websocket")
 METRIC_RE = re.compile(r"ecgmon_[a-z_]+")
