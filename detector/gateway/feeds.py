@@ -545,7 +545,9 @@ class Feeds:
         self.live.on_trace = self.strips.check
         self.nodata = None
         if settings.no_data_alarm_s > 0:
-            self.nodata = NoDataWatch(store, settings.no_data_alarm_s, registry)
+            live = self.live
+            self.nodata = NoDataWatch(store, settings.no_data_alarm_s, registry, ready=live.ready,
+                                      skip=lambda pid: pid in live.discharged)
             self.live.on_chunk = self.nodata.chunk
             self.live.on_discharge.append(self.nodata.forget)
 

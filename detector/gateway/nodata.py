@@ -12,9 +12,12 @@ every dashboard sees, sounds and acknowledges it as any alarm.
 A discharged patient is no longer watched; the detector ends an open ``no_data`` alarm of
 the patient with the other alarms.
 
-Limits: a patient silent since before this gateway started is not watched (it has no chunk
-from it); a ``no_data`` alarm left active by a gateway that stopped is ended by the next
-gateway when that patient's chunks return.
+A patient whose stream stopped while no gateway watched (a restart, an outage) is not
+forgotten: once this gateway's Kafka feed is ready, it watches every patient Redis lists as
+monitored as if its last chunk had arrived then, so one silent for ``ECGMON_NO_DATA_ALARM_S``
+more raises the alarm, its onset the sample after the patient's last beat in Redis (the same
+for every gateway).  A ``no_data`` alarm left active by a gateway that stopped is taken over:
+not raised again, ended when the patient's chunks return.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from prometheus_client import CollectorRegistry
 from detector.gateway.feeds import REDIS_ERRORS, Background
 from stream import metrics
 from stream.errors import ServiceUnavailable
-from stream.redis import AlertStore
+from stream.redis import AlertStore, beat_entry_sample, reply
 from stream.schemas import AlarmPhase, AlarmPriority, Alert, SampleChunk
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class _Seen:
     onset: int | None = None  # the open alarm's onset sample
     resumed: int | None = None  # data came back at this sample: end the alarm
     checked: bool = False  # Redis asked for an alarm left open by an earlier gateway
+    seeded: bool = False  # known from Redis only: no chunk received yet
 
 
 class NoDataWatch(Background):
@@ -58,8 +62,12 @@ class NoDataWatch(Background):
     task_name = "gateway-nodata"
 
     def __init__(self, store: AlertStore, after_s: float, registry: CollectorRegistry,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, ready: asyncio.Event | None = None,
+                 skip: Callable[[str], bool] = lambda _: False) -> None:
         self.store, self.after_s, self.clock = store, after_s, clock
+        self.ready = ready  # the Kafka feed's: patients from Redis are watched once it is set
+        self.skip = skip  # patients not to take from Redis (discharged, seen by the live feed)
+        self._seeded = False
         self.seen: dict[str, _Seen] = {}
         self._wake = asyncio.Event()
         self._alarms = metrics.counter(
@@ -76,11 +84,29 @@ class NoDataWatch(Background):
         if s.onset is not None and s.resumed is None:
             s.resumed = c.first_sample_index
             self._wake.set()
+        s.seeded = False
         s.next_sample, s.fs_hz, s.at = max(s.next_sample, end), c.fs_hz, self.clock()
 
     def forget(self, patient_id: str) -> None:
         """The patient was discharged: no more watching (the detector ends an open alarm)."""
         self.seen.pop(patient_id, None)
+
+    async def seed(self) -> None:
+        """Watch the patients Redis lists (see the module docstring); once."""
+        self._seeded = True
+        for pid in await self.store.patients():
+            if pid in self.seen or self.skip(pid):
+                continue
+            rows = await reply(self.store.client.xrevrange(f"{self.store.prefix}:beats:{pid}", count=1))
+            try:
+                fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in rows[0][1].items()}
+                after = beat_entry_sample(fields) + 1
+                fs_hz = float(fields["fs_hz"])
+            except (IndexError, KeyError, ValueError):
+                continue  # no beat yet: nothing to place an onset at
+            if pid not in self.seen:  # (a chunk may have come meanwhile)
+                self.seen[pid] = _Seen(after, after, fs_hz, self.clock(), seeded=True)
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
@@ -90,6 +116,8 @@ class NoDataWatch(Background):
                 pass
             self._wake.clear()
             try:
+                if not self._seeded and (self.ready is None or self.ready.is_set()):
+                    await self.seed()
                 await self.step()
             except (ServiceUnavailable, *REDIS_ERRORS) as exc:
                 logger.warning("no-data watch could not write to Redis", extra={"error": str(exc)})
@@ -114,7 +142,9 @@ class NoDataWatch(Background):
         that its data flows."""
         for a in await self.store.active_alarms(pid):
             if a.alarm_type == NO_DATA and s.onset is None:
-                s.onset, s.resumed = a.onset_sample_index, max(a.onset_sample_index, s.first)
+                s.onset = a.onset_sample_index
+                # still silent (known from Redis only): it stays open until the data returns
+                s.resumed = None if s.seeded else max(a.onset_sample_index, s.first)
         s.checked = True
 
     async def _write(self, pid: str, s: _Seen, phase: AlarmPhase, onset: int, at: int, msg: str) -> None:

@@ -81,3 +81,41 @@ async def test_an_alarm_left_open_by_an_earlier_gateway_ends_when_the_data_retur
         (AlarmPhase.END, "c:no_data:720", 50_000)]
     await watch.step()
     assert len(store.written) == 1
+
+
+class _Redis(_Store):
+    """The store with the patients Redis lists and their beat streams' newest entries."""
+
+    prefix = "ecgmon"
+
+    def __init__(self, open_alarms: list[AlarmState], newest: dict[str, dict[bytes, bytes]]) -> None:
+        super().__init__(open_alarms)
+        self.newest, self.client = newest, self
+
+    async def patients(self) -> list[str]:
+        return ["p1", "p2", "p3", "p4"]
+
+    async def xrevrange(self, key: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        pid = key.rsplit(":", 1)[1]
+        return [(b"1-1", self.newest[pid])] if pid in self.newest else []
+
+
+async def test_a_patient_silent_since_before_the_gateway_started_is_watched_from_redis() -> None:
+    left = AlarmState("p3:no_data:500", "p3", "no_data", AlarmPriority.MEDIUM, AlarmPhase.ONSET, 500, 500,
+                      "no data", True, None, None)
+    beat = {b"sample": b"3600", b"fs_hz": b"360.0", b"class": b"N"}
+    store, clock = _Redis([left], {"p1": beat, "p3": beat, "p4": beat}), _Clock()
+    watch = NoDataWatch(store, 15.0, CollectorRegistry(), clock=clock,  # type: ignore[arg-type]
+                        skip=lambda pid: pid == "p4")  # p4: discharged, not archived yet
+    await watch.seed()
+    assert sorted(watch.seen) == ["p1", "p3"]  # p2 has no beat to place an onset at
+    await watch.step()
+    assert store.written == []  # p3's open alarm is taken over, neither raised again nor ended
+    clock.t += 15.0
+    await watch.step()
+    assert [(a.alarm_id, a.phase, a.fs_hz) for a in store.written] == [
+        ("p1:no_data:3601", AlarmPhase.ONSET, 360.0)]  # the sample after its last beat in Redis
+    watch.chunk(_chunk("p3", 90_000))  # p3's monitor is back
+    await watch.step()
+    assert [(a.alarm_id, a.phase, a.sample_index) for a in store.written[1:]] == [
+        ("p3:no_data:500", AlarmPhase.END, 90_000)]
