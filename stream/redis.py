@@ -348,13 +348,18 @@ class AlertStore:
 
     # ------------------------------------------------------------------ reads
     async def history(self, patient: str | None = None, after_id: str | None = None,
-                      count: int = 100) -> list[StoredAlert]:
-        """Alerts oldest first, after the stream id ``after_id`` (exclusive) if given."""
+                      count: int = 100, newest: bool = False) -> list[StoredAlert]:
+        """Alerts oldest first, after the stream id ``after_id`` (exclusive) if given; with
+        ``newest``, the newest ``count`` of those (a page opened late wants the recent ones)."""
         key = self._k("alerts") if patient is None else self._k("alerts", patient)
         start = "-" if after_id is None else f"({after_id}"
         client = self.client
-        rows: Any = await self._call(
-            "history", lambda: client.xrange(key, start, "+", count=count))
+        if newest:
+            rows: Any = await self._call(
+                "history", lambda: client.xrevrange(key, "+", start, count=count))
+            rows = list(reversed(rows))
+        else:
+            rows = await self._call("history", lambda: client.xrange(key, start, "+", count=count))
         return [StoredAlert(_s(sid), serde.decode_as(fields[b"alert"], Alert))
                 for sid, fields in rows]
 

@@ -196,8 +196,10 @@ def _api(gw: Gateway, runner: AnalyzeRunner, desk: AlarmSettingsDesk,
         after: Annotated[str | None, Query(pattern=STREAM_ID.pattern,
                                            description="stream id; alerts after it")] = None,
         count: Annotated[int, Query(ge=1, le=1000)] = 100,
+        newest: Annotated[bool, Query(description="the newest count alerts (still oldest first) "
+                                                  "instead of the oldest")] = False,
     ) -> dict[str, Any]:
-        rows = await gw.store.history(patient, after, count)
+        rows = await gw.store.history(patient, after, count, newest)
         frames = [alert_frame(r.stream_id, r.alert) for r in rows]
         return {"alerts": frames, "next_after": frames[-1]["id"] if frames else after}
 

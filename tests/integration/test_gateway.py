@@ -263,6 +263,20 @@ async def test_alert_written_to_redis_reaches_the_websocket_with_its_ids(gw: Run
     assert (await gw.http.get("/api/alerts", params={"after": "$"}, headers=AUTH)).status_code == 422
 
 
+async def test_a_page_opened_late_gets_the_newest_alerts_oldest_first(gw: Running) -> None:
+    alerts = [_alert("bed-9", 360 * i) for i in range(5)]
+    for a in alerts:
+        assert await gw.store.write_alert(a)
+    for params in ({"patient": "bed-9"}, {}):
+        r = await gw.http.get("/api/alerts", params={**params, "count": 2, "newest": "true"}, headers=AUTH)
+        assert [a["alert_id"] for a in r.json()["alerts"]] == [a.alert_id for a in alerts[3:]]
+        r = await gw.http.get("/api/alerts", params={**params, "count": 2}, headers=AUTH)
+        assert [a["alert_id"] for a in r.json()["alerts"]] == [a.alert_id for a in alerts[:2]]
+    first = r.json()["alerts"][0]["id"]
+    r = await gw.http.get("/api/alerts", params={"after": first, "count": 10, "newest": "true"}, headers=AUTH)
+    assert [a["alert_id"] for a in r.json()["alerts"]] == [a.alert_id for a in alerts[1:]]
+
+
 async def test_reconnect_with_last_alert_id_replays_exactly_the_missed_alerts(gw: Running) -> None:
     first = _alert("p1", 360)
     async with connect(gw.ws_url + f"?token={TOKEN}") as ws:
