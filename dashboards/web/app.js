@@ -1,9 +1,11 @@
-// ecgmon central station: boot, login, hash routing, the animation loop and shared actions.
+// ecgmon central station: boot, login, hash routing, the animation loop, shared actions and what
+// follows a discharge (back to the station from that patient's view, a notice).
 
-import { AuthError, clearToken, getAlerts, getPatients, getToken, getUser, postAck } from "./js/api.js";
+import { AuthError, clearToken, getAlerts, getDischarges, getPatients, getToken, getUser, postAck } from "./js/api.js";
 import { AlarmSound, PATTERNS, alarmSnapshot, parseTiming } from "./js/alarmsound.js";
 import { audioEnabled, audioLog, playPattern, setAudio } from "./js/audio.js";
 import { Connection } from "./js/conn.js";
+import { dischargeNotice } from "./js/discharge.js";
 import { LinkWatch } from "./js/freshness.js";
 import { Store } from "./js/store.js";
 import { el, fmtDataTime, wallClock } from "./js/util.js";
@@ -14,6 +16,7 @@ import { StationView } from "./js/views/station.js";
 
 const SCALE_WINDOW_S = 6;
 const SOUND_TICK_MS = 250;
+const NOTICE_MS = 12_000; // a discharge notice stays a little longer than a toast
 
 const store = new Store();
 const conn = new Connection(store);
@@ -72,10 +75,47 @@ const actions = {
   },
 };
 
-function toast(text, ms = 5000) {
-  const node = el("div", { class: "toast-msg", role: "alert" }, text);
+function toast(text, ms = 5000, kind = "") {
+  const node = el("div", { class: `toast-msg${kind ? ` ${kind}` : ""}`, role: "alert" }, text);
   ui.toast.append(node);
   setTimeout(() => node.remove(), ms);
+}
+
+// ---- discharges --------------------------------------------------------------------------
+
+/** A patient was discharged (here or on another station): leave its view, say who and when. */
+function onDischarged(ev) {
+  const { record } = ev.detail;
+  if (view instanceof PatientView && view.p.id === record.patient_id) {
+    location.replace("#/"); // replaces the history entry: Back does not reopen the discharged patient
+  }
+  toast(dischargeNotice(record), NOTICE_MS, "notice");
+}
+
+/**
+ * A hello that no longer lists a patient on the station: discharged while this station was
+ * offline (it missed the frame)? The gateway's archive says; those go as if the frame had come.
+ */
+async function catchUpDischarges(ev) {
+  const monitored = ev.detail.patients;
+  if (!monitored || !store.unlisted(monitored).length) return;
+  let rows;
+  try {
+    const res = await getDischarges(50);
+    rows = Array.isArray(res) ? res : res?.discharges;
+  } catch {
+    return; // the tiles stay (NO SIGNAL): better than removing a monitored patient
+  }
+  for (const row of store.missedDischarges(rows, monitored, ev.detail.wall)) {
+    store.handle({
+      type: "discharged",
+      patient_id: row.patient_id,
+      request_id: row.request_id,
+      user: row.user,
+      at_ms: row.discharged_at_ms,
+      info: row.info ?? null,
+    });
+  }
 }
 
 // ---- routing -------------------------------------------------------------------------
@@ -243,7 +283,7 @@ async function checkAuthAfterFailure() {
 /** Onset times and messages of alarms already active when the page opens. */
 async function loadRecentAlerts() {
   try {
-    const res = await getAlerts(null, 200);
+    const res = await getAlerts(null, 200, undefined, true);
     store.loadAlerts(null, Array.isArray(res) ? res : res?.alerts);
   } catch {
     // optional: live alert frames fill the same details
@@ -259,6 +299,9 @@ async function boot() {
   conn.addEventListener("server-error", (ev) => toast(`Gateway: ${ev.detail.error}`));
   store.addEventListener("alarms", renderSummary);
   store.addEventListener("onset-high", soundTick); // sound a new high at once, not at the next tick
+  store.addEventListener("discharged", onDischarged);
+  store.addEventListener("discharged", renderSummary);
+  store.addEventListener("hello", catchUpDischarges);
   ui.status.addEventListener("click", () => conn.retryNow());
   ui.bannerRetry.addEventListener("click", () => conn.retryNow());
   ui.audio.addEventListener("click", () => {

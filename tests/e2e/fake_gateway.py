@@ -1,9 +1,10 @@
 """A stand-in for `ecgmon gateway` that serves the dashboard with synthetic patients.
 
-Speaks the dashboard's WebSocket protocol (hello, waveform, beat, alert, state, acked) and its
-REST API (GET /api/patients[/{id}[/beats]], GET /api/alerts[/{id}/strip], POST
+Speaks the dashboard's WebSocket protocol (hello, waveform, beat, alert, state, acked,
+discharged) and its REST API (GET /api/patients[/{id}[/beats]], GET /api/alerts[/{id}/strip], POST
 /api/alarms/{id}/ack, POST /api/analyze, GET/POST /api/patients/{id}/alarm-settings, GET/POST
-/api/patients/{id}/info; a strip only for alarms of the last ~55 s) with
+/api/patients/{id}/info, POST /api/patients/{id}/discharge, GET /api/discharges; a strip only for
+alarms of the last ~55 s) with
 ten synthetic patients: sinus rhythms, PVC bigeminy, atrial fibrillation, a recurring
 ventricular-tachycardia episode (high priority), a technical alarm with gaps in the signal.
 `--no-alarms` leaves the scripted alarms out.
@@ -14,6 +15,16 @@ new ones (503) until ``{"refuse": false}``: a lost link to the gateway.
 makes the detector refuse the next change of alarm settings sent (of any patient) about a second
 later, as it does (GET then names it in ``refused``, with ``pending`` null); ``{"refuse": null}``
 cancels that.
+
+A discharge (``POST /api/patients/{id}/discharge {"user"}``, 202) is carried out about half a
+second later, as the gateway and detector do: every subscribed client gets the ``discharged``
+frame, then the end of each of the patient's active alarms ("patient discharged by <user>" in
+``details.reason``) and one stale state frame of the ended stay (a gateway sends the urgent
+frame ahead of those already queued); then nothing more of that id, which leaves
+``/api/patients`` and the hello; its details and alarm settings are archived in ``GET
+/api/discharges`` and reset. ``POST /api/_fake/discharge {"refuse": true}`` answers the next
+discharge 503 (Kafka did not take it); ``POST /api/_fake/readmit {"patient": "203"}`` admits a
+discharged patient again: its frames resume as a new patient (no details, default limits).
 
 The `websockets` server handles the WebSocket and every GET (static files from
 dashboards/web at / and /static/..., REST GETs) in ``process_request``. It cannot parse POST
@@ -150,6 +161,8 @@ OPTIONAL_ALARMS = [
 ]
 SETTINGS_APPLY_S = 1.0  # the detector applies a change about a second later, in the patient's data
 SETTINGS_HISTORY = 50
+DISCHARGE_APPLY_S = 0.5  # the discharged frame comes about this long after the POST
+DISCHARGES_KEPT = 500
 
 
 @dataclass
@@ -332,6 +345,12 @@ class FakeGateway:
         self.alarms = alarms
         self.refuse_ws = False
         self.refuse_settings: dict[str, str] | None = None  # {reason, detail}: refuse the next change
+        self.refuse_discharge = False  # answer the next discharge 503
+        self.pending_discharges: list[tuple[float, dict[str, Any]]] = []  # (carry out at, record)
+        self.discharges: deque[dict[str, Any]] = deque(maxlen=DISCHARGES_KEPT)  # newest first
+        self.discharged: dict[str, Scenario] = {}  # discharged, not admitted again
+        self.archived_alerts: set[str] = set()  # alert ids of ended stays (out of the patient's history)
+        self.rng = rng
         self.sockets: set[ServerConnection] = set()  # every open WebSocket, subscribed or not
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -341,6 +360,8 @@ class FakeGateway:
     # -- simulation --
     def step(self) -> None:
         now = self.sim_t()
+        while self.pending_discharges and self.pending_discharges[0][0] <= now:
+            self.carry_out_discharge(self.pending_discharges.pop(0)[1], now)
         for p in self.patients.values():
             self.apply_settings(p, now)
             p.schedule(now + 1.0)
@@ -509,6 +530,71 @@ class FakeGateway:
                           "updated_by": fields["user"], "updated_at_ms": int(time.time() * 1000)}
         logger.info("patient details for %s changed by %s", pid, fields["user"])  # no names in logs
         return 200, self.info[pid]
+
+    # -- discharge --
+    def post_discharge(self, pid: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+        """As the gateway's: FastAPI checks the body (422), then 404, 422 for a blank user, 503."""
+        try:
+            body = json.loads(raw or b"null")
+        except json.JSONDecodeError as exc:
+            problem = {"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}
+            return 422, {"detail": [problem]}
+        user = body.get("user") if isinstance(body, dict) else None
+        if not isinstance(user, str) or not 1 <= len(user) <= 100:
+            missing = not isinstance(body, dict) or "user" not in body
+            msg = "Field required" if missing else "String should have 1-100 characters"
+            return 422, {"detail": [{"loc": ["body", "user"], "msg": msg, "type": "string_type"}]}
+        if pid not in self.patients:
+            return 404, {"error": "unknown patient"}
+        user = user.strip()
+        if not user or not user.isprintable():
+            return 422, {"error": "user must be 1-100 printable characters"}
+        if self.refuse_discharge:
+            self.refuse_discharge = False
+            return 503, {"error": "the discharge was not sent: Kafka did not take it; try again"}
+        record = {"patient_id": pid, "request_id": uuid.uuid4().hex, "user": user,
+                  "discharged_at_ms": int(time.time() * 1000)}
+        self.pending_discharges.append((self.sim_t() + DISCHARGE_APPLY_S, record))
+        logger.info("discharge of %s sent", pid)  # no names in logs
+        return 202, {**record, "status": "sent"}
+
+    def carry_out_discharge(self, record: dict[str, Any], now: float) -> None:
+        """The gateway's frame, the detector's alarm ends, a stale frame; archive and forget."""
+        pid = record["patient_id"]
+        p = self.patients.pop(pid, None)
+        if p is None:
+            return
+        stale = self.state_frame(p)  # queued before the discharge: sent after its urgent frame
+        self.publish({"type": "discharged", "patient_id": pid, "request_id": record["request_id"],
+                      "user": record["user"], "at_ms": record["discharged_at_ms"]})
+        ended = [a for a in self.active.values() if a["patient_id"] == pid]
+        for alarm in ended:
+            del self.active[alarm["alarm_id"]]
+            self.alert(alarm, "end", now, p, {"reason": f"patient discharged by {record['user']}"})
+        self.publish(stale)
+        self.archived_alerts |= {a["alert_id"] for a in self.alerts if a["patient_id"] == pid}
+        settings = self.settings.pop(pid)
+        self.discharges.appendleft({
+            **record, "alarms_ended": [a["alarm_id"] for a in ended],
+            "stream_id": f"{record['discharged_at_ms']}-0", "info": self.info.pop(pid, None),
+            "alarm_settings": settings.applied})
+        self.discharged[pid] = p.sc
+        logger.info("patient %s discharged (%d alarms ended)", pid, len(ended))
+
+    def readmit(self, pid: str) -> tuple[int, dict[str, Any]]:
+        """Data under a discharged id again: a new admission (no details, default settings)."""
+        sc = self.discharged.pop(pid, None)
+        if sc is None:
+            return 404, {"error": f"{pid!r} is not discharged"}
+        now = self.sim_t()
+        p = Patient(pid, sc, random.Random(self.rng.random()), next_beat_t=now + 0.5,
+                    next_k=math.ceil(now * FS_HZ), last_send=now)
+        p.sent_k = p.next_k
+        p.emitted_beats = int(now * 1000)
+        self.patients[pid] = p
+        self.settings[pid] = AlarmSettings()
+        logger.info("patient %s admitted again", pid)
+        return 200, {"patient": pid, "admitted": True}
 
     # -- a lost link, for the tests --
     def set_refuse(self, raw: bytes) -> tuple[int, dict[str, Any]]:
@@ -732,8 +818,15 @@ class FakeGateway:
         if path == "/api/alerts":
             pid = query.get("patient", [None])[0]
             count = int(query.get("count", ["100"])[0])
-            rows = [a for a in self.alerts if pid is None or a["patient_id"] == pid][-count:]
+            rows = [a for a in self.alerts if pid is None
+                    or (a["patient_id"] == pid and a["alert_id"] not in self.archived_alerts)][-count:]
             return json_response(200, {"alerts": rows})
+        if path == "/api/discharges":
+            raw = query.get("count", ["50"])[0]
+            if not raw.isdigit() or not 1 <= int(raw) <= 500:
+                problem = {"loc": ["query", "count"], "msg": "Input should be 1-500", "type": "int_range"}
+                return json_response(422, {"detail": [problem]})
+            return json_response(200, {"discharges": list(self.discharges)[: int(raw)]})
         return json_response(404, {"detail": f"no route {path}"})
 
     def strip(self, alert_id: str) -> Response:
@@ -777,6 +870,13 @@ class FakeGateway:
             return self.post_settings(unquote(path[len("/api/patients/") : -len("/alarm-settings")]), body)
         if path.startswith("/api/patients/") and path.endswith("/info"):
             return self.post_info(unquote(path[len("/api/patients/") : -len("/info")]), body)
+        if path.startswith("/api/patients/") and path.endswith("/discharge"):
+            return self.post_discharge(unquote(path[len("/api/patients/") : -len("/discharge")]), body)
+        if path == "/api/_fake/discharge":
+            self.refuse_discharge = bool(json.loads(body or b"{}").get("refuse"))
+            return 200, {"refuse": self.refuse_discharge}
+        if path == "/api/_fake/readmit":
+            return self.readmit(str(json.loads(body or b"{}").get("patient", "")))
         if path == "/api/_fake/websocket":
             return self.set_refuse(body)
         if path == "/api/_fake/alarm-settings":

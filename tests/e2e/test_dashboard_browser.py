@@ -11,8 +11,11 @@ value or a gateway failure is explained and changes nothing.
 The alarm tones run against it too: with audio on, the high-priority burst repeats while a high
 alarm is unacknowledged, the audio pause counts down and silences it, ACK stops it.
 So do the patient details (bed label, name, note: entered in the patient view, shown on the
-station tile and its bed order; a too long label explained, nothing sent) and the connection-loss
-alarm (the fake refuses the WebSocket: a banner and the medium tone until it is back).
+station tile and its bed order; a too long label explained, nothing sent), the connection-loss
+alarm (the fake refuses the WebSocket: a banner and the medium tone until it is back) and the
+discharge (confirmed in the patient view: the tile and its alarms go, a notice says who; a refusal
+is shown; data under the id again is a fresh tile; the station's recent discharges; one missed
+while offline is caught up on reconnecting).
 Fails, never skips, when Chromium or the stack cannot start.
 """
 
@@ -671,13 +674,14 @@ def test_patient_details_entered_in_the_patient_view_name_the_bed_on_the_station
     assert order[:2] == [DETAILS_PATIENT, "105"], order  # 1, then the ids 105, 106, …
     assert page.locator(f'{TILE}[data-patient="101"] .bed').inner_text() == "ICU-2"
 
-    # discharge: Clear after a confirmation; the tile is the id again and back in its place
+    # Clear details (not a discharge) after a confirmation; the tile is the id again, in its place
     page.goto(f"{fake_gateway.url}/#/patient/{DETAILS_PATIENT}", wait_until="domcontentloaded")
     form = _open_details_form(page)
     assert form.get_by_label("Name").input_value() == "Ada Test"
-    form.get_by_role("button", name="Clear (discharge)…").click()
+    form.get_by_role("button", name="Clear details…").click()
     confirm = form.locator(".info-confirm")
     assert "on every station" in confirm.inner_text()
+    assert "does not discharge the patient" in confirm.inner_text()
     with page.expect_response(lambda r: r.request.method == "POST" and INFO_PATH in r.url) as answer:
         confirm.get_by_role("button", name="Clear details").click()
     assert answer.value.request.post_data_json == {"user": USER, "bed": "", "name": "", "note": ""}
@@ -883,3 +887,264 @@ def test_offline_alarms_stay_visible_as_last_known_on_tiles_and_in_the_patient_v
                            timeout=20_000)
     view = page.evaluate(TILE_LOOK_JS)["view"]
     assert not view["overlay"] and view["lastKnown"] == 0 and view["hrColor"] != view["muted"], view
+
+
+# ---- discharge, against the fake gateway --------------------------------------------------------
+
+DISCHARGE_PATIENT = "203"  # the fake's VT bed: a high alarm from its 3rd to its 48th second
+DISCHARGE_PATH = f"/api/patients/{DISCHARGE_PATIENT}/discharge"
+CONFIRM = ".discharge-confirm"
+NOTICE = "#toast .toast-msg.notice"
+WARD_DETAILS = {"user": "kim", "bed": "12", "name": "J. Doe", "note": "pacemaker"}
+LIST_ROWS = ".discharges-card tbody tr"
+
+# Every text the discharge confirmation's status line shows, in order.
+DISCHARGE_STATUS_LOG_JS = """() => {
+  window.__dischargeStatus = [];
+  const node = document.querySelector('.discharge-confirm .discharge-status');
+  new MutationObserver(() => window.__dischargeStatus.push(node.textContent))
+    .observe(node, {childList: true, characterData: true, subtree: true});
+}"""
+
+# The alarm ids the page holds as active (all patients), and those of one patient.
+ACTIVE_IDS_JS = "[...window.ecgmon.store.patients.values()].flatMap((p) => [...p.active.keys()])"
+
+
+def _patient_alarm_ids(page: Any, pid: str) -> list[str]:
+    return page.evaluate(f"[...(window.ecgmon.store.patients.get({pid!r})?.active.keys() ?? [])]")
+
+
+def _high_count(page: Any) -> int:
+    """What the header says: "2 HIGH" -> 2 (0 when there is no high count)."""
+    node = page.locator("#alarm-summary .prio-high")
+    return int(node.inner_text().split()[0]) if node.count() else 0
+
+
+def _discharge_via_api(fake: FakeGatewayProc, pid: str, user: str) -> dict[str, Any]:
+    """POST a discharge as another station would (202), and wait until the fake carried it out."""
+    answer = fake.post_json(f"/api/patients/{pid}/discharge", {"user": user})
+    assert answer["status"] == "sent", answer
+    deadline = time.monotonic() + 5
+    while answer["request_id"] not in [d["request_id"] for d in
+                                       fake.get_json("/api/discharges")["discharges"]]:
+        assert time.monotonic() < deadline, "the fake did not carry out the discharge"
+        time.sleep(0.1)
+    return answer
+
+
+def test_discharge_from_the_patient_view_ends_its_alarms_and_removes_it_from_the_station(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    pid = DISCHARGE_PATIENT
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    fake_gateway.post_json(f"/api/patients/{pid}/info", WARD_DETAILS)
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    page.wait_for_selector(f'{TILE}[data-patient="{pid}"] .alarm-badge.prio-high', timeout=15_000)
+    page.wait_for_selector(f'{TILE}[data-patient="210"] .alarm-badge.prio-high', timeout=5000)
+    old_alarms = _patient_alarm_ids(page, pid)
+    assert old_alarms, "no active alarm on the bed to discharge"
+    highs = _high_count(page)
+    assert highs >= 2  # its VT and bed 210's extreme bradycardia
+
+    # the patient view: the action opens a confirmation naming the patient and what happens
+    page.goto(f"{fake_gateway.url}/#/patient/{pid}", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Discharge patient…").click()
+    confirm = page.locator(CONFIRM)
+    confirm.wait_for(state="visible")
+    text = confirm.inner_text()
+    assert "Discharge Bed 12 (J. Doe)?" in text and f"id {pid}" in text, text
+    for said in ("alarms end", "leaves the central station", "alarm limits are archived", USER):
+        assert said in text, (said, text)
+    # Escape cancels it (focus is on Cancel, not on the irreversible button) and stays on the patient
+    assert page.evaluate("document.activeElement.textContent") == "Cancel"
+    page.keyboard.press("Escape")
+    confirm.wait_for(state="hidden")
+    assert f"#/patient/{pid}" in page.url and posts == []
+
+    page.get_by_role("button", name="Discharge patient…").click()
+    page.evaluate(DISCHARGE_STATUS_LOG_JS)
+    with page.expect_response(lambda r: r.request.method == "POST" and DISCHARGE_PATH in r.url) as answer:
+        confirm.get_by_role("button", name="Discharge", exact=True).click()
+    assert answer.value.status == 202
+    assert answer.value.request.post_data_json == {"user": USER}
+    request_id = answer.value.json()["request_id"]
+
+    # the `discharged` frame: back on the station, a notice says whom, who and when
+    page.wait_for_function("location.hash === '#/'", timeout=10_000)
+    notice = page.locator(NOTICE)
+    notice.wait_for(timeout=5000)
+    assert re.fullmatch(rf"Bed 12 \(J\. Doe\) discharged by {USER} at \d\d:\d\d:\d\d", notice.inner_text()), (
+        notice.inner_text())
+    seen = page.evaluate("window.__dischargeStatus")
+    assert any(t.startswith(f"Discharge sent by {USER}") and "waiting for the gateway" in t
+               for t in seen), seen
+    # its tile, its alarms (badges, header counts, what the tones read) are gone, and stay gone
+    # while the frames that follow the discharge (alarm ends, a queued state frame) arrive
+    page.wait_for_function(f"document.querySelectorAll('{TILE}').length === 9", timeout=5000)
+    page.wait_for_timeout(1500)
+    assert pid not in _tile_order(page) and len(_tile_order(page)) == 9
+    assert not page.evaluate(f"window.ecgmon.store.patients.has({pid!r})")
+    active = page.evaluate(ACTIVE_IDS_JS)
+    assert not set(old_alarms) & set(active), active
+    for alarm_id in old_alarms:
+        assert page.locator(f'.alarm-badge[data-alarm-id="{alarm_id}"]').count() == 0
+    assert _high_count(page) == highs - 1
+    # the gateway agrees: not listed, its alarms ended with the reason, the stay archived
+    assert pid not in [r["patient_id"] for r in fake_gateway.get_json("/api/patients")]
+    record = fake_gateway.get_json("/api/discharges")["discharges"][0]
+    assert record["request_id"] == request_id and record["user"] == USER
+    assert set(old_alarms) <= set(record["alarms_ended"]) and record["info"]["bed"] == "12"
+    ends = [a for a in fake_gateway.get_json("/api/alerts?count=1000")["alerts"]
+            if a["alarm_id"] in old_alarms and a["phase"] == "end"]
+    assert ends and all(a["details"]["reason"] == f"patient discharged by {USER}" for a in ends), ends
+
+    # Back does not reopen the discharged patient's view (the station replaced it in the history)
+    page.go_back()
+    page.wait_for_timeout(500)
+    assert f"#/patient/{pid}" not in page.url
+    # a page opened now shows no tile for it, although its alarms are in the gateway's history
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    page.reload(wait_until="domcontentloaded")  # (a goto that changes only the hash loads nothing)
+    page.wait_for_function("window.ecgmon.store.lastAlertId !== null", timeout=10_000)  # history read
+    page.wait_for_function(f"document.querySelectorAll('{TILE}').length === 9", timeout=10_000)
+    page.wait_for_timeout(1500)
+    assert pid not in _tile_order(page)
+    assert page.locator(NOTICE).count() == 0  # nor a notice: nothing happened since it opened
+
+
+def test_discharge_refused_by_the_gateway_is_shown_and_the_patient_stays(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    pid = DISCHARGE_PATIENT
+    fake_gateway.post_json("/api/_fake/discharge", {"refuse": True})  # Kafka will not take the next one
+    page.goto(f"{fake_gateway.url}/#/patient/{pid}", wait_until="domcontentloaded")
+    button = page.get_by_role("button", name="Discharge patient…")
+    page.wait_for_selector(".discharge-btn:not([disabled])", timeout=10_000)
+    button.click()
+    confirm = page.locator(CONFIRM)
+    assert "Discharge patient 203?" in confirm.inner_text()  # no details entered: the id
+    with page.expect_response(lambda r: r.request.method == "POST" and DISCHARGE_PATH in r.url) as answer:
+        confirm.get_by_role("button", name="Discharge", exact=True).click()
+    assert answer.value.status == 503
+    status = confirm.locator(".discharge-status.error")
+    status.wait_for(timeout=5000)
+    assert status.inner_text() == ("The discharge was not sent: Kafka did not take it; try again. "
+                                   "The patient is still monitored.")
+    # the view stays, with the confirmation open for another try; the patient is still monitored
+    page.wait_for_timeout(1500)
+    assert page.url.endswith(f"#/patient/{pid}")
+    assert confirm.get_by_role("button", name="Discharge", exact=True).is_enabled()
+    assert page.evaluate(f"window.ecgmon.store.patients.get({pid!r}).known")
+    assert page.locator(NOTICE).count() == 0
+    assert fake_gateway.get_json("/api/discharges")["discharges"] == []
+
+    # tried again: sent, and the patient leaves the station
+    with page.expect_response(lambda r: r.request.method == "POST" and DISCHARGE_PATH in r.url) as answer:
+        confirm.get_by_role("button", name="Discharge", exact=True).click()
+    assert answer.value.status == 202
+    page.wait_for_function("location.hash === '#/'", timeout=10_000)
+    assert page.locator(NOTICE).inner_text().startswith(f"Patient {pid} discharged by {USER} at ")
+
+
+def test_a_patient_admitted_again_after_a_discharge_is_a_fresh_tile(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    pid = DISCHARGE_PATIENT
+    fake_gateway.post_json(f"/api/patients/{pid}/info", WARD_DETAILS)
+    fake_gateway.post_json(f"/api/patients/{pid}/alarm-settings", {
+        "user": "kim", "hr_low_bpm": 50, "hr_high_bpm": 130, "pause_s": 2.0, "disabled": []})
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    tile = page.locator(f'{TILE}[data-patient="{pid}"]')
+    tile.locator(".settings-flag:visible").wait_for(timeout=10_000)
+    tile.locator(".alarm-badge").first.wait_for(timeout=10_000)
+    assert tile.locator(".bed").inner_text() == "12" and tile.locator(".pname").inner_text() == "J. Doe"
+    old_alarms = _patient_alarm_ids(page, pid)
+
+    # discharged on another station: the tile goes, with the notice
+    _discharge_via_api(fake_gateway, pid, "kim")
+    tile.wait_for(state="detached", timeout=5000)
+    assert page.locator(NOTICE).inner_text().startswith("Bed 12 (J. Doe) discharged by kim at ")
+
+    # data under the same id again: a new admission, a fresh tile
+    fake_gateway.post_json("/api/_fake/readmit", {"patient": pid})
+    tile.wait_for(timeout=10_000)
+    page.wait_for_function(f"""() => {{
+      const p = window.ecgmon.store.patients.get({pid!r});
+      return p && p.info !== undefined && p.alarmSettings !== undefined && p.ring && p.displayT !== null;
+    }}""", timeout=10_000)
+    fresh = page.evaluate(f"""(() => {{
+      const p = window.ecgmon.store.patients.get({pid!r});
+      return {{info: p.info, settings: p.alarmSettings, active: [...p.active.keys()]}};
+    }})()""")
+    assert fresh["info"] is None and fresh["settings"] is None, fresh
+    assert not set(old_alarms) & set(fresh["active"]), (old_alarms, fresh)
+    assert tile.locator(".bed").inner_text() == pid  # no bed label, name, note or limits of the old stay
+    assert tile.locator(".pname").is_hidden() and tile.locator(".note-flag").is_hidden()
+    assert tile.locator(".settings-flag").is_hidden()
+    before = page.evaluate(TRACE_STATE_JS)[pid]
+    page.wait_for_timeout(1000)
+    after = page.evaluate(TRACE_STATE_JS)[pid]
+    assert after["displayT"] > before["displayT"] and after["canvas"] != before["canvas"], "a still trace"
+    # its patient view: no details, the defaults, and it can be discharged again
+    page.goto(f"{fake_gateway.url}/#/patient/{pid}", wait_until="domcontentloaded")
+    page.locator(".pv-title").get_by_text(f"Patient {pid}").wait_for(timeout=10_000)
+    page.wait_for_selector(f"{CARD} .settings-origin:has-text('Defaults')", timeout=10_000)
+    assert page.locator(".pv-head .note-flag").is_hidden()
+    assert page.get_by_role("button", name="Discharge patient…").is_enabled()
+
+
+def test_recent_discharges_are_listed_on_the_station(fake_gateway: FakeGatewayProc, fake_page: Any) -> None:
+    page = fake_page
+    fake_gateway.post_json(f"/api/patients/{DISCHARGE_PATIENT}/info", WARD_DETAILS)
+    _discharge_via_api(fake_gateway, DISCHARGE_PATIENT, "kim")
+    _discharge_via_api(fake_gateway, "100", "lee")
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    page.wait_for_function(f"document.querySelectorAll('{TILE}').length === 8", timeout=10_000)
+    card = page.locator(".discharges-card")
+    assert card.is_hidden()
+    toggle = page.get_by_role("button", name="Recent discharges")
+    toggle.click()
+    rows = card.locator("tbody tr")
+    page.wait_for_function(f"document.querySelectorAll('{LIST_ROWS}').length === 2", timeout=5000)
+    assert toggle.get_attribute("aria-expanded") == "true"
+    assert [h.strip() for h in card.locator("th").all_inner_texts()] == [
+        "Time", "Patient", "Discharged by", "Alarms ended"]
+    newest, older = (rows.nth(i).locator("td").all_inner_texts() for i in range(2))
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", newest[0]) and re.fullmatch(r"\d\d:\d\d:\d\d", older[0])
+    assert newest[1:3] == ["Patient 100", "lee"], newest  # newest first
+    assert older[1:3] == [f"Bed 12 (J. Doe) · id {DISCHARGE_PATIENT}", "kim"], older
+    assert older[3].isdigit() and newest[3] == "0"  # how many alarms the discharge ended
+
+    # one discharged while the list is open comes on top
+    _discharge_via_api(fake_gateway, "101", "kim")
+    page.wait_for_function(f"document.querySelectorAll('{LIST_ROWS}').length === 3", timeout=8000)
+    assert rows.first.get_attribute("data-patient") == "101"
+    card.get_by_role("button", name="Close").click()
+    assert card.is_hidden() and toggle.get_attribute("aria-expanded") == "false"
+
+
+def test_a_discharge_missed_while_offline_removes_the_tile_when_back(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    pid = DISCHARGE_PATIENT
+    page.goto(f"{fake_gateway.url}/#/", wait_until="domcontentloaded")
+    page.wait_for_selector(f'{TILE}[data-patient="{pid}"] .alarm-badge', timeout=15_000)
+    old_alarms = _patient_alarm_ids(page, pid)
+    fake_gateway.post_json("/api/_fake/websocket", {"refuse": True})
+    page.wait_for_function("document.querySelector('#conn-status').textContent.startsWith('OFFLINE')",
+                           timeout=5000)
+    _discharge_via_api(fake_gateway, pid, "kim")  # the frame reaches no one
+    page.wait_for_timeout(500)
+    assert pid in _tile_order(page)  # nothing said yet: the station did not hear of it
+    fake_gateway.post_json("/api/_fake/websocket", {"refuse": False})
+    page.wait_for_function("document.querySelector('#conn-status').textContent === 'LIVE'", timeout=20_000)
+    # the hello no longer lists it, the gateway's archive says why: the tile goes, with the notice
+    page.locator(f'{TILE}[data-patient="{pid}"]').wait_for(state="detached", timeout=5000)
+    assert page.locator(NOTICE).inner_text().startswith(f"Patient {pid} discharged by kim at ")
+    assert not set(old_alarms) & set(page.evaluate(ACTIVE_IDS_JS))
+    assert len(_tile_order(page)) == 9

@@ -101,11 +101,13 @@ export const getPatients = () => api("/api/patients");
 export const getBeats = (id, seconds) =>
   api(`/api/patients/${encodeURIComponent(id)}/beats?seconds=${encodeURIComponent(seconds)}`);
 
-export function getAlerts(patientId, count = 100, after) {
+/** Alerts oldest first: the first `count` after `after`, or with `newest` the newest `count`. */
+export function getAlerts(patientId, count = 100, after, newest = false) {
   const q = new URLSearchParams();
   if (patientId) q.set("patient", patientId);
   if (after) q.set("after", after);
   q.set("count", String(count));
+  if (newest) q.set("newest", "true");
   return api(`/api/alerts?${q}`);
 }
 
@@ -134,6 +136,18 @@ export const getPatientInfo = (id) => api(`/api/patients/${encodeURIComponent(id
 export function setPatientInfo(id, body) {
   return api(`/api/patients/${encodeURIComponent(id)}/info`, { method: "POST", json: body });
 }
+
+/**
+ * Discharge the patient: body {user}. Answers 202 {patient_id, request_id, user, discharged_at_ms,
+ * status: "sent"}; every station gets a `discharged` frame about a second later.
+ */
+export function postDischarge(id, user = getUser()) {
+  return api(`/api/patients/${encodeURIComponent(id)}/discharge`, { method: "POST", json: { user } });
+}
+
+/** The newest discharges, newest first: {discharges: [{patient_id, request_id, user, discharged_at_ms,
+ * alarms_ended, stream_id, info, alarm_settings}]}. */
+export const getDischarges = (count = 50) => api(`/api/discharges?count=${encodeURIComponent(count)}`);
 
 export function postAnalyze(formData, signal) {
   return api("/api/analyze", { method: "POST", body: formData, signal });

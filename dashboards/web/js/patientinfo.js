@@ -44,7 +44,7 @@ export function normInfo(raw) {
   };
 }
 
-/** Something to show: a bed label, a name or a note (details cleared at discharge are none). */
+/** Something to show: a bed label, a name or a note (details cleared are none). */
 export function hasDetails(info) {
   return Boolean(info && (info.bed || info.name || info.note));
 }

@@ -1,6 +1,12 @@
 // Client-side state of every patient, fed by WebSocket frames and REST answers.
-// Emits events: "patients", "beat", "alert", "alarms", "state", "settings", "alarm-defaults", "info", "onset-high".
+// Emits events: "hello", "patients", "beat", "alert", "alarms", "state", "settings", "alarm-defaults", "info",
+// "onset-high", "discharged".
+//
+// A `discharged` frame removes the patient (tile, active alarms, so nothing sounds for it); the
+// frames of its ended stay that come after it (queued ones, late alarm ends) are dropped, and data
+// that arrives later under the same id is a new admission: a fresh patient (see discharge.js).
 
+import { DISCHARGE_QUIET_MS } from "./discharge.js";
 import { compareBeds, normInfo } from "./patientinfo.js";
 import { AutoScale } from "./trace.js";
 import { Playout, Ring } from "./ring.js";
@@ -10,6 +16,8 @@ const BEAT_KEEP_S = 12 * 60; // heart-rate trend covers 10 min
 const BEAT_KEEP_MAX = 3000;
 const ALERT_KEEP = 500;
 const RING_SECONDS = 32;
+const ENDED_STAY_ALARMS_KEEP = 5000; // alarm ids of discharged stays, whose late frames are dropped
+const DISCHARGES_KEEP = 500;
 // technical by name when a frame does not say (state frames' active lists): no_data is the
 // gateway's alarm for a bedside monitor that stopped sending
 const TECH_TYPES = new Set(["signal_inoperable", "lead_off", "leads_off", "no_signal", "noise", "gap", "no_data"]);
@@ -85,6 +93,12 @@ export class Store extends EventTarget {
     this.serverTimeOffsetMs = 0;
     // The deployment's alarm defaults (hello frame): what a bed's settings are compared with.
     this.alarmDefaults = null;
+    // Discharged patients not admitted again: id -> {patient_id, request_id, user, at_ms, info,
+    // alarms_ended, wall (performance.now() of the frame)}.
+    this.discharged = new Map();
+    this.dischargeIds = new Set(); // request ids seen: a discharge is applied once
+    this.endedStayAlarms = new Set(); // alarm ids of discharged stays: never active again
+    this.clock = () => performance.now();
   }
 
   emit(type, detail) {
@@ -126,21 +140,110 @@ export class Store extends EventTarget {
           this.alarmDefaults = msg.alarm_defaults;
           this.emit("alarm-defaults", { defaults: msg.alarm_defaults });
         }
-        for (const id of msg.patients || []) this.patient(id);
+        for (const id of msg.patients || []) if (this.admits(id)) this.patient(id);
+        this.emit("hello", {
+          patients: Array.isArray(msg.patients) ? msg.patients.map(String) : null,
+          wall: this.clock(),
+        });
         break;
       case "waveform":
-        return this.onWaveform(msg);
+        return this.admits(msg.patient_id) && this.onWaveform(msg);
       case "beat":
-        return this.onBeat(msg);
+        return this.admits(msg.patient_id) && this.onBeat(msg);
       case "alert":
         return this.onAlert(msg, true);
       case "state":
-        return this.onState(msg);
+        return this.admits(msg.patient_id) && this.onState(msg);
       case "acked":
         return this.onAcked(msg.alarm_id, msg.user);
+      case "discharged":
+        return this.onDischarged(msg);
       default:
         break;
     }
+  }
+
+  /**
+   * May data under this id be shown? Not for a discharged patient during DISCHARGE_QUIET_MS after
+   * its `discharged` frame (queued frames of the ended stay); after that it is a new admission,
+   * and the patient is created afresh.
+   */
+  admits(id) {
+    if (id === undefined || id === null) return true;
+    const gone = this.discharged.get(String(id));
+    if (!gone) return true;
+    if (this.clock() - gone.wall < DISCHARGE_QUIET_MS) return false;
+    this.discharged.delete(String(id));
+    return true;
+  }
+
+  /**
+   * The patient was discharged (a `discharged` frame, or a discharge the station missed while it
+   * was offline, with the archive's `info`): forget it and its active alarms; "patients",
+   * "alarms" and "discharged" ({patient: the removed one or null, record}) fire.
+   */
+  onDischarged(msg) {
+    if (msg.patient_id === undefined || msg.patient_id === null) return;
+    const key = String(msg.patient_id);
+    const requestId = msg.request_id ? String(msg.request_id) : null;
+    if (requestId && this.dischargeIds.has(requestId)) return; // the same discharge again
+    if (requestId) this.dischargeIds.add(requestId);
+    if (this.dischargeIds.size > DISCHARGES_KEEP) this.dischargeIds.delete(this.dischargeIds.values().next().value);
+    const p = this.patients.get(key) ?? null;
+    const stayAlarms = p ? [...p.active.keys(), ...p.alarmInfo.keys(), ...p.alerts.map((a) => a.alarm_id)] : [];
+    const record = {
+      patient_id: key,
+      request_id: requestId,
+      user: typeof msg.user === "string" ? msg.user : null,
+      at_ms: isNum(msg.at_ms) ? msg.at_ms : null,
+      info: normInfo(msg.info) ?? p?.info ?? null, // the archive's (a missed discharge), else what was shown
+      alarms_ended: p ? [...p.active.keys()] : [],
+      wall: this.clock(),
+    };
+    for (const id of stayAlarms) if (id) this.endedStayAlarms.add(String(id));
+    for (const id of this.endedStayAlarms) {
+      if (this.endedStayAlarms.size <= ENDED_STAY_ALARMS_KEEP) break;
+      this.endedStayAlarms.delete(id);
+    }
+    this.discharged.delete(key); // (re)inserted last: the map stays in discharge order
+    this.discharged.set(key, record);
+    if (this.discharged.size > DISCHARGES_KEEP) this.discharged.delete(this.discharged.keys().next().value);
+    if (p) {
+      this.patients.delete(key);
+      const hadAlarms = p.active.size > 0;
+      p.active = new Map();
+      this.emit("patients", { removed: key });
+      if (hadAlarms) this.emit("alarms", { patient: p, removed: true });
+    }
+    this.emit("discharged", { patient: p, record });
+  }
+
+  /**
+   * Discharges this station missed (it was offline when they were sent): the rows of GET
+   * /api/discharges (newest first) of patients it still shows although the gateway's hello no
+   * longer lists them (`monitored`: the hello's ids) and that sent no data since (`sinceWall`,
+   * the hello's clock). The newest per patient, not seen before.
+   */
+  missedDischarges(rows, monitored, sinceWall = Infinity) {
+    const listed = new Set((monitored || []).map(String));
+    const out = [];
+    const done = new Set();
+    for (const row of rows || []) {
+      const id = row?.patient_id === undefined || row?.patient_id === null ? null : String(row.patient_id);
+      if (id === null || done.has(id)) continue;
+      done.add(id);
+      const p = this.patients.get(id);
+      if (listed.has(id) || !p?.known || p.lastDataWall > sinceWall) continue;
+      if (row.request_id && this.dischargeIds.has(String(row.request_id))) continue;
+      out.push(row);
+    }
+    return out;
+  }
+
+  /** Patients on the station that the gateway's hello (its monitored ids) does not list. */
+  unlisted(monitored) {
+    const listed = new Set((monitored || []).map(String));
+    return this.ids().filter((id) => !listed.has(id));
   }
 
   onWaveform(msg) {
@@ -193,7 +296,12 @@ export class Store extends EventTarget {
   onAlert(a, live) {
     if (a.patient_id === undefined) return;
     if (live && a.id !== undefined && a.id !== null) this.lastAlertId = String(a.id);
-    const p = this.patient(a.patient_id);
+    // a discharged stay's alarms (their ends come after the discharge) are no one's any more; an
+    // alarm alone does not admit a discharged patient again: its data does
+    if (a.alarm_id && this.endedStayAlarms.has(String(a.alarm_id))) return;
+    if (this.discharged.has(String(a.patient_id))) return;
+    const p = live ? this.patient(a.patient_id) : this.patients.get(String(a.patient_id));
+    if (!p) return; // history of a patient no longer (or not yet) on the station
     const key = String(a.alert_id ?? a.id ?? `${a.alarm_id}:${a.phase}:${a.t_s}`);
     if (!p.alertKeys.has(key)) {
       p.alertKeys.add(key);
@@ -286,7 +394,7 @@ export class Store extends EventTarget {
     for (const [id, at] of p.ended) if (now - at > 5000) p.ended.delete(id);
     const next = new Map();
     for (const a of list) {
-      if (!a?.alarm_id || p.ended.has(a.alarm_id)) continue;
+      if (!a?.alarm_id || p.ended.has(a.alarm_id) || this.endedStayAlarms.has(String(a.alarm_id))) continue;
       const prev = p.active.get(a.alarm_id) ?? p.alarmInfo.get(a.alarm_id);
       next.set(a.alarm_id, {
         ...prev,
@@ -341,7 +449,7 @@ export class Store extends EventTarget {
     if (!Array.isArray(list)) list = list?.patients;
     if (!Array.isArray(list)) return;
     for (const row of list) {
-      if (row?.patient_id === undefined) continue;
+      if (row?.patient_id === undefined || !this.admits(row.patient_id)) continue;
       const p = this.patient(row.patient_id);
       if (isNum(row.heart_rate_bpm)) p.hr = row.heart_rate_bpm;
       if (row.last_class) p.lastClass = String(row.last_class).toUpperCase();
@@ -354,7 +462,8 @@ export class Store extends EventTarget {
   /** Merge beats from GET /api/patients/{id} (recent_beats) with the live ones. */
   loadBeats(patientId, beats) {
     if (!Array.isArray(beats)) return;
-    const p = this.patient(patientId);
+    const p = this.patients.get(String(patientId)); // not for a patient discharged meanwhile
+    if (!p) return;
     const known = new Set(p.beats.map((b) => b.t.toFixed(3)));
     for (const b of beats) {
       if (!isNum(b?.t_s) || known.has(b.t_s.toFixed(3))) continue;
@@ -376,7 +485,8 @@ export class Store extends EventTarget {
       const alert = patientId === null ? a : { ...a, patient_id: a.patient_id ?? patientId };
       if (alert.patient_id === undefined) continue;
       this.onAlert(alert, false);
-      touched.add(this.patient(alert.patient_id));
+      const p = this.patients.get(String(alert.patient_id)); // history creates no patient
+      if (p) touched.add(p);
     }
     for (const p of touched) {
       this.emit("alert", { patient: p, alert: null });

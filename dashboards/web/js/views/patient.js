@@ -1,6 +1,7 @@
 // Patient view (#/patient/<id>): bed, name and note, 20 s strip with beat labels, HR trend, HRV,
-// alarm settings, alarm history.
+// alarm settings, alarm history, and the discharge action.
 
+import { fmtWhen } from "../alarmsettings.js";
 import { getAlerts, getBeats } from "../api.js";
 import { bedFreshness, staleLook } from "../freshness.js";
 import { hrvSummary } from "../hrv.js";
@@ -21,6 +22,7 @@ import {
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
 import { AlarmSettingsPanel } from "./alarmsettings.js";
 import { AlarmStripCard } from "./alarmstrip.js";
+import { DischargePanel } from "./discharge.js";
 import { PatientInfoPanel } from "./patientinfo.js";
 import { nodataOverlay } from "./station.js";
 
@@ -61,6 +63,7 @@ export class PatientView {
     this.lastKnown = false;
     this.settings = new AlarmSettingsPanel(this.store, this.actions, p);
     this.details = new PatientInfoPanel(this.store, this.actions, p);
+    this.discharge = new DischargePanel(this.store, this.actions, p);
     this.trend = el("canvas", { class: "spark", "aria-label": "Heart-rate trend, last 10 minutes" });
     this.hrv = el("dl", { class: "hrv" });
     this.counts = el("div", { class: "counts" });
@@ -78,9 +81,11 @@ export class PatientView {
         (this.unknown = el("span", { class: "muted", hidden: p.known }, "(not reported by the gateway yet)")),
         this.lead,
         this.details.editBtn,
+        this.discharge.button,
         el("div", { class: "pv-vitals" }, el("span", { class: "hr-label" }, "HR bpm"), this.hr),
         el("div", { class: "pv-class" }, el("span", { class: "hr-label" }, "Last beat"), this.cls),
       ),
+      this.discharge.root,
       this.alarms,
       this.details.form,
       el(
@@ -138,11 +143,13 @@ export class PatientView {
     this.loadHistory();
     this.settings.mount();
     this.details.mount();
+    this.discharge.mount();
   }
 
   unmount() {
     this.settings?.unmount();
     this.details?.unmount();
+    this.discharge?.unmount();
     for (const [type, fn] of Object.entries(this.listeners)) this.store.removeEventListener(type, fn);
     document.removeEventListener("keydown", this.onKey);
   }
@@ -156,7 +163,7 @@ export class PatientView {
       })
       .catch(() => {}); // optional: live beats fill the same list
     try {
-      const res = await getAlerts(this.p.id, 100);
+      const res = await getAlerts(this.p.id, 100, undefined, true);
       this.store.loadAlerts(this.p.id, Array.isArray(res) ? res : res?.alerts);
       this.historyStatus.textContent = "";
     } catch (err) {
@@ -167,6 +174,13 @@ export class PatientView {
 
   renderNumbers() {
     this.unknown.hidden = this.p.known;
+    // an id discharged (and not admitted again) says so, not "not reported yet"
+    const gone = this.p.known ? null : this.store.discharged.get(this.p.id);
+    const text = gone
+      ? `(discharged by ${gone.user ?? "?"}${gone.at_ms ? ` at ${fmtWhen(gone.at_ms)}` : ""})`
+      : "(not reported by the gateway yet)";
+    if (this.unknown.textContent !== text) this.unknown.textContent = text;
+    this.discharge.renderButton();
     this.hr.textContent = patientHr(this.p);
     const c = this.p.lastClass || "–";
     this.cls.textContent = c;

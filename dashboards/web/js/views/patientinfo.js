@@ -1,6 +1,7 @@
 // The patient view's title (bed label, name, id; who entered them and when), its note badge and
-// the "Edit details" form (bed label, name, note; Clear at discharge). Saving is a POST to
-// /api/patients/{id}/info; every station shows the answer with the next state frame.
+// the "Edit details" form (bed label, name, note; "Clear details…" empties all three, which does
+// not discharge the patient: see discharge.js). Saving is a POST to /api/patients/{id}/info;
+// every station shows the answer with the next state frame.
 
 import { AuthError, getPatientInfo, getUser, setPatientInfo } from "../api.js";
 import { validateUser } from "../alarmsettings.js";
@@ -69,12 +70,16 @@ export class PatientInfoPanel {
     this.clearBtn = el(
       "button",
       { type: "button", class: "secondary danger", onclick: () => this.askClear(true) },
-      "Clear (discharge)…",
+      "Clear details…",
     );
     this.confirm = el(
       "div",
       { class: "info-confirm", hidden: true, role: "group", "aria-label": "Confirm clearing the details" },
-      el("span", {}, "Clear the bed label, name and note of this patient on every station?"),
+      el(
+        "span",
+        {},
+        "Clear the bed label, name and note of this patient on every station? (This does not discharge the patient.)",
+      ),
       el("button", { type: "button", class: "primary danger", onclick: () => this.clear() }, "Clear details"),
       el("button", { type: "button", class: "secondary", onclick: () => this.askClear(false) }, "Keep them"),
     );
@@ -257,7 +262,7 @@ export class PatientInfoPanel {
     await this.send(res.info, "Saving…");
   }
 
-  /** Discharge: empty the three fields (after the inline confirmation). */
+  /** Empty the three fields (after the inline confirmation); the patient stays monitored. */
   async clear() {
     const userError = validateUser(getUser());
     if (userError) {

@@ -1,4 +1,5 @@
-// Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms.
+// Central-station grid: one tile per patient with a sweeping trace, HR, beat class, alarms; a
+// discharged patient's tile goes; "Recent discharges" lists the newest discharges.
 
 import { describeSettings, fmtWhen, indicatorText } from "../alarmsettings.js";
 import { bedFreshness, staleLook } from "../freshness.js";
@@ -6,6 +7,7 @@ import { shortNote, titleParts } from "../patientinfo.js";
 import { SweepPainter } from "../sweep.js";
 import { BEAT_NAMES, PRIORITY_RANK, cssVar, el, patientHr } from "../util.js";
 import { refreshSince, renderAlarmBadges } from "./alarms.js";
+import { RecentDischarges } from "./discharge.js";
 
 const SWEEP_S = 6;
 
@@ -176,9 +178,11 @@ export class StationView {
         mode === "bed" ? "Bed" : "Alarms first",
       ),
     );
+    this.discharges = new RecentDischarges(store, actions);
     this.toolbar = el(
       "div",
       { class: "station-tools" },
+      this.discharges.button,
       el("span", { class: "muted" }, "Order"),
       el("div", { class: "segmented", role: "group", "aria-label": "Tile order" }, ...this.sortButtons),
     );
@@ -202,7 +206,8 @@ export class StationView {
   }
 
   mount() {
-    this.root.replaceChildren(this.toolbar, this.grid, this.empty);
+    this.root.replaceChildren(this.toolbar, this.discharges.root, this.grid, this.empty);
+    this.discharges.mount();
     this.setSort(this.sortMode);
     for (const [type, fn] of Object.entries(this.listeners)) this.store.addEventListener(type, fn);
     this.sync();
@@ -212,6 +217,7 @@ export class StationView {
   unmount() {
     for (const [type, fn] of Object.entries(this.listeners)) this.store.removeEventListener(type, fn);
     this.observer.disconnect();
+    this.discharges.unmount();
   }
 
   setSort(mode) {
@@ -238,6 +244,12 @@ export class StationView {
 
   sync() {
     const ids = this.orderedIds();
+    const shown = new Set(ids);
+    for (const [id, tile] of this.tiles) {
+      if (shown.has(id) && this.store.patients.get(id) === tile.p) continue;
+      this.observer.unobserve(tile.root); // discharged (a later admission gets a new tile)
+      this.tiles.delete(id);
+    }
     for (const id of ids) {
       if (this.tiles.has(id)) continue;
       const tile = new Tile(this.store.patient(id), this.actions);
