@@ -221,6 +221,12 @@ class ClientHub:
             if c.wants(patient_id, "alert"):
                 c.push_urgent(text)
 
+    def broadcast_all(self, frame: dict[str, Any]) -> None:
+        """Send a never-dropped frame to every client, whatever it subscribed to (``feed``)."""
+        text = dumps(frame)
+        for c in list(self.clients):
+            c.push_urgent(text)
+
     def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
         for c in list(self.clients):
             c.close(code, reason)

@@ -550,6 +550,7 @@ class Feeds:
                                       skip=lambda pid: pid in live.discharged)
             self.live.on_chunk = self.nodata.chunk
             self.live.on_discharge.append(self.nodata.forget)
+            self.nodata.on_feed = lambda state: hub.broadcast_all({"type": "feed", **state})
 
     async def start(self) -> None:
         await self.strips.start()

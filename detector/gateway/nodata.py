@@ -12,6 +12,13 @@ every dashboard sees, sounds and acknowledges it as any alarm.
 A discharged patient is no longer watched; the detector ends an open ``no_data`` alarm of
 the patient with the other alarms.
 
+When chunks stop from every watched patient at once (two or more), the fault is upstream (this
+gateway's Kafka feed, the broker, the network), not at the beds: the watch raises no per-bed
+alarm then (a burst of them would bury the one message that matters) but reports the station
+as not receiving (``feed_state``, the ``feed`` frame every dashboard shows as a banner with a
+tone; gauge ``ecgmon_gateway_receiving``).  Once chunks flow again, a patient still silent is
+alarmed ``ECGMON_NO_DATA_ALARM_S`` later.
+
 A patient whose stream stopped while no gateway watched (a restart, an outage) is not
 forgotten: once this gateway's Kafka feed is ready, it watches every patient Redis lists as
 monitored as if its last chunk had arrived then, so one silent for ``ECGMON_NO_DATA_ALARM_S``
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +77,16 @@ class NoDataWatch(Background):
         self.skip = skip  # patients not to take from Redis (discharged, seen by the live feed)
         self._seeded = False
         self.seen: dict[str, _Seen] = {}
+        self.last_any: float | None = None  # clock of the newest chunk from any patient
+        self.last_any_ms: int | None = None  # the same, wall time (for the dashboards)
+        self.back_at = -math.inf  # chunks came again after the station received none
+        self.silent = False  # no chunk from any of 2+ watched patients for after_s
+        self.on_feed: Callable[[dict[str, object]], None] | None = None  # `silent` changed
+        self._receiving = metrics.gauge(
+            "ecgmon_gateway_receiving",
+            "1 while the gateway receives bedside data, 0 when no watched patient sent any for "
+            "ECGMON_NO_DATA_ALARM_S (an upstream fault: Kafka, broker, network)", registry)
+        self._receiving.set(1)
         self._wake = asyncio.Event()
         self._alarms = metrics.counter(
             "ecgmon_gateway_no_data_alarms_total",
@@ -86,6 +104,25 @@ class NoDataWatch(Background):
             self._wake.set()
         s.seeded = False
         s.next_sample, s.fs_hz, s.at = max(s.next_sample, end), c.fs_hz, self.clock()
+        self.last_any, self.last_any_ms = s.at, time.time_ns() // 1_000_000
+        if self.silent:
+            self.silent, self.back_at = False, s.at
+            self._feed_changed()
+
+    def feed_state(self) -> dict[str, object]:
+        """``{receiving, last_data_ms}``: what the ``feed`` frame and the hello carry."""
+        return {"receiving": not self.silent, "last_data_ms": self.last_any_ms}
+
+    def _feed_changed(self) -> None:
+        self._receiving.set(0 if self.silent else 1)
+        state = self.feed_state()
+        if self.silent:
+            logger.warning("no bedside data from any patient: the feed is down upstream",
+                           extra={"patients": len(self.seen), "last_data_ms": self.last_any_ms})
+        else:
+            logger.warning("bedside data received again", extra={"patients": len(self.seen)})
+        if self.on_feed is not None:
+            self.on_feed(state)
 
     def forget(self, patient_id: str) -> None:
         """The patient was discharged: no more watching (the detector ends an open alarm)."""
@@ -106,6 +143,8 @@ class NoDataWatch(Background):
                 continue  # no beat yet: nothing to place an onset at
             if pid not in self.seen:  # (a chunk may have come meanwhile)
                 self.seen[pid] = _Seen(after, after, fs_hz, self.clock(), seeded=True)
+        if self.last_any is None:  # nothing received yet: silence counts from now
+            self.last_any = self.clock()
         self._wake.set()
 
     async def _run(self) -> None:
@@ -125,6 +164,10 @@ class NoDataWatch(Background):
     async def step(self) -> None:
         """Raise, end and adopt alarms as the chunks seen so far say (one pass)."""
         now = self.clock()
+        if (not self.silent and len(self.seen) >= 2 and self.last_any is not None
+                and now - self.last_any >= self.after_s):
+            self.silent = True
+            self._feed_changed()
         for pid, s in list(self.seen.items()):
             if not s.checked:
                 await self._adopt(pid, s)
@@ -132,7 +175,7 @@ class NoDataWatch(Background):
                 await self._write(pid, s, AlarmPhase.END, s.onset, max(s.onset, s.resumed),
                                   "monitor data received again")
                 s.onset = s.resumed = None
-            elif s.onset is None and now - s.at >= self.after_s:
+            elif s.onset is None and not self.silent and now - max(s.at, self.back_at) >= self.after_s:
                 s.onset, s.resumed = s.next_sample, None
                 await self._write(pid, s, AlarmPhase.ONSET, s.onset, s.onset,
                                   f"no data from the bedside monitor for {self.after_s:g} s")

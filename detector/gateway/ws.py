@@ -6,7 +6,7 @@ Protocol (JSON text frames) -- client to server::
     {"type": "ack", "alarm_id": str, "user": str}
 
 server to client: ``hello``, ``waveform``, ``beat``, ``alert``, ``state``, ``acked``,
-``discharged``, ``error``
+``discharged``, ``feed``, ``error``
 (see the README).  A client that falls behind on alerts is closed with code 4000 and
 resumes without loss by reconnecting with the ``id`` of the last alert it saw.
 """
@@ -64,6 +64,11 @@ class Session:
         self.ws, self.client, self.gw = ws, client, gw
         self.follower: asyncio.Task[None] | None = None
 
+    def _feed(self) -> dict[str, object] | None:
+        """Whether the gateway receives bedside data (None: the no-data watch is off)."""
+        watch = self.gw.feeds.nodata
+        return None if watch is None else watch.feed_state()
+
     async def run(self) -> None:
         try:
             patients = await self.gw.feeds.state.patient_ids()
@@ -71,7 +76,8 @@ class Session:
             patients = sorted(self.gw.feeds.live.patients)
         self.client.push_urgent(dumps({"type": "hello", "server_time_ms": time.time_ns() // 1_000_000,
                                        "patients": patients,
-                                       "alarm_defaults": deployment_limits(self.gw.settings).to_dict()}))
+                                       "alarm_defaults": deployment_limits(self.gw.settings).to_dict(),
+                                       "feed": self._feed()}))
         tasks = [asyncio.create_task(self.client.run_sender(self.ws.send_text), name="ws-sender"),
                  asyncio.create_task(self._receive(), name="ws-receiver"),
                  asyncio.create_task(self.client.closed.wait(), name="ws-closed")]

@@ -625,6 +625,35 @@ async def test_a_bedside_stream_that_stops_raises_a_no_data_alarm_that_ends_when
         assert metric == 1
 
 
+async def test_silence_from_every_bed_is_one_feed_frame_not_a_no_data_alarm_per_bed(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, web_dir: Path,
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, topic_prefix, web_dir, no_data_alarm_s=3.0)
+    async for gw in _serve(settings):
+        async with connect(gw.ws_url + f"?token={TOKEN}") as ws, Producer(settings) as producer:
+            hello = await _subscribe(ws, ["bed-1"])  # the feed frame reaches every client anyway
+            assert hello["feed"] == {"receiving": True, "last_data_ms": None}
+            for pid in ("bed-1", "bed-2"):
+                await producer.send(settings.topic("samples"), _chunk(pid, 0, 90), pid)
+            await producer.flush()
+            sent_ms = time.time_ns() // 1_000_000
+            silent = await _next(ws, "feed", within_s=15)  # both stop: the feed, upstream
+            assert silent["receiving"] is False and sent_ms - 2000 <= silent["last_data_ms"] <= sent_ms + 2000
+            assert gw.registry.get_sample_value("ecgmon_gateway_receiving") == 0
+            await _no_more_alerts(ws, wait_s=3.5)
+            assert await gw.store.active_alarms("bed-1") == []
+            await producer.send(settings.topic("samples"), _chunk("bed-2", 90, 90), "bed-2")
+            await producer.flush()
+            assert (await _next(ws, "feed", within_s=10))["receiving"] is True
+            # bed-1 stays silent while bed-2 streams: now it is that bed's monitor
+            for i in range(2, 20):
+                await producer.send(settings.topic("samples"), _chunk("bed-2", i * 90, 90), "bed-2")
+                await producer.flush()
+                await asyncio.sleep(0.25)
+            onset = await _next(ws, "alert", within_s=10)
+            assert (onset["alarm_id"], onset["phase"]) == ("bed-1:no_data:90", "onset")
+
+
 async def test_ack_over_websocket(gw: Running) -> None:
     alert = _alert("bed-3", 100)
     await gw.store.write_alert(alert)

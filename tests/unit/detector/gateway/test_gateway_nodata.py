@@ -109,9 +109,11 @@ async def test_a_patient_silent_since_before_the_gateway_started_is_watched_from
                         skip=lambda pid: pid == "p4")  # p4: discharged, not archived yet
     await watch.seed()
     assert sorted(watch.seen) == ["p1", "p3"]  # p2 has no beat to place an onset at
+    watch.chunk(_chunk("p5", 0))  # another bed streams: the station receives
     await watch.step()
     assert store.written == []  # p3's open alarm is taken over, neither raised again nor ended
     clock.t += 15.0
+    watch.chunk(_chunk("p5", 90))
     await watch.step()
     assert [(a.alarm_id, a.phase, a.fs_hz) for a in store.written] == [
         ("p1:no_data:3601", AlarmPhase.ONSET, 360.0)]  # the sample after its last beat in Redis
@@ -119,3 +121,42 @@ async def test_a_patient_silent_since_before_the_gateway_started_is_watched_from
     await watch.step()
     assert [(a.alarm_id, a.phase, a.sample_index) for a in store.written[1:]] == [
         ("p3:no_data:500", AlarmPhase.END, 90_000)]
+
+
+async def test_silence_from_every_bed_at_once_is_an_upstream_fault_not_a_burst_of_bed_alarms() -> None:
+    store, clock = _Store(), _Clock()
+    watch = _watch(store, clock)
+    changes: list[dict[str, object]] = []
+    watch.on_feed = changes.append
+    for pid in ("a", "b", "c"):
+        watch.chunk(_chunk(pid, 0))
+    clock.t += 20.0  # the broker died: nothing from anyone
+    await watch.step()
+    assert store.written == [] and watch.silent
+    assert [c["receiving"] for c in changes] == [False]
+    assert watch.feed_state()["last_data_ms"] is not None
+    clock.t += 60.0
+    await watch.step()
+    assert store.written == []  # still no bed alarm while the station receives nothing
+    watch.chunk(_chunk("a", 90))  # back, for a and b; c's monitor really is off
+    watch.chunk(_chunk("b", 90))
+    assert [c["receiving"] for c in changes] == [False, True] and not watch.silent
+    clock.t += 10.0
+    watch.chunk(_chunk("a", 180))
+    watch.chunk(_chunk("b", 180))
+    await watch.step()
+    assert store.written == []  # c silent for 10 s since the data came back: not yet
+    clock.t += 5.0
+    watch.chunk(_chunk("a", 270))
+    watch.chunk(_chunk("b", 270))
+    await watch.step()
+    assert [(a.alarm_id, a.phase) for a in store.written] == [("c:no_data:90", AlarmPhase.ONSET)]
+
+
+async def test_one_watched_bed_that_stops_is_that_bed_alarm() -> None:
+    store, clock = _Store(), _Clock()
+    watch = _watch(store, clock)
+    watch.chunk(_chunk("a", 0))
+    clock.t += 15.0
+    await watch.step()
+    assert [a.alarm_id for a in store.written] == ["a:no_data:90"] and not watch.silent
