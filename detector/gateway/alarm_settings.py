@@ -22,6 +22,7 @@ from detector.alarm_defaults import deployment_limits
 from detector.core.alarms import LIMIT_RANGES, OPTIONAL_ALARMS, AlarmLimits
 from detector.gateway.context import ApiError
 from detector.gateway.inband import InBandSender
+from stream.errors import ServiceUnavailable
 from stream.kafka import Producer
 from stream.redis import AlertStore
 from stream.schemas import MIN_HR_GAP_BPM, AlarmSettings
@@ -89,6 +90,14 @@ class AlarmSettingsDesk:
         await self.sender.send(change, "the change")
         entry = {**limits.to_dict(), "request_id": change.request_id, "user": user,
                  "set_at_ms": set_at_ns // 1_000_000}
-        await self.store.log_alarm_settings(patient_id, entry)
+        answer: dict[str, Any] = {"request_id": change.request_id, "status": "sent", "settings": entry}
+        try:
+            await self.store.log_alarm_settings(patient_id, entry)
+        except ServiceUnavailable as exc:
+            # Kafka has it: the detector applies it. Saying 503 would invite a second change.
+            logger.warning("alarm settings sent but not logged", extra={
+                "patient": patient_id, "request_id": change.request_id, "error": str(exc)})
+            answer["warning"] = ("sent, but not written to the change history (Redis unavailable): "
+                                 "it shows as applied once the detector applies it")
         logger.info("alarm settings sent", extra={"patient": patient_id, "request_id": change.request_id})
-        return {"request_id": change.request_id, "status": "sent", "settings": entry}
+        return answer

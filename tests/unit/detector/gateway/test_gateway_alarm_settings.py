@@ -8,7 +8,7 @@ import pytest
 
 from detector.gateway.alarm_settings import AlarmSettingsBody, AlarmSettingsDesk
 from detector.gateway.context import ApiError
-from stream.errors import DeliveryFailed
+from stream.errors import DeliveryFailed, ServiceUnavailable
 from stream.redis import PatientState
 from stream.settings import load
 
@@ -55,6 +55,18 @@ async def test_a_change_kafka_does_not_take_is_a_503_and_not_logged() -> None:
         await desk.send("p1", _body())
     assert err.value.status == 503 and "not sent" in err.value.message
     assert store.log == []
+
+
+async def test_a_change_sent_while_redis_fails_is_a_202_that_says_the_history_missed_it() -> None:
+    class _Down(_Store):
+        async def log_alarm_settings(self, patient: str, change: dict[str, Any]) -> None:
+            raise ServiceUnavailable("redis unavailable for log_alarm_settings")
+
+    producer = _Producer()
+    desk = AlarmSettingsDesk(load(environ={}), _Down(), producer)  # type: ignore[arg-type]
+    sent = await desk.send("p1", _body())
+    assert sent["status"] == "sent" and "not written to the change history" in sent["warning"]
+    assert len(producer.sent) == 1  # the detector gets it
 
 
 async def test_pending_until_the_detector_reports_the_newest_change_applied() -> None:
