@@ -1,11 +1,13 @@
-// ecgmon central station: boot, login, hash routing, the animation loop, shared actions and what
-// follows a discharge (back to the station from that patient's view, a notice).
+// ecgmon central station: boot, login, hash routing, the animation loop, shared actions, the
+// banners of a blind station (connection lost, no bedside data) and what follows a discharge
+// (back to the station from that patient's view, a notice).
 
 import { AuthError, clearToken, getAlerts, getDischarges, getPatients, getToken, getUser, postAck } from "./js/api.js";
 import { AlarmSound, PATTERNS, alarmSnapshot, parseTiming } from "./js/alarmsound.js";
 import { audioEnabled, audioLog, playPattern, setAudio } from "./js/audio.js";
 import { Connection } from "./js/conn.js";
 import { dischargeNotice } from "./js/discharge.js";
+import { feedBannerText } from "./js/feed.js";
 import { LinkWatch } from "./js/freshness.js";
 import { Store } from "./js/store.js";
 import { el, fmtDataTime, wallClock } from "./js/util.js";
@@ -32,6 +34,9 @@ const ui = {
   banner: document.getElementById("conn-banner"),
   bannerText: document.getElementById("conn-banner-text"),
   bannerRetry: document.getElementById("conn-banner-retry"),
+  feedBanner: document.getElementById("feed-banner"),
+  feedBannerText: document.getElementById("feed-banner-text"),
+  feedBannerDetail: document.getElementById("feed-banner-detail"),
   nav: document.querySelectorAll("[data-route]"),
 };
 
@@ -194,9 +199,16 @@ function renderSummary() {
     .filter(([k]) => n[k])
     .map(([k, label]) => el("span", { class: `sum prio-${k}` }, `${n[k]} ${label}`));
   ui.summary.replaceChildren(...(parts.length ? parts : [el("span", { class: "sum none" }, "No alarms")]));
-  ui.summary.title = ui.banner.hidden ? "" : "Last known alarms: no connection to the gateway";
+  const connLost = !ui.banner.hidden;
+  const feedLost = !ui.feedBanner.hidden;
+  ui.summary.title = connLost
+    ? "Last known alarms: no connection to the gateway"
+    : feedLost
+      ? "No ECG from any bedside monitor reaches the gateway"
+      : "";
   // never a patient's name here: the title shows in task bars and browser history
-  if (!ui.banner.hidden) document.title = "(NO CONNECTION) ecgmon";
+  if (connLost) document.title = "(NO CONNECTION) ecgmon";
+  else if (feedLost) document.title = "(NO BEDSIDE DATA) ecgmon";
   else document.title = n.high ? `(${n.high} HIGH) ecgmon` : "ecgmon · Central station";
 }
 
@@ -211,6 +223,22 @@ function renderConnectionLoss(lost) {
   if (ui.banner.hidden === !lost) return;
   ui.banner.hidden = !lost;
   document.body.classList.toggle("conn-lost", lost);
+  renderSummary();
+}
+
+/**
+ * The no-bedside-data alarm (feed.js, decided in alarmsound.js): the gateway receives ECG from
+ * no bed at all, a fault upstream. A banner until it receives again (never with the connection one).
+ */
+function renderFeedLoss(blind) {
+  if (blind) {
+    const { title, detail } = feedBannerText(store.feed, Date.now() + store.serverTimeOffsetMs);
+    if (ui.feedBannerText.textContent !== title) ui.feedBannerText.textContent = title;
+    if (ui.feedBannerDetail.textContent !== detail) ui.feedBannerDetail.textContent = detail;
+  }
+  if (ui.feedBanner.hidden === !blind) return;
+  ui.feedBanner.hidden = !blind;
+  document.body.classList.toggle("feed-lost", blind);
   renderSummary();
 }
 
@@ -247,9 +275,12 @@ function pauseLabel(long = false) {
 
 /** Decide what sounds now (alarmsound.js) and play it (audio.js). */
 function soundTick() {
-  const d = sound.update(alarmSnapshot(store.patients.values()), performance.now(), conn.downSince);
+  // signed out (the connection stopped on purpose): no alarm, not even a last known feed state
+  const feed = conn.stopped ? null : store.feed;
+  const d = sound.update(alarmSnapshot(store.patients.values()), performance.now(), conn.downSince, feed);
   if (d.play) playPattern(PATTERNS[d.play], d.reason);
   renderConnectionLoss(d.connectionLost);
+  renderFeedLoss(d.feedLost);
   if (d.pauseEnded === "new-high") toast("Audio pause ended: a new high-priority alarm.");
   renderPause();
   return d;
@@ -260,6 +291,7 @@ function soundTick() {
 async function login(message = "") {
   loginOpen = true;
   conn.stop();
+  store.setFeed(null); // unknown until the next hello
   const patients = await showLogin(document.body, message);
   loginOpen = false;
   if (patients) {
@@ -302,6 +334,7 @@ async function boot() {
   store.addEventListener("discharged", onDischarged);
   store.addEventListener("discharged", renderSummary);
   store.addEventListener("hello", catchUpDischarges);
+  store.addEventListener("feed", soundTick); // the banner (and tone) at once, not at the next tick
   ui.status.addEventListener("click", () => conn.retryNow());
   ui.bannerRetry.addEventListener("click", () => conn.retryNow());
   ui.audio.addEventListener("click", () => {

@@ -1,7 +1,7 @@
 """A stand-in for `ecgmon gateway` that serves the dashboard with synthetic patients.
 
 Speaks the dashboard's WebSocket protocol (hello, waveform, beat, alert, state, acked,
-discharged) and its REST API (GET /api/patients[/{id}[/beats]], GET /api/alerts[/{id}/strip], POST
+discharged, feed) and its REST API (GET /api/patients[/{id}[/beats]], GET /api/alerts[/{id}/strip], POST
 /api/alarms/{id}/ack, POST /api/analyze, GET/POST /api/patients/{id}/alarm-settings, GET/POST
 /api/patients/{id}/info, POST /api/patients/{id}/discharge, GET /api/discharges; a strip only for
 alarms of the last ~55 s) with
@@ -11,6 +11,13 @@ ventricular-tachycardia episode (high priority), a technical alarm with gaps in 
 
 For the tests, ``POST /api/_fake/websocket {"refuse": true}`` closes every WebSocket and refuses
 new ones (503) until ``{"refuse": false}``: a lost link to the gateway.
+``POST /api/_fake/feed {"receiving": false}`` stops the data of every bed at once (no waveform, no
+beats, no alarm changes; state frames go on, from Redis in the real gateway) and sends every
+WebSocket, subscribed or not, ``{"type": "feed", "receiving": false, "last_data_ms"}`` at once (the
+real gateway waits ``ECGMON_NO_DATA_ALARM_S`` first): the broker or the gateway's Kafka feed is
+down. ``{"receiving": true}`` resumes the data (the samples of the outage are lost, a gap) and sends
+``{"type": "feed", "receiving": true, ...}`` with the first waveform frame. The hello carries the
+same state (``feed``).
 ``POST /api/_fake/alarm-settings {"refuse": "unknown_patient" | "invalid_field", "detail": "..."}``
 makes the detector refuse the next change of alarm settings sent (of any patient) about a second
 later, as it does (GET then names it in ``refused``, with ``pending`` null); ``{"refuse": null}``
@@ -352,6 +359,9 @@ class FakeGateway:
         self.archived_alerts: set[str] = set()  # alert ids of ended stays (out of the patient's history)
         self.rng = rng
         self.sockets: set[ServerConnection] = set()  # every open WebSocket, subscribed or not
+        self.receiving = True  # False: no bedside data reaches the gateway (POST /api/_fake/feed)
+        self.announce_receiving = False  # say `receiving: true` with the next waveform frame
+        self.last_data_ms: int | None = None  # wall ms of the newest waveform frame of any bed
         self.tasks: set[asyncio.Task[None]] = set()
 
     def sim_t(self) -> float:
@@ -363,8 +373,10 @@ class FakeGateway:
         while self.pending_discharges and self.pending_discharges[0][0] <= now:
             self.carry_out_discharge(self.pending_discharges.pop(0)[1], now)
         for p in self.patients.values():
-            self.apply_settings(p, now)
             p.schedule(now + 1.0)
+            if not self.receiving:  # the beds go on, but nothing of them reaches the gateway (nor
+                continue  # the detector: no alarm starts or ends, no settings change is applied)
+            self.apply_settings(p, now)
             while p.next_k / FS_HZ <= now:
                 t = p.next_k / FS_HZ
                 if not (p.sc.pattern == "noisy" and signal_gap(t)):
@@ -388,6 +400,10 @@ class FakeGateway:
             run.append((k, v))
         if run:
             self.publish(self.wave_frame(p, run))
+            self.last_data_ms = int(time.time() * 1000)
+            if self.announce_receiving:
+                self.announce_receiving = False
+                self.broadcast_all(self.feed_frame())
         p.sent_k = p.next_k
 
     @staticmethod
@@ -596,6 +612,39 @@ class FakeGateway:
         logger.info("patient %s admitted again", pid)
         return 200, {"patient": pid, "admitted": True}
 
+    # -- no bedside data from any bed (broker, Kafka feed or network down), for the tests --
+    def feed_state(self) -> dict[str, Any]:
+        return {"receiving": self.receiving, "last_data_ms": self.last_data_ms}
+
+    def feed_frame(self) -> dict[str, Any]:
+        return {"type": "feed", **self.feed_state()}
+
+    def broadcast_all(self, frame: dict[str, Any]) -> None:
+        """A never-dropped frame to every WebSocket, whatever it subscribed to (as the gateway's)."""
+        broadcast(self.sockets, json.dumps(frame, separators=(",", ":")))
+
+    def set_feed(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+        body = json.loads(raw or b"{}")
+        receiving = body.get("receiving")
+        if not isinstance(receiving, bool):
+            return 422, {"error": "receiving must be true or false"}
+        if receiving == self.receiving:
+            return 200, self.feed_state()
+        self.receiving = receiving
+        if receiving:
+            # data again from now on: the samples and beats of the outage never arrive (a gap)
+            now = self.sim_t()
+            for p in self.patients.values():
+                p.next_k = p.sent_k = math.ceil(now * FS_HZ)
+                p.emitted_beats = max(p.emitted_beats, int(now * 1000))
+                p.last_send = 0.0  # send at the next step
+            self.announce_receiving = True
+        else:
+            self.announce_receiving = False
+            self.broadcast_all(self.feed_frame())
+        logger.info("bedside data %s", "flows again" if receiving else "stopped for every bed")
+        return 200, self.feed_state()
+
     # -- a lost link, for the tests --
     def set_refuse(self, raw: bytes) -> tuple[int, dict[str, Any]]:
         body = json.loads(raw or b"{}")
@@ -713,7 +762,8 @@ class FakeGateway:
     async def serve_socket(self, ws: ServerConnection) -> None:
         await ws.send(
             json.dumps(
-                {"type": "hello", "server_time_ms": int(time.time() * 1000), "patients": list(self.patients)}
+                {"type": "hello", "server_time_ms": int(time.time() * 1000), "patients": list(self.patients),
+                 "feed": self.feed_state()}
             )
         )
         try:
@@ -879,6 +929,8 @@ class FakeGateway:
             return self.readmit(str(json.loads(body or b"{}").get("patient", "")))
         if path == "/api/_fake/websocket":
             return self.set_refuse(body)
+        if path == "/api/_fake/feed":
+            return self.set_feed(body)
         if path == "/api/_fake/alarm-settings":
             return self.set_refuse_settings(body)
         if path == "/api/analyze":

@@ -14,6 +14,11 @@
 // - A live connection to the gateway down for more than CONNECTION_LOSS_DELAY_MS is a technical
 //   alarm of medium priority (IEC 60601-1-8: a failed link to the central station): it sounds and
 //   repeats as any MEDIUM (a HIGH wins, the pause applies) until the connection is back.
+// - So is a gateway that receives no bedside data from any bed (its `feed` frame, see feed.js):
+//   at once (the gateway has waited already) until it receives again. While the connection-loss
+//   alarm is on, the feed state is unknown and only the connection loss counts.
+
+import { feedLossAlarm } from "./feed.js";
 
 export const HIGH_BURST_INTERVAL_MS = 10_000; // IEC 60601-1-8 allows 2.5-15 s for high priority
 export const MEDIUM_BURST_INTERVAL_MS = 20_000; // and 2.5-30 s for medium
@@ -143,20 +148,24 @@ export class AlarmSound {
   }
 
   /**
-   * Feed the current alarms ({id, priority, acked}, see alarmSnapshot) at nowMs, and since when
-   * the live connection is down (null while connected); call it often (every ~250 ms) whether
-   * audio is on or not. Returns {play: pattern name or null, reason ("onset", "first",
-   * "repeat"), level, pauseEnded: null | "expired" | "new-high", nextDueMs: when the level's next
-   * burst is due, connectionLost: the connection-loss alarm is on (show it, audio on or off)}.
+   * Feed the current alarms ({id, priority, acked}, see alarmSnapshot) at nowMs, since when
+   * the live connection is down (null while connected) and the gateway's feed state (normFeed of
+   * feed.js, null when unknown); call it often (every ~250 ms) whether audio is on or not. Returns
+   * {play: pattern name or null, reason ("onset", "first", "repeat"), level, pauseEnded: null |
+   * "expired" | "new-high", nextDueMs: when the level's next burst is due, connectionLost: the
+   * connection-loss alarm is on, feedLost: the no-bedside-data alarm is on (show them, audio on
+   * or off; never both)}.
    */
-  update(alarms, nowMs, connDownSinceMs = null) {
+  update(alarms, nowMs, connDownSinceMs = null, feed = null) {
     const lost = connectionLossAlarm(connDownSinceMs, nowMs, this.timing.connLossMs);
-    if (lost) alarms = [...alarms, lost];
+    const blind = lost ? null : feedLossAlarm(feed); // the connection loss takes precedence
+    if (lost || blind) alarms = [...alarms, lost ?? blind];
     const fresh = this.noteNew(alarms, nowMs);
     const level = soundLevel(alarms);
     if (level === null) this.lastBurst = {}; // nothing repeats: the cycle is over
     const out = { play: null, reason: "", level, pauseEnded: null, nextDueMs: null };
     out.connectionLost = Boolean(lost);
+    out.feedLost = Boolean(blind);
     if (!this.enabled) {
       this.pending.clear();
       return out;

@@ -1,12 +1,13 @@
 // Client-side state of every patient, fed by WebSocket frames and REST answers.
 // Emits events: "hello", "patients", "beat", "alert", "alarms", "state", "settings", "alarm-defaults", "info",
-// "onset-high", "discharged".
+// "onset-high", "discharged", "feed".
 //
 // A `discharged` frame removes the patient (tile, active alarms, so nothing sounds for it); the
 // frames of its ended stay that come after it (queued ones, late alarm ends) are dropped, and data
 // that arrives later under the same id is a new admission: a fresh patient (see discharge.js).
 
 import { DISCHARGE_QUIET_MS } from "./discharge.js";
+import { normFeed } from "./feed.js";
 import { compareBeds, normInfo } from "./patientinfo.js";
 import { AutoScale } from "./trace.js";
 import { Playout, Ring } from "./ring.js";
@@ -98,6 +99,9 @@ export class Store extends EventTarget {
     this.discharged = new Map();
     this.dischargeIds = new Set(); // request ids seen: a discharge is applied once
     this.endedStayAlarms = new Set(); // alarm ids of discharged stays: never active again
+    // Whether bedside data reaches the gateway (feed.js): {receiving, lastDataMs} from the hello
+    // and `feed` frames, null when unknown (before the hello, a gateway without the watch).
+    this.feed = null;
     this.clock = () => performance.now();
   }
 
@@ -140,6 +144,7 @@ export class Store extends EventTarget {
           this.alarmDefaults = msg.alarm_defaults;
           this.emit("alarm-defaults", { defaults: msg.alarm_defaults });
         }
+        this.setFeed(msg.feed); // the current state on every (re)connect; absent: unknown
         for (const id of msg.patients || []) if (this.admits(id)) this.patient(id);
         this.emit("hello", {
           patients: Array.isArray(msg.patients) ? msg.patients.map(String) : null,
@@ -158,9 +163,20 @@ export class Store extends EventTarget {
         return this.onAcked(msg.alarm_id, msg.user);
       case "discharged":
         return this.onDischarged(msg);
+      case "feed":
+        return this.setFeed(msg);
       default:
         break;
     }
+  }
+
+  /** The gateway's feed state (a `feed` frame, the hello's `feed`); "feed" fires when it changes. */
+  setFeed(raw) {
+    const next = normFeed(raw);
+    const prev = this.feed;
+    this.feed = next;
+    if (prev?.receiving === next?.receiving && prev?.lastDataMs === next?.lastDataMs) return;
+    this.emit("feed", { feed: next });
   }
 
   /**
