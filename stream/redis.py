@@ -21,10 +21,11 @@ Layout, with ``P`` the key prefix (default ``ecgmon``)::
                              ``detector.gateway.strips``; zlib JSON, expires after 7 days)
     P:discharges             stream of discharges (bounded): who, when, and the stay's ward
                              details and alarm limits (:meth:`AlertStore.discharge`)
-    P:discharge:{request_id} marker: that discharge is archived (expires after ``id_ttl_s``)
+    P:discharge:{request_id} that discharge is archived: its entry's id in ``P:discharges``
     P:discharged:{request_id}:alerts, P:discharged:{request_id}:alarm-settings
                              the discharged stay's alert stream and limit-change audit trail,
                              renamed out of the way of a later admission under the same id
+                             (these three expire after ``archive_ttl_s``, ECGMON_ARCHIVE_DAYS)
 
 ``write_alert`` runs as one Lua script, so a retry after a crash or a lost reply never
 adds an alert twice: the id marker and both stream entries are written together or not
@@ -87,14 +88,21 @@ return 1
 # Discharge: archive the stay once (marker), then forget the patient (every time: a replay
 # from a checkpoint before the discharge writes the patient's beats and hash again first).
 _DISCHARGE = """
-local first = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4])
+local first = redis.call('SET', KEYS[1], 'pending', 'NX', 'EX', ARGV[4])
 if first then
   local info = redis.call('HGET', KEYS[3], 'info') or ''
   local limits = redis.call('HGET', KEYS[3], 'alarm_settings') or ''
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'patient_id', ARGV[1],
-             'discharge', ARGV[2], 'info', info, 'alarm_settings', limits)
-  if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('RENAME', KEYS[6], KEYS[8]) end
-  if redis.call('EXISTS', KEYS[7]) == 1 then redis.call('RENAME', KEYS[7], KEYS[9]) end
+  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'patient_id', ARGV[1],
+                        'discharge', ARGV[2], 'info', info, 'alarm_settings', limits)
+  redis.call('SET', KEYS[1], id, 'EX', ARGV[4])
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    redis.call('RENAME', KEYS[6], KEYS[8])
+    redis.call('EXPIRE', KEYS[8], ARGV[4])
+  end
+  if redis.call('EXISTS', KEYS[7]) == 1 then
+    redis.call('RENAME', KEYS[7], KEYS[9])
+    redis.call('EXPIRE', KEYS[9], ARGV[4])
+  end
 end
 redis.call('SREM', KEYS[5], ARGV[1])
 redis.call('DEL', KEYS[3], KEYS[4])
@@ -186,12 +194,14 @@ class AlertStore:
     def __init__(
         self, url: str, registry: CollectorRegistry, *, prefix: str = "ecgmon",
         maxlen: int = 100_000, id_ttl_s: int = 7 * 24 * 3600, retries: int = 5,
+        archive_ttl_s: int = 90 * 24 * 3600,
         backoff_s: float = 0.05, backoff_max_s: float = 2.0,
         clock_ns: Callable[[], int] = time.time_ns, max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if maxlen < 1 or id_ttl_s < 1 or retries < 0:
             raise ValueError("maxlen and id_ttl_s must be >= 1, retries >= 0")
         self.url, self.prefix, self.maxlen, self.id_ttl_s = url, prefix, maxlen, id_ttl_s
+        self.archive_ttl_s = archive_ttl_s
         self.retries, self.backoff_s, self.backoff_max_s = retries, backoff_s, backoff_max_s
         self._clock_ns = clock_ns
         self.max_connections = max_connections
@@ -210,7 +220,7 @@ class AlertStore:
             raise ConfigError("no Redis URL: set ECGMON_REDIS_URL or --redis-url "
                               "(ecgmon up starts a local Redis and sets it)")
         return cls(settings.redis_url, registry, prefix=settings.redis_prefix,
-                   maxlen=settings.redis_maxlen)
+                   maxlen=settings.redis_maxlen, archive_ttl_s=int(settings.archive_days * 86400))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -452,7 +462,8 @@ class AlertStore:
                 self._k("beats", patient), self._k("patients"), self._k("alerts", patient),
                 self._k("alarm-settings", patient), self._k("discharged", request_id, "alerts"),
                 self._k("discharged", request_id, "alarm-settings")]
-        args: list[str | int] = [patient, json.dumps(record, sort_keys=True), self.maxlen, self.id_ttl_s]
+        args: list[str | int] = [patient, json.dumps(record, sort_keys=True), self.maxlen,
+                                 self.archive_ttl_s]
         return bool(await self._call("discharge", lambda: self._discharge_script(keys=keys, args=args)))
 
     async def discharges(self, count: int = 50) -> list[dict[str, Any]]:
@@ -462,14 +473,40 @@ class AlertStore:
         client = self.client
         rows = await self._call("discharges", lambda: reply(
             client.xrevrange(self._k("discharges"), count=count)))
-        out = []
-        for sid, raw in rows:
-            h = {_s(k): _s(v) for k, v in raw.items()}
-            info, limits = h.get("info"), h.get("alarm_settings")
-            out.append({**json.loads(h["discharge"]), "stream_id": _s(sid),
-                        "info": json.loads(info) if info else None,
-                        "alarm_settings": json.loads(limits) if limits else None})
-        return out
+        return [_discharge_row(sid, raw) for sid, raw in rows]
+
+    async def discharged_stay(self, request_id: str) -> dict[str, Any] | None:
+        """The archive of one discharge: its record (as :meth:`discharges`), the stay's alerts
+        oldest first (``alerts``: :class:`StoredAlert`) and its limit changes newest first
+        (``alarm_settings_history``); None when unknown or expired."""
+        client = self.client
+        sid = await self._call("discharged_stay", lambda: reply(client.get(self._k("discharge", request_id))))
+        if sid is None or _s(sid) == "pending":
+            return None
+
+        async def fetch() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xrange(self._k("discharges"), _s(sid), _s(sid))
+                pipe.xrange(self._k("discharged", request_id, "alerts"))
+                pipe.xrevrange(self._k("discharged", request_id, "alarm-settings"))
+                return list(await pipe.execute())
+
+        entry, alerts, changes = await self._call("discharged_stay", fetch)
+        if not entry:  # trimmed from the discharge log
+            return None
+        return {
+            **_discharge_row(*entry[0]),
+            "alerts": [StoredAlert(_s(i), serde.decode_as(f[b"alert"], Alert)) for i, f in alerts],
+            "alarm_settings_history": [json.loads(_s(f[b"change"])) for _, f in changes],
+        }
+
+
+def _discharge_row(sid: Any, raw: dict[Any, Any]) -> dict[str, Any]:
+    h = {_s(k): _s(v) for k, v in raw.items()}
+    info, limits = h.get("info"), h.get("alarm_settings")
+    return {**json.loads(h["discharge"]), "stream_id": _s(sid),
+            "info": json.loads(info) if info else None,
+            "alarm_settings": json.loads(limits) if limits else None}
 
 
 def _alarm_state(raw: dict[Any, Any]) -> AlarmState:

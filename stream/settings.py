@@ -48,6 +48,9 @@ class Settings:
     redis_url: str | None = _f(None, "Redis URL (redis://host:port/db); unset = start a local one")
     redis_prefix: str = _f("ecgmon", "prefix of every Redis key the alert store writes")
     redis_maxlen: int = _f(100_000, "alerts kept per Redis stream (all patients, and each patient)")
+    archive_days: float = _f(
+        90.0, "days a discharged patient's archived stay (its alerts, limit changes, the record) "
+        "stays readable in Redis (GET /api/discharges/{request_id})")
     kafka_idempotence: bool = _f(
         True, "idempotent Kafka producer (Apache Kafka; off for the bundled memory broker)"
     )
@@ -269,6 +272,7 @@ def validate(s: Settings) -> None:
         _require(getattr(s, name) >= 1, name, getattr(s, name), "need at least 1")
     _require(math.isfinite(s.waveform_history_s) and 0 <= s.waveform_history_s <= 600,
              "waveform_history_s", s.waveform_history_s, "choose 0 <= waveform_history_s <= 600")
+    _require(1 <= s.archive_days <= 3650, "archive_days", s.archive_days, "choose 1-3650 days")
     _require(s.no_data_alarm_s == 0 or 3 <= s.no_data_alarm_s <= 3600, "no_data_alarm_s",
              s.no_data_alarm_s, "choose 0 (none) or 3-3600 s")
     _require(math.isfinite(s.analyze_timeout_s) and s.analyze_timeout_s > 0, "analyze_timeout_s",

@@ -190,6 +190,12 @@ def _api(gw: Gateway, runner: AnalyzeRunner, desk: AlarmSettingsDesk,
         details and alarm limits, and the alarms the discharge ended."""
         return {"discharges": await discharges.recent(count)}
 
+    @api.get("/discharges/{request_id}")
+    async def discharged_stay(request_id: Annotated[str, Path(max_length=200)]) -> dict[str, Any]:
+        """One discharge's archive: the record, the stay's alerts (alert frames, oldest first)
+        and its alarm-limit changes (newest first); 404 unknown or older than ECGMON_ARCHIVE_DAYS."""
+        return await discharges.stay(request_id)
+
     @api.get("/alerts")
     async def alerts(
         patient: Annotated[str | None, Query(max_length=200)] = None,

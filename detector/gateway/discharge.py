@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from detector.gateway.context import ApiError
+from detector.gateway.feeds import alert_frame
 from detector.gateway.inband import InBandSender
 from stream.redis import AlertStore
 from stream.schemas import Discharge
@@ -51,3 +52,11 @@ class DischargeDesk:
 
     async def recent(self, count: int) -> list[dict[str, Any]]:
         return await self.store.discharges(count)
+
+    async def stay(self, request_id: str) -> dict[str, Any]:
+        """One discharge's archive with the stay's alerts as alert frames; ApiError 404."""
+        stay = await self.store.discharged_stay(request_id)
+        if stay is None:
+            raise ApiError(404, "no archive of this discharge: unknown, or older than "
+                                "ECGMON_ARCHIVE_DAYS")
+        return {**stay, "alerts": [alert_frame(a.stream_id, a.alert) for a in stay["alerts"]]}

@@ -330,6 +330,8 @@ async def _stay(settings: Settings) -> dict[str, object]:
             "archive": [{k.decode(): v.decode() for k, v in f.items()} for _, f in archive],
             "archived_alerts": len(await client.xrange(f"{p}:discharged:discharge-1:alerts")),
             "archived_changes": len(await client.xrange(f"{p}:discharged:discharge-1:alarm-settings")),
+            "archive_ttl_s": [await client.ttl(f"{p}:discharged:discharge-1:{k}")
+                              for k in ("alerts", "alarm-settings")],
             "stay_alerts": [serde.decode_as(f[b"alert"], Alert).alert_id
                             for _, f in await client.xrange(f"{p}:alerts:mitdb-203")],
             "hash": {k.decode(): v.decode()
@@ -383,6 +385,14 @@ async def test_a_discharge_ends_the_alarms_archives_the_stay_and_later_data_is_a
     # the stay's alert stream and audit trail are archived under the discharge's id
     assert stay["archived_changes"] == 1
     assert stay["archived_alerts"] == len([a for a in alerts if a.onset_sample_index < discharge])
+    ttl = stay["archive_ttl_s"]  # kept ECGMON_ARCHIVE_DAYS (90 by default), then gone
+    assert isinstance(ttl, list) and all(89 * 86400 < t <= 90 * 86400 for t in ttl), ttl
+    async with AlertStore.from_settings(settings, CollectorRegistry()) as store:
+        archived = await store.discharged_stay("discharge-1")
+        assert await store.discharged_stay("nobody") is None
+    assert archived is not None and archived["user"] == "nurse b" and archived["info"]["name"] == "J. Doe"
+    assert len(archived["alerts"]) == stay["archived_alerts"]
+    assert [c["request_id"] for c in archived["alarm_settings_history"]] == ["change-1"]
     # the new admission: monitored again from its next chunk, on the defaults, no details
     assert "mitdb-203" in stay["patients"]
     assert isinstance(stay["hash"], dict) and "info" not in stay["hash"]

@@ -585,6 +585,11 @@ async def test_a_discharge_is_sent_in_band_every_dashboard_drops_the_patient_and
     assert [(d["patient_id"], d["user"], d["info"]["name"], d["alarm_settings"]) for d in listed] == [
         ("bed-5", "nurse b", "J. Doe", None)]
     assert (await gw.http.get("/api/discharges?count=0", headers=AUTH)).status_code == 422
+    one = (await gw.http.get(f"/api/discharges/{sent['request_id']}", headers=AUTH)).json()
+    assert (one["patient_id"], one["info"]["name"], one["alerts"], one["alarm_settings_history"]) == (
+        "bed-5", "J. Doe", [], [])
+    r = await gw.http.get("/api/discharges/nope", headers=AUTH)
+    assert r.status_code == 404 and "ECGMON_ARCHIVE_DAYS" in r.json()["error"]
 
     async with Producer(gw.settings) as producer:  # the monitor streams on: a new admission
         await producer.send(gw.settings.topic("samples"), _chunk("bed-5", 720), "bed-5")

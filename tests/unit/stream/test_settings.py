@@ -82,6 +82,8 @@ def test_help_names_the_env_var() -> None:
         ({"ECGMON_ALARM_HR_LOW_BPM": "100", "ECGMON_ALARM_HR_HIGH_BPM": "105"}, "ECGMON_ALARM_HR_HIGH_BPM"),
         ({"ECGMON_ALARM_PAUSE_S": "5"}, "ECGMON_ALARM_PAUSE_S"),
         ({"ECGMON_ALARMS_OFF": "pause,asystole"}, "asystole: only these can be off"),
+        ({"ECGMON_ARCHIVE_DAYS": "0"}, "ECGMON_ARCHIVE_DAYS"),
+        ({"ECGMON_ARCHIVE_DAYS": "nan"}, "ECGMON_ARCHIVE_DAYS"),
     ],
 )
 def test_bad_env_values_name_the_variable(env: dict[str, str], named: str) -> None:
