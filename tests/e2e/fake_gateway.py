@@ -3,8 +3,8 @@
 Speaks the dashboard's WebSocket protocol (hello, waveform, beat, alert, state, acked,
 discharged, feed) and its REST API (GET /api/patients[/{id}[/beats]], GET /api/alerts[/{id}/strip], POST
 /api/alarms/{id}/ack, POST /api/analyze, GET/POST /api/patients/{id}/alarm-settings, GET/POST
-/api/patients/{id}/info, POST /api/patients/{id}/discharge, GET /api/discharges; a strip only for
-alarms of the last ~55 s) with
+/api/patients/{id}/info, POST /api/patients/{id}/discharge, GET /api/discharges[/{request_id}]; a
+strip only for alarms of the last ~55 s) with
 ten synthetic patients: sinus rhythms, PVC bigeminy, atrial fibrillation, a recurring
 ventricular-tachycardia episode (high priority), a technical alarm with gaps in the signal.
 `--no-alarms` leaves the scripted alarms out.
@@ -29,9 +29,13 @@ frame, then the end of each of the patient's active alarms ("patient discharged 
 ``details.reason``) and one stale state frame of the ended stay (a gateway sends the urgent
 frame ahead of those already queued); then nothing more of that id, which leaves
 ``/api/patients`` and the hello; its details and alarm settings are archived in ``GET
-/api/discharges`` and reset. ``POST /api/_fake/discharge {"refuse": true}`` answers the next
-discharge 503 (Kafka did not take it); ``POST /api/_fake/readmit {"patient": "203"}`` admits a
-discharged patient again: its frames resume as a new patient (no details, default limits).
+/api/discharges`` and reset; ``GET /api/discharges/{request_id}`` answers the stay's archive (the
+row, the stay's alert frames oldest first in ``alerts``, its alarm-limit changes newest first in
+``alarm_settings_history``; 404 when unknown). ``POST /api/_fake/discharge {"refuse": true}`` answers
+the next discharge 503 (Kafka did not take it); ``POST /api/_fake/readmit {"patient": "203"}`` admits
+a discharged patient again: its frames resume as a new patient (no details, default limits).
+``POST /api/_fake/expire-archive {"request_id"}`` drops a stay's archive while its row stays listed
+(the gateway keeps archives ``ECGMON_ARCHIVE_DAYS``): its GET answers 404.
 
 The `websockets` server handles the WebSocket and every GET (static files from
 dashboards/web at / and /static/..., REST GETs) in ``process_request``. It cannot parse POST
@@ -356,6 +360,8 @@ class FakeGateway:
         self.pending_discharges: list[tuple[float, dict[str, Any]]] = []  # (carry out at, record)
         self.discharges: deque[dict[str, Any]] = deque(maxlen=DISCHARGES_KEPT)  # newest first
         self.discharged: dict[str, Scenario] = {}  # discharged, not admitted again
+        # request_id -> the stay's alert frames (oldest first) and limit changes (newest first)
+        self.stays: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self.archived_alerts: set[str] = set()  # alert ids of ended stays (out of the patient's history)
         self.rng = rng
         self.sockets: set[ServerConnection] = set()  # every open WebSocket, subscribed or not
@@ -588,12 +594,22 @@ class FakeGateway:
             del self.active[alarm["alarm_id"]]
             self.alert(alarm, "end", now, p, {"reason": f"patient discharged by {record['user']}"})
         self.publish(stale)
-        self.archived_alerts |= {a["alert_id"] for a in self.alerts if a["patient_id"] == pid}
+        # the stay's alerts: the patient's since its admission (those of an earlier stay are archived)
+        stay_alerts = [{**a, "details": dict(a.get("details") or {})} for a in self.alerts
+                       if a["patient_id"] == pid and a["alert_id"] not in self.archived_alerts]
+        self.archived_alerts |= {a["alert_id"] for a in stay_alerts}
         settings = self.settings.pop(pid)
         self.discharges.appendleft({
             **record, "alarms_ended": [a["alarm_id"] for a in ended],
             "stream_id": f"{record['discharged_at_ms']}-0", "info": self.info.pop(pid, None),
             "alarm_settings": settings.applied})
+        self.stays[record["request_id"]] = {
+            "alerts": stay_alerts,
+            "alarm_settings_history": [dict(c) for c in settings.history],
+        }
+        listed = {d["request_id"] for d in self.discharges}
+        for gone in [rid for rid in self.stays if rid not in listed]:
+            del self.stays[gone]  # trimmed from the discharge log: its archive goes too
         self.discharged[pid] = p.sc
         logger.info("patient %s discharged (%d alarms ended)", pid, len(ended))
 
@@ -877,7 +893,18 @@ class FakeGateway:
                 problem = {"loc": ["query", "count"], "msg": "Input should be 1-500", "type": "int_range"}
                 return json_response(422, {"detail": [problem]})
             return json_response(200, {"discharges": list(self.discharges)[: int(raw)]})
+        if path.startswith("/api/discharges/"):
+            return self.discharged_stay(unquote(path.removeprefix("/api/discharges/")))
         return json_response(404, {"detail": f"no route {path}"})
+
+    def discharged_stay(self, request_id: str) -> Response:
+        """One discharge's archive, as the gateway's: the row, the stay's alerts, its limit changes."""
+        row = next((d for d in self.discharges if d["request_id"] == request_id), None)
+        stay = self.stays.get(request_id)
+        if row is None or stay is None:
+            return json_response(404, {"error": "no archive of this discharge: unknown, or older than "
+                                                "ECGMON_ARCHIVE_DAYS"})
+        return json_response(200, {**row, **stay})
 
     def strip(self, alert_id: str) -> Response:
         """10 s before to 5 s after an onset, cut from the last minute of trace, as the gateway's."""
@@ -927,6 +954,11 @@ class FakeGateway:
             return 200, {"refuse": self.refuse_discharge}
         if path == "/api/_fake/readmit":
             return self.readmit(str(json.loads(body or b"{}").get("patient", "")))
+        if path == "/api/_fake/expire-archive":
+            request_id = str(json.loads(body or b"{}").get("request_id", ""))
+            if self.stays.pop(request_id, None) is None:
+                return 404, {"error": f"no archive of {request_id!r}"}
+            return 200, {"request_id": request_id, "expired": True}
         if path == "/api/_fake/websocket":
             return self.set_refuse(body)
         if path == "/api/_fake/feed":

@@ -17,14 +17,17 @@ that receives no ECG from any bed (the fake stops every bed's data and says so w
 frame: a banner on every view and the medium tone until data flows again; a lost connection
 takes precedence; the hello tells a station opened meanwhile) and the
 discharge (confirmed in the patient view: the tile and its alarms go, a notice says who; a refusal
-is shown; data under the id again is a fresh tile; the station's recent discharges; one missed
-while offline is caught up on reconnecting).
+is shown; data under the id again is a fresh tile; the station's recent discharges, each stay's
+alarm events downloaded as CSV, an expired archive explained; one missed while offline is caught
+up on reconnecting).
 Fails, never skips, when Chromium or the stack cannot start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import re
@@ -1206,12 +1209,13 @@ def test_recent_discharges_are_listed_on_the_station(fake_gateway: FakeGatewayPr
     page.wait_for_function(f"document.querySelectorAll('{LIST_ROWS}').length === 2", timeout=5000)
     assert toggle.get_attribute("aria-expanded") == "true"
     assert [h.strip() for h in card.locator("th").all_inner_texts()] == [
-        "Time", "Patient", "Discharged by", "Alarms ended"]
+        "Time", "Patient", "Discharged by", "Alarms ended", "Stay's alarms"]
     newest, older = (rows.nth(i).locator("td").all_inner_texts() for i in range(2))
     assert re.fullmatch(r"\d\d:\d\d:\d\d", newest[0]) and re.fullmatch(r"\d\d:\d\d:\d\d", older[0])
     assert newest[1:3] == ["Patient 100", "lee"], newest  # newest first
     assert older[1:3] == [f"Bed 12 (J. Doe) · id {DISCHARGE_PATIENT}", "kim"], older
     assert older[3].isdigit() and newest[3] == "0"  # how many alarms the discharge ended
+    assert newest[4] == older[4] == "Alarms (CSV)"  # the stay's alarms, fetched on request
 
     # one discharged while the list is open comes on top
     _discharge_via_api(fake_gateway, "101", "kim")
@@ -1219,6 +1223,104 @@ def test_recent_discharges_are_listed_on_the_station(fake_gateway: FakeGatewayPr
     assert rows.first.get_attribute("data-patient") == "101"
     card.get_by_role("button", name="Close").click()
     assert card.is_hidden() and toggle.get_attribute("aria-expanded") == "false"
+
+
+CSV_COLUMNS = ["alert_id", "alarm_id", "alarm_type", "priority", "phase", "technical", "onset_t_s", "t_s",
+               "heart_rate_bpm", "message", "reason"]
+EXPORT_STATUS = ".discharges-card .discharges-export"
+
+
+def _open_recent_discharges(page: Any, fake: FakeGatewayProc, rows: int) -> Any:
+    """The station with its Recent discharges card open, once it lists `rows` rows."""
+    page.goto(f"{fake.url}/#/", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Recent discharges").click()
+    page.wait_for_function(f"document.querySelectorAll('{LIST_ROWS}').length === {rows}", timeout=5000)
+    return page.locator(".discharges-card")
+
+
+def test_recent_discharges_download_the_stays_alarm_events_as_csv(
+    fake_gateway: FakeGatewayProc, fake_page: Any, tmp_path: Path
+) -> None:
+    page = fake_page
+    pid = DISCHARGE_PATIENT
+    user = 'Kim "K", RN'  # a comma and quotes: the reason column must come back as it was
+    fake_gateway.post_json(f"/api/patients/{pid}/info", WARD_DETAILS)
+    deadline = time.monotonic() + 15  # the fake's VT starts in its 3rd second
+    while not any(p["active_alarms"] for p in fake_gateway.get_json("/api/patients")
+                  if p["patient_id"] == pid):
+        assert time.monotonic() < deadline, "the VT bed raised no alarm to end"
+        time.sleep(0.2)
+    rid = _discharge_via_api(fake_gateway, pid, user)["request_id"]
+    record = next(d for d in fake_gateway.get_json("/api/discharges")["discharges"] if d["request_id"] == rid)
+    assert record["alarms_ended"], record
+    gets: list[str] = []
+    page.on("request", lambda r: gets.append(r.url) if "/api/discharges/" in r.url else None)
+
+    card = _open_recent_discharges(page, fake_gateway, 1)
+    row = card.locator(f'tbody tr[data-request-id="{rid}"]')
+    assert row.locator(".stay-count").count() == 0  # not fetched yet
+    with page.expect_download(timeout=5000) as dl:
+        row.get_by_role("button", name="Alarms (CSV)").click()
+    download = dl.value
+    stamp = time.strftime("%Y%m%d-%H%M", time.localtime(record["discharged_at_ms"] / 1000))
+    assert download.suggested_filename == f"ecgmon-{pid}-{stamp}-alarms.csv"
+    assert gets == [f"{fake_gateway.url}/api/discharges/{rid}"], gets
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    text = saved.read_bytes().decode("utf-8")  # UTF-8, header row first
+    assert text.startswith(",".join(CSV_COLUMNS) + "\r\n"), text[:200]
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == CSV_COLUMNS
+    events = [dict(zip(CSV_COLUMNS, r, strict=True)) for r in rows[1:]]
+    # every alert frame of the stay, oldest first: the VT's onset, and the discharge's alarm ends
+    assert any(e["alarm_id"] in record["alarms_ended"] and e["phase"] == "onset" for e in events), events
+    ends = [e for e in events if e["phase"] == "end" and e["alarm_id"] in record["alarms_ended"]]
+    assert sorted(e["alarm_id"] for e in ends) == sorted(record["alarms_ended"]), events
+    for end in ends:
+        assert end["reason"] == f"patient discharged by {user}", end
+        assert end["alarm_type"] == "ventricular_tachycardia" and end["priority"] == "high", end
+        assert end["technical"] == "false" and float(end["t_s"]) >= float(end["onset_t_s"]), end
+    assert [float(e["t_s"]) for e in events] == sorted(float(e["t_s"]) for e in events)
+    stay = fake_gateway.get_json(f"/api/discharges/{rid}")
+    assert [e["alert_id"] for e in events] == [a["alert_id"] for a in stay["alerts"]]
+
+    # the card says what was downloaded, and the row how many alarm events the stay had
+    n = len(events)
+    status = page.locator(f"{EXPORT_STATUS}.ok")
+    status.wait_for(timeout=5000)
+    assert status.inner_text() == (f"Downloaded {download.suggested_filename}: {n} alarm event"
+                                   f"{'' if n == 1 else 's'} of Bed 12 (J. Doe)'s stay.")
+    assert row.locator(".stay-count").inner_text().strip() == f"{n} alarm event{'' if n == 1 else 's'}"
+    assert "Doe" not in download.suggested_filename  # names stay on screen, never in files' names
+
+
+def test_recent_discharges_alarms_of_an_expired_archive_are_explained_and_nothing_downloaded(
+    fake_gateway: FakeGatewayProc, fake_page: Any
+) -> None:
+    page = fake_page
+    rid = _discharge_via_api(fake_gateway, "100", "lee")["request_id"]
+    fake_gateway.post_json("/api/_fake/expire-archive", {"request_id": rid})  # older than the archive keeps
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        fake_gateway.get_json("/api/discharges/no-such-discharge")
+    assert unknown.value.code == 404
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+
+    card = _open_recent_discharges(page, fake_gateway, 1)
+    row = card.locator(f'tbody tr[data-request-id="{rid}"]')
+    with page.expect_response(lambda r: r.url.endswith(f"/api/discharges/{rid}")) as answer:
+        row.get_by_role("button", name="Alarms (CSV)").click()
+    assert answer.value.status == 404
+    status = page.locator(f"{EXPORT_STATUS}.error")
+    status.wait_for(timeout=5000)
+    assert status.inner_text() == ("Archive not found: no archive of this discharge: unknown, or older than "
+                                   "ECGMON_ARCHIVE_DAYS. Nothing downloaded.")
+    page.wait_for_timeout(1000)
+    assert downloads == []
+    assert row.locator(".stay-count").count() == 0
+    # the list itself is unchanged, and the action can be tried again
+    assert row.locator("td").nth(2).inner_text() == "lee"
+    assert row.get_by_role("button", name="Alarms (CSV)").is_enabled()
 
 
 def test_a_discharge_missed_while_offline_removes_the_tile_when_back(

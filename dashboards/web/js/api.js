@@ -149,6 +149,13 @@ export function postDischarge(id, user = getUser()) {
  * alarms_ended, stream_id, info, alarm_settings}]}. */
 export const getDischarges = (count = 50) => api(`/api/discharges?count=${encodeURIComponent(count)}`);
 
+/**
+ * One discharge's archived stay: the row of GET /api/discharges plus `alerts` (the stay's alert
+ * frames, oldest first) and `alarm_settings_history` (its limit changes, newest first); 404 when
+ * unknown or older than the gateway keeps archives (ECGMON_ARCHIVE_DAYS).
+ */
+export const getDischargeStay = (requestId) => api(`/api/discharges/${encodeURIComponent(requestId)}`);
+
 export function postAnalyze(formData, signal) {
   return api("/api/analyze", { method: "POST", body: formData, signal });
 }

@@ -109,3 +109,89 @@ export function dischargesErrorText(err) {
   if (status === 404) return `Recent discharges unavailable: this gateway does not keep them (${detail}).`;
   return `Recent discharges unavailable: ${detail}`;
 }
+
+// ---- a discharged patient's stay: GET /api/discharges/{request_id}, its alarms as CSV ----------
+
+/** The columns of the stay's alarm CSV, in order (one row per alert event: onset, update, end). */
+export const ALARM_CSV_COLUMNS = Object.freeze([
+  "alert_id",
+  "alarm_id",
+  "alarm_type",
+  "priority",
+  "phase",
+  "technical",
+  "onset_t_s",
+  "t_s",
+  "heart_rate_bpm",
+  "message",
+  "reason",
+]);
+
+/**
+ * One CSV field (RFC 4180): null and undefined are empty, numbers and booleans as JSON writes
+ * them; a field with a comma, a double quote, a line break or a leading/trailing space is quoted,
+ * its quotes doubled.
+ */
+export function csvField(value) {
+  if (value === undefined || value === null) return "";
+  let s = typeof value === "number" ? (Number.isFinite(value) ? String(value) : "") : String(value);
+  // text a spreadsheet would run as a formula (a user name "=HYPERLINK(...)" in `reason`) is
+  // kept as text with a leading apostrophe (OWASP's CSV-injection advice); numbers stay numbers
+  if (typeof value !== "number" && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\r\n]|^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** An alert frame of the stay as a CSV row's values (reason: `details.reason`, empty if none). */
+export function alarmCsvValues(alert) {
+  const a = alert && typeof alert === "object" ? alert : {};
+  const reason = a.details && typeof a.details === "object" ? a.details.reason : undefined;
+  return ALARM_CSV_COLUMNS.map((col) => (col === "reason" ? reason : a[col]));
+}
+
+/**
+ * The stay's alarm events as CSV text: the header row, then one row per alert frame in the order
+ * given (the gateway's: oldest first), CRLF line ends. An empty stay is the header only.
+ */
+export function alarmsCsv(alerts) {
+  const rows = (Array.isArray(alerts) ? alerts : []).map((a) => alarmCsvValues(a).map(csvField).join(","));
+  return [ALARM_CSV_COLUMNS.join(","), ...rows].map((line) => `${line}\r\n`).join("");
+}
+
+const pad2 = (n) => String(n).padStart(2, "0");
+
+/**
+ * The file name: "ecgmon-<patient_id>-<YYYYMMDD-HHMM of the discharge, local time>-alarms.csv";
+ * characters a file name should not hold become "_". The id only: names never go into files' names.
+ */
+export function alarmsCsvName(patientId, atMs) {
+  const d = isNum(atMs) ? new Date(atMs) : null;
+  const when = d
+    ? `${d.getFullYear()}${pad2(d.getMonth() + 1)}${pad2(d.getDate())}-${pad2(d.getHours())}${pad2(d.getMinutes())}`
+    : "undated";
+  const id = String(patientId ?? "unknown").replace(/[^\w.-]+/g, "_");
+  return `ecgmon-${id}-${when}-alarms.csv`;
+}
+
+/** The alert frames of a GET /api/discharges/{request_id} answer; null when it has none (not a stay). */
+export function stayAlerts(answer) {
+  return Array.isArray(answer?.alerts) ? answer.alerts.filter((a) => a && typeof a === "object") : null;
+}
+
+/** "1 alarm event", "12 alarm events". */
+export function alarmEventsText(n) {
+  return `${n} alarm event${n === 1 ? "" : "s"}`;
+}
+
+/** Why the stay's alarms could not be downloaded (err: ApiError with status and the gateway's detail). */
+export function stayErrorText(err) {
+  const status = err?.status;
+  const detail = String(err?.detail ?? err?.message ?? err).replace(/[.\s]+$/, "");
+  if (err?.name === "AuthError") return "Alarms not downloaded: the gateway rejected the sign-in.";
+  if (status === 0) return "Alarms not downloaded: the gateway is unreachable.";
+  // FastAPI's own 404 for a route it does not have: an older gateway
+  if (status === 404 && detail === "Not Found") {
+    return "Alarms not downloaded: this gateway does not serve archived stays (Not Found).";
+  }
+  if (status === 404) return `Archive not found: ${detail}. Nothing downloaded.`;
+  return `Alarms not downloaded: ${detail}.`;
+}

@@ -5,12 +5,19 @@ import { test } from "node:test";
 import { AlarmSound, alarmSnapshot } from "../js/alarmsound.js";
 import { ApiError } from "../js/api.js";
 import {
+  ALARM_CSV_COLUMNS,
   DISCHARGE_QUIET_MS,
+  alarmEventsText,
+  alarmsCsv,
+  alarmsCsvName,
   confirmTexts,
+  csvField,
   dischargeErrorText,
   dischargeNotice,
   dischargeRows,
   patientLabel,
+  stayAlerts,
+  stayErrorText,
 } from "../js/discharge.js";
 import { Store } from "../js/store.js";
 
@@ -180,4 +187,143 @@ test("discharge: the patient named as a nurse does, the notice, the confirmation
     dischargeRows({ discharges: [{ patient_id: 7, request_id: "r", user: "kim", discharged_at_ms: 9, alarms_ended: ["a"], info: null }, { user: "x" }] }),
     [{ patient_id: "7", request_id: "r", user: "kim", at_ms: 9, alarms_ended: ["a"], info: null }],
   );
+});
+
+// ---- the archived stay's alarms as CSV (GET /api/discharges/{request_id}) ---------------------
+
+const HEADER = "alert_id,alarm_id,alarm_type,priority,phase,technical,onset_t_s,t_s,heart_rate_bpm,message,reason";
+
+/** A minimal RFC 4180 reader: rows of fields (quoted fields may hold commas, quotes, line breaks). */
+function parseCsv(text) {
+  const rows = [];
+  let row = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") {
+      row.push(field);
+      field = "";
+    } else if (c === "\r" && text[i + 1] === "\n") {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = "";
+      i++;
+    } else field += c;
+  }
+  assert.equal(field, "", "text after the last CRLF");
+  assert.equal(row.length, 0, "a row without its CRLF");
+  return rows;
+}
+
+const STAY_ALERTS = [
+  // the gateway's alert frames, oldest first
+  { type: "alert", id: "1-0", alert_id: "a1", alarm_id: "203:vt:1", patient_id: "203", alarm_type: "ventricular_tachycardia",
+    priority: "high", phase: "onset", technical: false, onset_t_s: 9.25, t_s: 9.25, heart_rate_bpm: 165.3,
+    message: "VT: run of V beats > 120 bpm", details: {} },
+  { type: "alert", id: "2-0", alert_id: "a2", alarm_id: "203:noise:2", patient_id: "203", alarm_type: "signal_inoperable",
+    priority: "medium", phase: "update", technical: true, onset_t_s: 10, t_s: 20, heart_rate_bpm: 0,
+    message: 'Leads off, "V1", check\nelectrodes', details: { reason: "" } },
+  { type: "alert", id: "3-0", alert_id: "a3", alarm_id: "203:vt:1", patient_id: "203", alarm_type: "ventricular_tachycardia",
+    priority: "high", phase: "end", technical: false, onset_t_s: 9.25, t_s: 30.5, heart_rate_bpm: 150,
+    message: "VT: run of V beats > 120 bpm", details: { reason: 'patient discharged by Kim "K", RN' } },
+];
+
+test("stay CSV: the header first, the columns in order, one row per alert event, CRLF", () => {
+  assert.deepEqual([...ALARM_CSV_COLUMNS], HEADER.split(","));
+  const text = alarmsCsv(STAY_ALERTS);
+  assert.ok(text.startsWith(`${HEADER}\r\n`), text);
+  assert.ok(text.endsWith("\r\n"));
+  const rows = parseCsv(text);
+  assert.equal(rows.length, 4);
+  assert.deepEqual(rows[0], HEADER.split(","));
+  assert.ok(rows.every((r) => r.length === 11), rows);
+  // the frames' own fields (type, id, patient_id, details) are not columns; reason is details.reason
+  assert.deepEqual(rows[1], ["a1", "203:vt:1", "ventricular_tachycardia", "high", "onset", "false", "9.25", "9.25",
+    "165.3", "VT: run of V beats > 120 bpm", ""]);
+  assert.deepEqual(rows[2], ["a2", "203:noise:2", "signal_inoperable", "medium", "update", "true", "10", "20", "0",
+    'Leads off, "V1", check\nelectrodes', ""]);
+  assert.deepEqual(rows[3].slice(0, 6), ["a3", "203:vt:1", "ventricular_tachycardia", "high", "end", "false"]);
+  assert.equal(rows[3][10], 'patient discharged by Kim "K", RN');
+  // in the gateway's order (oldest first), not re-sorted
+  assert.deepEqual(rows.slice(1).map((r) => r[0]), ["a1", "a2", "a3"]);
+});
+
+test("stay CSV: fields with commas, quotes, line breaks or edge spaces are quoted, quotes doubled", () => {
+  assert.equal(csvField("plain"), "plain");
+  assert.equal(csvField("a,b"), '"a,b"');
+  assert.equal(csvField('say "hi"'), '"say ""hi"""');
+  assert.equal(csvField("two\nlines"), '"two\nlines"');
+  assert.equal(csvField("cr\rhere"), '"cr\rhere"');
+  assert.equal(csvField(" padded "), '" padded "');
+  assert.equal(csvField("Müller – 心拍"), "Müller – 心拍"); // UTF-8 text as is
+  assert.equal(csvField(null), "");
+  assert.equal(csvField(undefined), "");
+  assert.equal(csvField(0), "0");
+  assert.equal(csvField(-1.5), "-1.5");
+  assert.equal(csvField(Number.NaN), "");
+  assert.equal(csvField(false), "false");
+  // text a spreadsheet would run as a formula stays text; numbers stay numbers
+  assert.equal(csvField('=HYPERLINK("x")'), `"'=HYPERLINK(""x"")"`);
+  assert.equal(csvField("+1"), "'+1");
+  assert.equal(csvField("@sum"), "'@sum");
+  assert.equal(csvField("-2"), "'-2");
+  const line = alarmsCsv([{ alert_id: "x", message: 'a, "b"\nc', details: { reason: "r,1" } }]).split("\r\n")[1];
+  assert.equal(line, 'x,,,,,,,,,"a, ""b""\nc","r,1"'); // missing fields are empty
+});
+
+test("stay CSV: reason is details.reason, empty without details or reason", () => {
+  const reasons = (alerts) => parseCsv(alarmsCsv(alerts)).slice(1).map((r) => r[10]);
+  assert.deepEqual(
+    reasons([
+      { alert_id: "1", details: { reason: "turned off for this patient by kim" } },
+      { alert_id: "2", details: {} },
+      { alert_id: "3" },
+      { alert_id: "4", details: null },
+      { alert_id: "5", reason: "not from details", details: { other: "x" } },
+    ]),
+    ["turned off for this patient by kim", "", "", "", ""],
+  );
+});
+
+test("stay CSV: an empty stay is the header only", () => {
+  assert.equal(alarmsCsv([]), `${HEADER}\r\n`);
+  assert.equal(alarmsCsv(undefined), `${HEADER}\r\n`);
+  assert.deepEqual(stayAlerts({ alerts: [] }), []);
+});
+
+test("stay CSV: the file is named by the id and the discharge's local date and minute", () => {
+  const at = new Date(2024, 0, 5, 9, 7, 59).getTime();
+  assert.equal(alarmsCsvName("203", at), "ecgmon-203-20240105-0907-alarms.csv");
+  assert.equal(alarmsCsvName("mitdb-203", new Date(2024, 11, 31, 23, 59).getTime()),
+    "ecgmon-mitdb-203-20241231-2359-alarms.csv");
+  assert.equal(alarmsCsvName("bed 3/ICU", at), "ecgmon-bed_3_ICU-20240105-0907-alarms.csv");
+  assert.equal(alarmsCsvName("203", null), "ecgmon-203-undated-alarms.csv");
+});
+
+test("stay: its alerts, the count shown, what an error says", () => {
+  assert.equal(stayAlerts({ alerts: [STAY_ALERTS[0], null, 3] }).length, 1);
+  assert.equal(stayAlerts({ discharges: [] }), null); // not a stay
+  assert.equal(stayAlerts(null), null);
+  assert.equal(alarmEventsText(1), "1 alarm event");
+  assert.equal(alarmEventsText(0), "0 alarm events");
+  assert.equal(alarmEventsText(12), "12 alarm events");
+  const gone = "no archive of this discharge: unknown, or older than ECGMON_ARCHIVE_DAYS";
+  assert.equal(
+    stayErrorText(new ApiError(`404: ${gone}`, 404, gone)),
+    `Archive not found: ${gone}. Nothing downloaded.`,
+  );
+  assert.match(stayErrorText(new ApiError("404: Not Found", 404, "Not Found")), /does not serve archived stays/);
+  assert.match(stayErrorText(new ApiError("x", 0, "x")), /unreachable/);
+  assert.equal(stayErrorText(new ApiError("503: Redis is down", 503, "Redis is down")),
+    "Alarms not downloaded: Redis is down.");
+  assert.match(stayErrorText(Object.assign(new Error("no"), { name: "AuthError" })), /rejected the sign-in/);
 });

@@ -1,20 +1,26 @@
 // Discharge in the patient view ("Discharge patient…": an inline confirmation, the POST, waiting
-// for the gateway's `discharged` frame) and the station's "Recent discharges" list.
+// for the gateway's `discharged` frame) and the station's "Recent discharges" list, whose rows
+// download the archived stay's alarm events as CSV.
 
-import { AuthError, getDischarges, getUser, postDischarge } from "../api.js";
+import { AuthError, getDischargeStay, getDischarges, getUser, postDischarge } from "../api.js";
 import { fmtWhen, validateUser } from "../alarmsettings.js";
 import {
   DISCHARGE_CONFIRM_MS,
+  alarmEventsText,
+  alarmsCsv,
+  alarmsCsvName,
   confirmTexts,
   dischargeErrorText,
   dischargeRows,
   dischargesErrorText,
   patientLabel,
+  stayAlerts,
+  stayErrorText,
 } from "../discharge.js";
 import { el } from "../util.js";
 
 const DISCHARGES_SHOWN = 20;
-const COLUMNS = ["Time", "Patient", "Discharged by", "Alarms ended"];
+const COLUMNS = ["Time", "Patient", "Discharged by", "Alarms ended", "Stay's alarms"];
 const RELOAD_AFTER_MS = 1500; // the detector archives a discharge about when the frame comes
 let panels = 0;
 
@@ -174,12 +180,27 @@ export class DischargePanel {
   }
 }
 
-/** The station's "Recent discharges": a toggle button (`button`) and a card (`root`) with the list. */
+/** Save a Blob as a file named `name` (the browser's download). */
+function saveFile(blob, name) {
+  const a = el("a", { href: URL.createObjectURL(blob), download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+/**
+ * The station's "Recent discharges": a toggle button (`button`) and a card (`root`) with the list.
+ * Each row's "Alarms (CSV)" fetches the archived stay and downloads its alarm events.
+ */
 export class RecentDischarges {
   constructor(store, actions) {
     this.store = store;
     this.actions = actions;
     this.prefix = `discharges-${++panels}`;
+    this.shown = []; // the rows on screen
+    this.eventCounts = new Map(); // request_id -> how many alarm events the stay had (once fetched)
+    this.fetching = new Set(); // request_ids whose stay is being fetched
     this.onDischarged = () => {
       if (this.root.hidden) return;
       clearTimeout(this.reloadTimer);
@@ -197,6 +218,7 @@ export class RecentDischarges {
       "Recent discharges",
     );
     this.status = el("p", { class: "status-line discharges-status", role: "status" });
+    this.exportStatus = el("p", { class: "status-line discharges-export", role: "status", "aria-live": "polite" });
     this.rows = el("tbody");
     this.table = el(
       "table",
@@ -217,6 +239,7 @@ export class RecentDischarges {
         ),
       ),
       this.status,
+      this.exportStatus,
       el("div", { class: "table-wrap" }, this.table),
     );
   }
@@ -234,7 +257,10 @@ export class RecentDischarges {
   toggle(show = this.root.hidden) {
     this.root.hidden = !show;
     this.button.setAttribute("aria-expanded", String(show));
-    if (show) this.load();
+    if (show) {
+      this.say("", "");
+      this.load();
+    }
   }
 
   async load() {
@@ -257,8 +283,13 @@ export class RecentDischarges {
     const last = rows.length >= DISCHARGES_SHOWN ? ` (the last ${DISCHARGES_SHOWN})` : "";
     this.status.textContent = rows.length ? `Newest first${last}.` : "No discharges recorded.";
     this.table.hidden = !rows.length;
+    this.shown = rows;
+    this.renderRows();
+  }
+
+  renderRows() {
     this.rows.replaceChildren(
-      ...rows.map((r) => {
+      ...this.shown.map((r) => {
         const label = patientLabel(r.patient_id, r.info);
         const named = label !== `Patient ${r.patient_id}`;
         return el(
@@ -268,8 +299,81 @@ export class RecentDischarges {
           el("td", {}, label, named ? el("small", { class: "muted" }, ` · id ${r.patient_id}`) : null),
           el("td", {}, r.user ?? "?"),
           el("td", { class: "num" }, String(r.alarms_ended.length)),
+          this.stayCell(r),
         );
       }),
     );
+  }
+
+  /** The row's "Alarms (CSV)" and, once fetched, how many alarm events the stay had. */
+  stayCell(r) {
+    const rid = r.request_id;
+    const count = rid ? this.eventCounts.get(rid) : undefined;
+    const busy = Boolean(rid) && this.fetching.has(rid);
+    return el(
+      "td",
+      { class: "stay-cell" },
+      el(
+        "button",
+        {
+          type: "button",
+          class: "link-btn stay-csv-btn",
+          disabled: !rid, // not while fetching: a disabled button drops the keyboard focus
+          "aria-disabled": busy ? "true" : false,
+          "aria-busy": busy ? "true" : false,
+          title: rid
+            ? "Download this stay's alarm events (onsets, updates, ends) as CSV"
+            : "The gateway gave no request id for this discharge",
+          onclick: () => this.downloadAlarms(r),
+        },
+        "Alarms (CSV)",
+      ),
+      count === undefined ? null : el("small", { class: "muted stay-count" }, ` ${alarmEventsText(count)}`),
+    );
+  }
+
+  /** Show the stay cell of `rid`'s row as it is now (busy, its count), keeping the button's focus. */
+  updateStayCell(rid) {
+    const i = this.shown.findIndex((r) => r.request_id === rid);
+    const tr = i < 0 ? null : this.rows.children[i];
+    const old = tr?.lastElementChild;
+    if (!old) return;
+    const focused = old.contains(document.activeElement);
+    const cell = this.stayCell(this.shown[i]);
+    old.replaceWith(cell);
+    if (focused) cell.querySelector("button")?.focus();
+  }
+
+  say(kind, text) {
+    this.exportStatus.className = `status-line discharges-export ${kind}`;
+    this.exportStatus.textContent = text;
+  }
+
+  /** Fetch the stay (GET /api/discharges/{request_id}) and download its alarm events as CSV. */
+  async downloadAlarms(row) {
+    const rid = row.request_id;
+    if (!rid || this.fetching.has(rid)) return;
+    this.fetching.add(rid);
+    this.updateStayCell(rid);
+    const label = patientLabel(row.patient_id, row.info);
+    this.say("busy", `Fetching the alarms of ${label}'s stay…`);
+    try {
+      const stay = await getDischargeStay(rid);
+      if (this.gone) return;
+      const alerts = stayAlerts(stay);
+      if (alerts === null) throw new Error("the gateway's answer holds no alarm events");
+      const at = typeof stay?.discharged_at_ms === "number" ? stay.discharged_at_ms : row.at_ms;
+      const name = alarmsCsvName(row.patient_id, at);
+      saveFile(new Blob([alarmsCsv(alerts)], { type: "text/csv;charset=utf-8" }), name);
+      this.eventCounts.set(rid, alerts.length);
+      this.say("ok", `Downloaded ${name}: ${alarmEventsText(alerts.length)} of ${label}'s stay.`);
+    } catch (err) {
+      if (this.gone) return;
+      if (err instanceof AuthError) this.actions.authFailed();
+      this.say("error", stayErrorText(err));
+    } finally {
+      this.fetching.delete(rid);
+      if (!this.gone) this.updateStayCell(rid);
+    }
   }
 }
