@@ -129,8 +129,8 @@ class NoDataWatch(Background):
         self.seen.pop(patient_id, None)
 
     async def seed(self) -> None:
-        """Watch the patients Redis lists (see the module docstring); once."""
-        self._seeded = True
+        """Watch the patients Redis lists (see the module docstring); once (again on the next
+        pass if Redis failed half way)."""
         for pid in await self.store.patients():
             if pid in self.seen or self.skip(pid):
                 continue
@@ -145,6 +145,7 @@ class NoDataWatch(Background):
                 self.seen[pid] = _Seen(after, after, fs_hz, self.clock(), seeded=True)
         if self.last_any is None:  # nothing received yet: silence counts from now
             self.last_any = self.clock()
+        self._seeded = True
         self._wake.set()
 
     async def _run(self) -> None:

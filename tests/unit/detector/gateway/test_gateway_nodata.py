@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -160,3 +161,28 @@ async def test_one_watched_bed_that_stops_is_that_bed_alarm() -> None:
     clock.t += 15.0
     await watch.step()
     assert [a.alarm_id for a in store.written] == ["a:no_data:90"] and not watch.silent
+
+
+async def test_seeding_is_tried_again_when_redis_failed() -> None:
+    from stream.errors import ServiceUnavailable
+
+    class _Flaky(_Redis):
+        calls = 0
+
+        async def patients(self) -> list[str]:
+            self.calls += 1
+            if self.calls == 1:
+                raise ServiceUnavailable("redis unavailable for patients")
+            return await super().patients()
+
+    store = _Flaky([], {"p1": {b"sample": b"360", b"fs_hz": b"360.0"}})
+    watch = NoDataWatch(store, 15.0, CollectorRegistry(), clock=_Clock())  # type: ignore[arg-type]
+    watch._wake.set()
+    task = asyncio.create_task(watch._run())
+    try:
+        async with asyncio.timeout(5):
+            while "p1" not in watch.seen:  # noqa: ASYNC110 - the watch's own 1 s retry loop
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert store.calls == 2
