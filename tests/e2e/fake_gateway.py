@@ -243,6 +243,15 @@ def check_settings(body: Any) -> tuple[int, dict[str, Any]]:
 INFO_LIMITS = {"bed": 16, "name": 100, "note": 200}
 
 
+def _json_body(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
+    """A request body as FastAPI reads it: the JSON value, or FastAPI's 422 detail when it is none."""
+    try:
+        return json.loads(raw or b"null"), None
+    except json.JSONDecodeError as exc:
+        return None, {"detail": [{"loc": ["body"], "msg": f"JSON decode error: {exc}",
+                                  "type": "json_invalid"}]}
+
+
 def _info_problems(body: Any) -> list[dict[str, Any]]:
     """FastAPI's own 422 `detail` for PatientInfoBody: user 1-100 characters, the others <= limit."""
     if not isinstance(body, dict):
@@ -536,11 +545,9 @@ class FakeGateway:
         return {**empty, **self.info.get(pid, {})}
 
     def post_info(self, pid: str, raw: bytes) -> tuple[int, dict[str, Any]]:
-        try:
-            body = json.loads(raw or b"null")
-        except json.JSONDecodeError as exc:
-            problem = {"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}
-            return 422, {"detail": [problem]}
+        body, invalid = _json_body(raw)
+        if invalid is not None:
+            return 422, invalid
         if problems := _info_problems(body):  # FastAPI checks the body before the route runs
             return 422, {"detail": problems}
         if pid not in self.patients:
@@ -556,11 +563,9 @@ class FakeGateway:
     # -- discharge --
     def post_discharge(self, pid: str, raw: bytes) -> tuple[int, dict[str, Any]]:
         """As the gateway's: FastAPI checks the body (422), then 404, 422 for a blank user, 503."""
-        try:
-            body = json.loads(raw or b"null")
-        except json.JSONDecodeError as exc:
-            problem = {"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}
-            return 422, {"detail": [problem]}
+        body, invalid = _json_body(raw)
+        if invalid is not None:
+            return 422, invalid
         user = body.get("user") if isinstance(body, dict) else None
         if not isinstance(user, str) or not 1 <= len(user) <= 100:
             missing = not isinstance(body, dict) or "user" not in body
@@ -703,11 +708,9 @@ class FakeGateway:
     def post_settings(self, pid: str, raw: bytes) -> tuple[int, dict[str, Any]]:
         if pid not in self.patients:
             return 404, {"error": "unknown patient"}
-        try:
-            body = json.loads(raw or b"null")
-        except json.JSONDecodeError as exc:
-            problem = {"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}
-            return 422, {"detail": [problem]}
+        body, invalid = _json_body(raw)
+        if invalid is not None:
+            return 422, invalid
         status, checked = check_settings(body)
         if status:
             return status, checked
